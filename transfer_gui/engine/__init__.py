@@ -1,0 +1,1 @@
+"""The training engine: pure Python and torch. Never imports Qt."""

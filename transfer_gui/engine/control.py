@@ -1,0 +1,48 @@
+"""Run control shared between a front end and the training thread.
+
+The front end calls these methods directly from its own thread (a queued signal would never
+reach a thread busy inside ``fit``); the loop polls them between batches.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when a stop was asked for; caught by the trainer."""
+
+
+class RunControl:
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()  # set = not paused
+        self._running.set()
+
+    # --- called by the front end -------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused loop so it can see the stop
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    # --- called by the loop -----------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Block while paused; raise StopRequested if a stop was asked for."""
+        while not self._running.wait(timeout=0.1):
+            if self._stop.is_set():
+                break
+        if self._stop.is_set():
+            raise StopRequested()

@@ -1,0 +1,74 @@
+"""Optimizer parameter groups: one per layer group with its own learning rate, each split into
+a weight-decay part and a no-decay part (norm layers and biases)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from transfer_gui.engine.surgery import LayerGroup
+
+
+def group_lrs(groups: list[LayerGroup], head_lr: float, decay: float = 1.0,
+              explicit: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Discriminative rates: the head gets ``head_lr``, the group k places below it
+    ``head_lr * decay**k``; explicit per-group values win."""
+    explicit = dict(explicit or {})
+    n = len(groups)
+    out = {}
+    for i, g in enumerate(groups):
+        out[g.name] = explicit.get(g.name, head_lr * decay ** (n - 1 - i))
+    return out
+
+
+def _no_decay(name: str, p: torch.Tensor, norm_params: set[str]) -> bool:
+    return p.ndim <= 1 or name.endswith(".bias") or name in norm_params
+
+
+def param_groups(model: nn.Module, groups: list[LayerGroup], lrs: Mapping[str, float],
+                 weight_decay: float) -> list[dict]:
+    norm_params = {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules()
+                   if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm))
+                   for pn, _ in m.named_parameters(recurse=False)}
+    named = dict(model.named_parameters())
+    out = []
+    for g in groups:
+        decay = [named[p] for p in g.params if not _no_decay(p, named[p], norm_params)]
+        no_decay = [named[p] for p in g.params if _no_decay(p, named[p], norm_params)]
+        for params, wd, kind in ((decay, weight_decay, "decay"), (no_decay, 0.0, "no_decay")):
+            if params:
+                out.append({"params": params, "lr": lrs[g.name], "base_lr": lrs[g.name],
+                            "weight_decay": wd, "group_name": g.name, "kind": kind,
+                            "param_names": [p for p in g.params if any(named[p] is q for q in params)]})
+    return out
+
+
+def make_optimizer(model: nn.Module, groups: list[LayerGroup], lrs: Mapping[str, float], optim_cfg) -> torch.optim.Optimizer:
+    pgs = param_groups(model, groups, lrs, optim_cfg.weight_decay)
+    if optim_cfg.name == "sgd":
+        return torch.optim.SGD(pgs, lr=max(lrs.values()), momentum=optim_cfg.momentum,
+                               nesterov=optim_cfg.nesterov and optim_cfg.momentum > 0)
+    return torch.optim.AdamW(pgs, lr=max(lrs.values()))
+
+
+def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Apply the schedule's factor to every group's own base rate (one place, like timm)."""
+    for pg in optimizer.param_groups:
+        pg["lr"] = pg["base_lr"] * factor
+
+
+def current_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pg in optimizer.param_groups:
+        out.setdefault(pg["group_name"], float(pg["lr"]))
+    return out
+
+
+def describe(optimizer: torch.optim.Optimizer) -> str:
+    lines = []
+    for pg in optimizer.param_groups:
+        lines.append(f"{pg['group_name']:<24} {pg['kind']:<9} lr={pg['base_lr']:.2e} wd={pg['weight_decay']:.1e} "
+                     f"params={sum(p.numel() for p in pg['params']):,}")
+    return "\n".join(lines)

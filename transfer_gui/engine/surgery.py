@@ -1,0 +1,202 @@
+"""Model surgery: replace the classifier for new classes, and split a network into ordered,
+named layer groups that can be frozen or given their own learning rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Containers whose children are the natural stages of a network (torchvision and timm names).
+_EXPAND = {"features", "blocks", "stages", "layers", "trunk_output", "encoder"}
+_SMALL_FRACTION = 0.001  # groups smaller than this share of the backbone merge into a neighbour
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    name: str
+    modules: tuple[str, ...]  # module paths that belong to the group
+    params: tuple[str, ...]  # full parameter names
+    num_params: int
+
+    @property
+    def is_head(self) -> bool:
+        return self.name == "head"
+
+
+def _get(model: nn.Module, path: str) -> nn.Module:
+    return model.get_submodule(path) if path else model
+
+
+def _set(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, leaf = path.rpartition(".")
+    parent = _get(model, parent_path)
+    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and leaf.isdigit():
+        parent[int(leaf)] = module
+    else:
+        setattr(parent, leaf, module)
+
+
+def find_head(model: nn.Module) -> str:
+    """Path of the final classification layer."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(cfg, dict) and cfg.get("classifier"):
+        path = cfg["classifier"]
+        try:
+            if isinstance(_get(model, path), (nn.Linear, nn.Conv2d)):
+                return path
+        except AttributeError:
+            pass
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and not name.startswith(("aux", "AuxLogits")):
+            last = name
+    if last is None:
+        # SqueezeNet-style: a 1x1 convolution produces the class scores.
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and "classifier" in name:
+                last = name
+    if last is None:
+        raise ValueError(f"cannot find the classifier layer of {type(model).__name__}")
+    return last
+
+
+def num_outputs(model: nn.Module, head_path: str) -> int:
+    head = _get(model, head_path)
+    return head.out_features if isinstance(head, nn.Linear) else head.out_channels
+
+
+def replace_head(model: nn.Module, num_classes: int, head_path: str | None = None) -> str:
+    """Replace the classifier with a new, freshly initialised layer for ``num_classes``."""
+    head_path = head_path or find_head(model)
+    old = _get(model, head_path)
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    elif isinstance(old, nn.Conv2d):
+        new = nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size)
+    else:
+        raise ValueError(f"unsupported classifier layer {type(old).__name__} at {head_path}")
+    new = new.to(device=next(old.parameters()).device, dtype=next(old.parameters()).dtype)
+    _set(model, head_path, new)
+    if hasattr(model, "num_classes"):
+        try:
+            model.num_classes = num_classes
+        except AttributeError:
+            pass
+    return head_path
+
+
+def _param_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def split_groups(model: nn.Module, head_path: str) -> list[LayerGroup]:
+    """Ordered layer groups from input to head; every parameter is in exactly one group.
+
+    Top-level children are the groups, with known stage containers (``features``, ``blocks``,
+    ``layers``...) opened up into their children. Parameters owned directly by a container
+    (ViT's class token, position embedding) join the first group. Tiny leading groups merge
+    into a ``stem``; tiny groups later on merge into the group before them. The head is the
+    replaced classifier alone; other layers in the head's container form their own group.
+    """
+    head_top = head_path.split(".")[0]
+    units: list[tuple[str, list[str]]] = []  # (name, module paths)
+    loose: list[str] = []  # parameter names owned directly by containers
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for pname, _ in module.named_parameters(recurse=False):
+            loose.append(prefix + pname)
+        for name, child in module.named_children():
+            path = prefix + name
+            if path == head_path:
+                continue
+            if _param_count(child) == 0:
+                continue
+            if head_path.startswith(path + "."):
+                visit(child, path + ".")
+                continue
+            if name in _EXPAND and len(list(child.children())) > 1:
+                visit(child, path + ".")
+            else:
+                units.append((path, [path]))
+
+    visit(model, "")
+    head_top_units = [u for u in units if u[0].split(".")[0] == head_top and head_top != head_path]
+    body = [u for u in units if u not in head_top_units]
+    sizes = {path: _param_count(_get(model, path)) for path, _ in units}
+    backbone_total = max(1, sum(sizes.values()))
+
+    merged: list[tuple[str, list[str], int]] = []
+    in_stem = True
+    for name, mods in body:
+        n = sizes[name]
+        tiny = n < _SMALL_FRACTION * backbone_total
+        leaf = len(list(_get(model, name).children())) == 0
+        if in_stem and (tiny or leaf):
+            if merged:
+                merged[-1] = ("stem", merged[-1][1] + mods, merged[-1][2] + n)
+            else:
+                merged.append(("stem", mods, n))
+            continue
+        in_stem = False
+        if merged and tiny:
+            prev_name, prev_mods, prev_n = merged[-1]
+            merged[-1] = (prev_name, prev_mods + mods, prev_n + n)
+        else:
+            merged.append((name, mods, n))
+    if head_top_units:
+        mods = [m for _, ms in head_top_units for m in ms]
+        merged.append((head_top if head_top != "head" else "pre_head", mods, sum(sizes[m] for m in mods)))
+
+    groups: list[LayerGroup] = []
+    named = dict(model.named_parameters())
+    for i, (name, mods, _n) in enumerate(merged):
+        params = [p for m in mods for p, _ in _get(model, m).named_parameters(prefix=m)]
+        if i == 0:
+            params = loose + params
+        groups.append(LayerGroup(name, tuple(mods), tuple(params), sum(named[p].numel() for p in params)))
+    head_params = tuple(p for p, _ in _get(model, head_path).named_parameters(prefix=head_path))
+    groups.append(LayerGroup("head", (head_path,), head_params, sum(named[p].numel() for p in head_params)))
+    return groups
+
+
+def group_of_param(groups: list[LayerGroup]) -> dict[str, str]:
+    return {p: g.name for g in groups for p in g.params}
+
+
+def backbone_and_head(model: nn.Module, head_path: str) -> tuple[nn.Module, nn.Module]:
+    """Split into (everything up to the head, the head) so that
+    ``head(backbone(x)) == model(x)``. The backbone is the model with its head swapped for
+    an identity; it shares weights with ``model``."""
+    import copy
+
+    head = _get(model, head_path)
+    backbone = copy.copy(model)  # shallow: shares every parameter and submodule
+    backbone._modules = dict(model._modules)  # type: ignore[assignment]
+    _swap_identity(backbone, head_path)
+    return backbone, head
+
+
+def _swap_identity(model: nn.Module, path: str) -> None:
+    """Replace ``path`` by nn.Identity in ``model``, copying only the containers on the way."""
+    import copy
+
+    parts = path.split(".")
+    node = model
+    for part in parts[:-1]:
+        child = node._modules[part]
+        child_copy = copy.copy(child)
+        child_copy._modules = dict(child._modules)  # type: ignore[assignment]
+        node._modules[part] = child_copy
+        node = child_copy
+    node._modules[parts[-1]] = nn.Identity()
+
+
+@torch.no_grad()
+def describe_groups(groups: list[LayerGroup]) -> str:
+    lines = [f"{'group':<24}{'params':>14}  modules"]
+    for g in groups:
+        mods = ", ".join(g.modules[:4]) + (" ..." if len(g.modules) > 4 else "")
+        lines.append(f"{g.name:<24}{g.num_params:>14,}  {mods}")
+    return "\n".join(lines)
