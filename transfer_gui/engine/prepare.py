@@ -1,0 +1,190 @@
+"""Everything a run needs before its first step: device, data, model, groups, freezing,
+learning rates, caches. Shared by the trainer and the LR finder."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from transfer_gui.config import RunConfig
+from transfer_gui.engine import data as data_mod
+from transfer_gui.engine import features as feat_mod
+from transfer_gui.engine.catalog import BuiltModel, build_model
+from transfer_gui.engine.control import RunControl
+from transfer_gui.engine.events import PhaseChanged, Progress, Warning
+from transfer_gui.engine.freezing import GroupError, apply_freeze, check_group_names, resolve_frozen
+from transfer_gui.engine.optim import group_lrs
+from transfer_gui.engine.preprocess import (augment_is_random, eval_from_resized, train_from_resized)
+from transfer_gui.engine.surgery import LayerGroup, backbone_and_head, split_groups
+
+Emit = Callable[[object], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GroupError("train.device: CUDA was asked for but no CUDA device is available; use 'auto' or 'cpu'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise GroupError("train.device: MPS was asked for but is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype or None for fp32, label)."""
+    if device.type != "cuda":
+        return None, "fp32"
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"fp32": (None, "fp32"), "bf16": (torch.bfloat16, "bf16"), "fp16": (torch.float16, "fp16")}[precision]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Prepared:
+    cfg: RunConfig
+    device: torch.device
+    autocast: torch.dtype | None
+    precision: str
+    split: data_mod.Split
+    built: BuiltModel
+    groups: list[LayerGroup]
+    frozen: set[str]
+    lrs: dict[str, float]
+    use_features: bool
+    module: nn.Module  # what the optimizer trains: the whole model, or its head on cached features
+    train_loader: DataLoader
+    val_loader: DataLoader
+    workers: int
+    notes: list[str] = field(default_factory=list)
+    feature_seconds: float = 0.0
+
+    @property
+    def model(self) -> nn.Module:
+        return self.built.model
+
+    @property
+    def train_groups(self) -> list[LayerGroup]:
+        return [g for g in self.groups if g.is_head] if self.use_features else self.groups
+
+
+def prepare(cfg: RunConfig, emit: Emit, control: RunControl) -> Prepared:
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    autocast, precision = resolve_precision(cfg.train.precision, device)
+
+    emit(PhaseChanged("prepare", "Scanning image folders"))
+    split = data_mod.build_split(cfg.data, cfg.train.seed,
+                                 progress=lambda n, msg: emit(Progress("scan", n, 0, msg)),
+                                 cancel=lambda: control.stop_requested)
+    for w in split.warnings:
+        emit(Warning(w))
+
+    emit(PhaseChanged("prepare", f"Loading model {cfg.model.name}"))
+    built = build_model(cfg.model.name, cfg.model.weights, num_classes=len(split.classes),
+                        progress=lambda d, t: emit(Progress("download", d, t, "Downloading weights")),
+                        cancel=lambda: control.stop_requested)
+    if built.classes and built.classes != split.classes:
+        emit(Warning("the weights file was trained on other classes; its head was replaced"))
+    built.preprocessing = built.preprocessing.at_size(cfg.data.image_size)
+    pre = built.preprocessing
+    model = built.model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    groups = split_groups(model, built.head_path)
+    frozen = resolve_frozen(groups, cfg.layers.frozen, cfg.layers.train_from)
+    check_group_names(groups, cfg.layers.lr.keys(), "layers.lr")
+    check_group_names(groups, cfg.layers.unfreeze_at.keys(), "layers.unfreeze_at")
+    if len(frozen) == len(groups) and not cfg.layers.unfreeze_at:
+        raise GroupError("layers.frozen: every layer group is frozen, so nothing would train; unfreeze at least the head")
+    apply_freeze(model, groups, frozen)
+    lrs = group_lrs(groups, cfg.layers.head_lr, cfg.layers.lr_decay, cfg.layers.lr)
+
+    notes: list[str] = []
+    budget = cfg.data.decode_cache_mb * 1024 * 1024
+    n_images = len(split.train) + len(split.val)
+    want_cache = data_mod.estimate_cache_bytes(n_images, pre) <= budget
+    train_cache = val_cache = None
+    if want_cache:
+        emit(PhaseChanged("prepare", f"Decoding {n_images:,} images once"))
+        t0 = time.perf_counter()
+        prog = lambda d, t: emit(Progress("decode", d, n_images, "Decoding images"))  # noqa: E731
+        train_cache = data_mod.DecodedCache(split.train, pre, progress=prog, cancel=lambda: control.stop_requested)
+        off = len(split.train)
+        val_cache = data_mod.DecodedCache(split.val, pre, progress=lambda d, t: prog(off + d, n_images),
+                                          cancel=lambda: control.stop_requested)
+        split.skipped += train_cache.failed + val_cache.failed
+        notes.append(f"decoded {n_images:,} images once in {time.perf_counter() - t0:.1f} s "
+                     f"({(train_cache.nbytes + val_cache.nbytes) / 2**20:.0f} MB in memory)")
+    else:
+        notes.append("images are decoded every epoch (more than data.decode_cache_mb)")
+    for s in (train_cache.failed if train_cache else []) + (val_cache.failed if val_cache else []):
+        emit(Warning(f"skipped {s.path}: {s.reason}"))
+
+    workers = data_mod.auto_workers(cfg.data.num_workers, device, want_cache)
+    pin = device.type == "cuda"
+    non_head = {g.name for g in groups if not g.is_head}
+    use_features = (cfg.train.feature_cache == "auto" and non_head <= frozen
+                    and not (set(cfg.layers.unfreeze_at) & non_head)
+                    and not augment_is_random(cfg.data.augment) and "head" not in frozen)
+    eval_tf = eval_from_resized(pre)
+    val_ds = data_mod.ImageDataset(split.val, eval_tf, pre, val_cache)
+    bs = cfg.train.batch_size
+    feature_seconds = 0.0
+    if use_features:
+        backbone, head = backbone_and_head(model, built.head_path)
+        feats = []
+        for name, samples, cache in (("training", split.train, train_cache), ("validation", split.val, val_cache)):
+            ds = data_mod.ImageDataset(samples, eval_tf, pre, cache)
+            loader = DataLoader(ds, batch_size=max(bs, 64), shuffle=False, num_workers=workers, pin_memory=pin)
+            key = feat_mod.cache_key(built.arch, cfg.model.weights, pre, [s.path for s in samples])
+            emit(PhaseChanged("features", f"Computing frozen features of {len(samples):,} {name} images once"))
+            fs, reused = feat_mod.get_or_compute(key, lambda: feat_mod.compute(
+                backbone, loader, device, autocast,
+                progress=lambda d, t, n=name: emit(Progress("features", d, t, f"Features of {n} images")),
+                check=control.checkpoint))
+            feature_seconds += 0.0 if reused else fs.seconds
+            feats.append(fs)
+        keep_tr = feats[0].labels >= 0
+        keep_va = feats[1].labels >= 0
+        gen = torch.Generator().manual_seed(cfg.train.seed)
+        train_loader = DataLoader(TensorDataset(feats[0].features[keep_tr], feats[0].labels[keep_tr],
+                                                torch.arange(len(split.train))[keep_tr]),
+                                  batch_size=bs, shuffle=True, generator=gen)
+        val_loader = DataLoader(TensorDataset(feats[1].features[keep_va], feats[1].labels[keep_va],
+                                              torch.arange(len(split.val))[keep_va]), batch_size=max(bs, 256))
+        module: nn.Module = head
+        notes.append(f"features computed once: {n_images:,} images, {feature_seconds:.1f} s; "
+                     f"only the head trains on them")
+    else:
+        train_ds = data_mod.ImageDataset(split.train, train_from_resized(pre, cfg.data.augment), pre, train_cache)
+        train_loader = data_mod.make_loader(train_ds, bs, True, cfg.train.seed, workers, pin,
+                                            weighted=cfg.data.weighted_sampler)
+        val_loader = data_mod.make_loader(val_ds, bs, False, cfg.train.seed, workers, pin)
+        module = model
+        if cfg.train.feature_cache == "auto":
+            why = ("random augmentation is on" if augment_is_random(cfg.data.augment)
+                   else "layers below the head train")
+            notes.append(f"no feature cache: {why}")
+    if use_features and cfg.data.weighted_sampler:
+        notes.append("weighted sampler is not used with the feature cache")
+    notes.append(f"device {device}, {precision}, {workers} loader workers, pin_memory={pin}")
+    return Prepared(cfg, device, autocast, precision, split, built, groups, frozen, lrs, use_features, module,
+                    train_loader, val_loader, workers, notes, feature_seconds)

@@ -1,0 +1,138 @@
+"""The run folder: what a run leaves behind, written atomically, and read back by the window.
+
+```
+RUN_DIR/
+  config.toml            the resolved config of the run
+  metrics.jsonl          one JSON object per finished epoch
+  checkpoints/last.pt    after every epoch (with optimizer state, to resume)
+  checkpoints/best.pt    the best epoch by the validation metric
+  skipped.json           files that were skipped, with the reason
+  val_predictions.json   the best model's prediction for every validation image
+  summary.json           how the run ended
+```
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transfer_gui import config as config_mod
+from transfer_gui.engine.atomic import atomic_write_bytes, atomic_write_text
+from transfer_gui.engine.catalog import CHECKPOINT_FORMAT
+
+CHECKPOINT_VERSION = 1
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=1))
+
+
+def save_checkpoint(path: Path, *, model: torch.nn.Module, arch: str, classes: list[str], preprocessing,
+                    head_path: str, metrics: dict, config_text: str, extra: dict | None = None) -> None:
+    blob = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": arch, "classes": list(classes),
+        "preprocessing": preprocessing.to_dict(), "head_path": head_path,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metrics": _jsonable(metrics), "config": config_text,
+    }
+    if extra:
+        blob.update(extra)
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint_file(path: Path) -> dict:
+    from transfer_gui.engine.catalog import ModelError
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:300]}") from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path} is not a transfer_gui checkpoint")
+    return blob
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(_jsonable(h)) + "\n" for h in history))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line can only come from outside; keep what is whole
+    return out
+
+
+@dataclass
+class RunRecord:
+    """Everything the Results page shows, read back from a run folder."""
+
+    run_dir: Path
+    config: Any
+    classes: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    predictions: list[dict] = field(default_factory=list)  # path, true, pred, confidence, top
+    skipped: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        for name in ("best.pt", "last.pt"):
+            p = self.run_dir / "checkpoints" / name
+            if p.is_file():
+                return p
+        return None
+
+    def confusion(self) -> list[list[int]]:
+        n = len(self.classes)
+        m = [[0] * n for _ in range(n)]
+        for p in self.predictions:
+            m[p["true"]][p["pred"]] += 1
+        return m
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.toml)")
+    cfg = config_mod.load(run_dir / "config.toml")
+
+    def read(name: str, default: Any) -> Any:
+        p = run_dir / name
+        if not p.is_file():
+            return default
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return default
+
+    preds = read("val_predictions.json", {})
+    return RunRecord(run_dir, cfg, classes=list(preds.get("classes", [])) or read("summary.json", {}).get("classes", []),
+                     history=read_metrics(run_dir / "metrics.jsonl"), predictions=list(preds.get("items", [])),
+                     skipped=read("skipped.json", []), summary=read("summary.json", {}))
