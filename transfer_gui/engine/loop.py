@@ -44,6 +44,7 @@ class RunResult:
     best_epoch: int = -1
     best_val_acc: float = float("nan")
     seconds: float = 0.0
+    bad_input: bool = False  # failed because of the config, data or weights the user gave
 
 
 def default_run_dir() -> Path:
@@ -76,6 +77,7 @@ class Trainer:
             result = self._result("failed", str(exc), run_dir, t0)
         except (ConfigError, GroupError, ModelError, ValueError, FileNotFoundError) as exc:
             result = self._result("failed", str(exc), run_dir, t0)
+            result.bad_input = True
         except Exception as exc:  # noqa: BLE001 - the front end shows a message, never a traceback
             if _is_oom(exc):
                 msg = (f"Out of memory on {getattr(self, 'device', 'the device')} with batch size "
@@ -127,6 +129,8 @@ class Trainer:
             resume_blob = rundir.load_checkpoint_file(last_path)
         config_mod.check_paths(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and (run_dir / "error.log").exists():
+            (run_dir / "error.log").unlink()
         config_text = config_mod.dumps(cfg)
         config_mod.save(cfg, run_dir / "config.toml")
 

@@ -1,0 +1,254 @@
+"""Robust image decoding: every file either becomes an RGB image or an ``ImageError``.
+
+Users point the app at folders they collected from anywhere, so decoding must survive empty
+files, truncated downloads, text files with an image extension, 16-bit scans, CMYK JPEGs,
+palette PNGs with transparency, phone photos with an EXIF rotation and decompression bombs.
+Whatever goes wrong is reported as :class:`ImageError` with a short reason a person can act
+on; no other exception escapes :func:`open_image` or :func:`probe_image`.
+
+Choices made here:
+
+* Tiny images (even 1x1) are accepted: they are valid images and the transforms resize them.
+  Only images with no pixels at all (0 wide or 0 high) are rejected.
+* The pixel limit :data:`MAX_PIXELS` is checked from the header *before* decoding, without
+  touching Pillow's global ``Image.MAX_IMAGE_PIXELS`` (if an application lowered that, the
+  lower limit wins). Pillow's own bomb warning/error is turned into ``ImageError`` too. ``warnings.catch_warnings`` changes process-global state
+  in Python 3.11, so it is held under a lock and only around the cheap header parse (decoding
+  runs in parallel threads); the header check would reject the image even without it.
+* Truncated files are reported, never padded with grey: ``LOAD_TRUNCATED_IMAGES`` is not set.
+* A PNG whose checksum is wrong but whose compressed data still decodes is accepted, like
+  browsers do; corrupt compressed data is rejected.
+* Transparent pixels are composited on white. ICC profiles are not applied.
+* High bit depths are scaled, not clipped: 16-bit 65535 becomes 255 and 32768 becomes 128.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+import warnings
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+#: Largest accepted image, in pixels (Pillow's default ``MAX_IMAGE_PIXELS``, about 9459x9459).
+MAX_PIXELS = 89_478_485
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_WARNINGS_LOCK = threading.Lock()  # catch_warnings is not thread-safe before Python 3.14
+
+
+class ImageError(Exception):
+    """A file that cannot be used as an image; ``reason`` is short and human."""
+
+    def __init__(self, path: PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keep pickling (DataLoader workers) working with two arguments
+        return (type(self), (self.path, self.reason))
+
+
+def _pixel_limit() -> int:
+    """MAX_PIXELS, or Pillow's global limit if an application lowered it further."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    return min(MAX_PIXELS, int(pillow)) if pillow else MAX_PIXELS
+
+
+def _too_large(width: int, height: int) -> str:
+    return f"image too large: {width}x{height} pixels (limit {_pixel_limit()} pixels)"
+
+
+def _bomb_reason(exc: BaseException) -> str:
+    """Reason for Pillow's own decompression-bomb error (its message has only the count)."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    count = f"{match.group(1)} pixels" if match else "too many pixels"
+    return f"image too large: {count} (limit {_pixel_limit()} pixels)"
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:80]
+
+
+def _stat_reason(path: PathLike) -> str | None:
+    """Cheap checks before opening: existence, kind and size of the file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "file not found"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or _detail(exc)})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _open_file(path: PathLike) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not a file") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file ({exc.strerror or _detail(exc)})") from None
+
+
+def _open_header(fh: BinaryIO, path: PathLike) -> Image.Image:
+    """Identify the format and read the header only; check the size against MAX_PIXELS."""
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its limit; the size check below turns that case
+            # into an ImageError that names the dimensions. Above 2x Pillow raises instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fh)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(path, _bomb_reason(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image (unrecognised format)") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied") from None
+    except MemoryError:
+        raise ImageError(path, "not enough memory to read the image header") from None
+    except Exception as exc:  # any parser failure on a damaged header
+        raise ImageError(path, f"corrupt image header ({_detail(exc)})") from None
+    width, height = im.size
+    reason = None
+    if width <= 0 or height <= 0:
+        reason = f"image has no pixels ({width}x{height})"
+    elif width * height > _pixel_limit():
+        reason = _too_large(width, height)
+    if reason is not None:
+        im.close()
+        raise ImageError(path, reason)
+    return im
+
+
+def probe_image(path: PathLike) -> str | None:
+    """Header-only check for folder scans: the reason the file is unusable, or ``None``.
+
+    Reads a few bytes per file (no pixel decoding), so damage inside the pixel data is only
+    found by :func:`open_image`.
+    """
+    reason = _stat_reason(path)
+    if reason is not None:
+        return reason
+    try:
+        with _open_file(path) as fh:
+            _open_header(fh, path).close()
+    except ImageError as exc:
+        return exc.reason
+    except Exception as exc:  # pragma: no cover - belt and braces
+        return f"cannot read file ({_detail(exc)})"
+    return None
+
+
+def open_image(path: PathLike) -> Image.Image:
+    """Fully decode ``path`` into an upright 8-bit RGB image, or raise :class:`ImageError`.
+
+    Animated images give their first frame. The returned image owns its pixels; the file is
+    closed before returning.
+    """
+    reason = _stat_reason(path)
+    if reason is not None:
+        raise ImageError(path, reason)
+    with _open_file(path) as fh:
+        im = _open_header(fh, path)
+        try:
+            im.load()  # the size was checked from the header; frames cannot exceed it much
+        except Image.DecompressionBombError as exc:
+            raise ImageError(path, _bomb_reason(exc)) from None
+        except MemoryError:
+            raise ImageError(path, "not enough memory to decode the image") from None
+        except Exception as exc:  # OSError, SyntaxError, ValueError, zlib.error, ...
+            raise ImageError(path, f"truncated or corrupt image data ({_detail(exc)})") from None
+        upright = im
+        try:
+            upright = _upright(im)
+            rgb = to_rgb(upright)
+        except ImageError as exc:
+            raise ImageError(path, exc.reason) from None
+        except MemoryError:
+            raise ImageError(path, "not enough memory to convert the image") from None
+        except Exception as exc:
+            raise ImageError(path, f"cannot convert image ({_detail(exc)})") from None
+        finally:
+            upright.close()
+            im.close()
+    return rgb
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; damaged EXIF data leaves the image as stored."""
+    try:
+        rotated = ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+    return rotated if rotated is not None else im
+
+
+def _scale_to_uint8(values: np.ndarray, full_scale: float) -> np.ndarray:
+    """Map 0..full_scale to 0..255 with rounding (e.g. 65535 -> 255, 32768 -> 128)."""
+    scaled = np.clip(values.astype(np.float64), 0.0, full_scale) * (255.0 / full_scale)
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def _wide_gray_to_l(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer or float greyscale to 8-bit "L", scaling rather than clipping.
+
+    ``I;16*`` modes are scaled from 0..65535. For ``I`` the smallest of 8/16-bit ranges that
+    holds the data is assumed; ``F`` in 0..1 is scaled by 255, in 0..255 kept; anything
+    else (negative or larger values) is stretched from its minimum to its maximum.
+    """
+    values = np.asarray(im)
+    if im.mode in _SIXTEEN_BIT_MODES:
+        return Image.fromarray(_scale_to_uint8(values, 65535.0))
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if im.mode == "F" and low >= 0.0 and high <= 1.0:
+        return Image.fromarray(_scale_to_uint8(values, 1.0))
+    if low >= 0.0 and high <= 255.0:
+        return Image.fromarray(_scale_to_uint8(values, 255.0))
+    if im.mode == "I" and low >= 0.0 and high <= 65535.0:
+        return Image.fromarray(_scale_to_uint8(values, 65535.0))
+    span = high - low if high > low else 1.0
+    return Image.fromarray(_scale_to_uint8(values - low, span))
+
+
+def _flatten_on_white(rgba: Image.Image) -> Image.Image:
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit ``RGB`` (a new image)."""
+    mode = im.mode
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        return _wide_gray_to_l(im).convert("RGB")
+    if mode in _ALPHA_MODES:  # includes premultiplied RGBa/La, which convert() un-premultiplies
+        return _flatten_on_white(im.convert("RGBA"))
+    if "transparency" in im.info and mode in ("P", "L", "RGB", "1"):
+        return _flatten_on_white(im.convert("RGBA"))
+    if mode == "RGB":
+        return im.copy()
+    try:
+        return im.convert("RGB")  # "1", "L", "P", "CMYK", "YCbCr", "HSV", ...
+    except ValueError:
+        raise ImageError("", f"unsupported colour mode {mode}") from None

@@ -1,0 +1,110 @@
+"""Learning-rate finder: raise the learning rate exponentially over a few hundred batches,
+record the loss, suggest a rate where the loss falls fastest. The model's weights and the
+optimizer are restored afterwards, so the sweep leaves no trace."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from transfer_gui.config import RunConfig
+from transfer_gui.engine.control import RunControl, StopRequested
+from transfer_gui.engine.events import PhaseChanged, Progress
+from transfer_gui.engine.freezing import set_train_mode
+from transfer_gui.engine.optim import make_optimizer
+from transfer_gui.engine.prepare import Prepared, prepare
+
+
+@dataclass(frozen=True)
+class LRFindResult:
+    lrs: list[float]
+    losses: list[float]  # smoothed
+    suggestion: float
+    stopped_early: bool  # the loss diverged before end_lr
+
+
+def suggest(lrs: list[float], losses: list[float]) -> float:
+    """The rate where the smoothed loss falls fastest (steepest negative slope in log-lr),
+    ignoring the first and last few points, which are noisy."""
+    if len(lrs) < 5:
+        return lrs[len(lrs) // 2] if lrs else 1e-3
+    lo, hi = max(1, len(lrs) // 10), max(2, len(lrs) - len(lrs) // 10)
+    best, best_i = math.inf, lo
+    for i in range(lo, hi):
+        slope = (losses[i + 1] - losses[i - 1]) / (math.log10(lrs[i + 1]) - math.log10(lrs[i - 1]))
+        if slope < best:
+            best, best_i = slope, i
+    return lrs[best_i]
+
+
+def sweep(p: Prepared, steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0, smooth: float = 0.9,
+          diverge: float = 4.0, emit: Callable[[object], None] = lambda e: None,
+          control: RunControl | None = None) -> LRFindResult:
+    """Run the sweep on a prepared run. Every group keeps its ratio to the head's rate."""
+    control = control or RunControl()
+    saved = copy.deepcopy(p.model.state_dict())
+    opt = make_optimizer(p.model, p.train_groups, p.lrs, p.cfg.optim)
+    head_lr = p.lrs["head"]
+    ratio = {pg["group_name"]: pg["base_lr"] / head_lr for pg in opt.param_groups}
+    criterion = nn.CrossEntropyLoss()
+    if p.use_features:
+        p.module.train()
+    else:
+        set_train_mode(p.model, p.groups, p.frozen, p.cfg.layers.train_bn)
+    lrs: list[float] = []
+    losses: list[float] = []
+    avg, best = 0.0, math.inf
+    stopped_early = False
+    mult = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    it = iter(p.train_loader)
+    try:
+        for k in range(steps):
+            control.checkpoint()
+            try:
+                x, y, _ = next(it)
+            except StopIteration:
+                it = iter(p.train_loader)
+                x, y, _ = next(it)
+            keep = torch.as_tensor(y) >= 0
+            x, y = x[keep].to(p.device), torch.as_tensor(y)[keep].to(p.device)
+            lr = start_lr * mult**k
+            for pg in opt.param_groups:
+                pg["lr"] = lr * ratio[pg["group_name"]]
+            with torch.autocast(p.device.type, dtype=p.autocast, enabled=p.autocast is not None):
+                loss = criterion(p.module(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            avg = smooth * avg + (1 - smooth) * value
+            smoothed = avg / (1 - smooth ** (k + 1))
+            lrs.append(lr)
+            losses.append(smoothed)
+            emit(Progress("lr_find", k + 1, steps, f"lr {lr:.1e}: loss {smoothed:.3f}"))
+            best = min(best, smoothed)
+            if not math.isfinite(smoothed) or (k > 10 and smoothed > diverge * best):
+                stopped_early = True
+                break
+    finally:
+        p.model.load_state_dict(saved)
+    finite = [(a, b) for a, b in zip(lrs, losses) if math.isfinite(b)]
+    lrs, losses = [a for a, _ in finite], [b for _, b in finite]
+    return LRFindResult(lrs, losses, suggest(lrs, losses), stopped_early)
+
+
+def lr_find(cfg: RunConfig, on_event: Callable[[object], None] | None = None, control: RunControl | None = None,
+            steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0) -> LRFindResult:
+    """Prepare the run exactly as training would (same freezing, caches) and sweep."""
+    emit = on_event or (lambda e: None)
+    control = control or RunControl()
+    p = prepare(cfg, emit, control)
+    emit(PhaseChanged("lr_find", f"Sweeping the learning rate from {start_lr:g} to {end_lr:g}"))
+    return sweep(p, steps, start_lr, end_lr, emit=emit, control=control)
+
+
+__all__ = ["LRFindResult", "lr_find", "suggest", "sweep", "StopRequested"]
