@@ -35,13 +35,14 @@ def param_groups(model: nn.Module, groups: list[LayerGroup], lrs: Mapping[str, f
     named = dict(model.named_parameters())
     out = []
     for g in groups:
-        decay = [named[p] for p in g.params if not _no_decay(p, named[p], norm_params)]
-        no_decay = [named[p] for p in g.params if _no_decay(p, named[p], norm_params)]
-        for params, wd, kind in ((decay, weight_decay, "decay"), (no_decay, 0.0, "no_decay")):
-            if params:
-                out.append({"params": params, "lr": lrs[g.name], "base_lr": lrs[g.name],
-                            "weight_decay": wd, "group_name": g.name, "kind": kind,
-                            "param_names": [p for p in g.params if any(named[p] is q for q in params)]})
+        split: dict[bool, list[str]] = {False: [], True: []}
+        for name in g.params:
+            split[_no_decay(name, named[name], norm_params)].append(name)
+        for no_decay, wd, kind in ((False, weight_decay, "decay"), (True, 0.0, "no_decay")):
+            names = split[no_decay]
+            if names:
+                out.append({"params": [named[n] for n in names], "lr": lrs[g.name], "base_lr": lrs[g.name],
+                            "weight_decay": wd, "group_name": g.name, "kind": kind, "param_names": names})
     return out
 
 

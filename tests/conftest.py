@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny generated image folders that a network can actually learn."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+
+
+def make_class_folders(root: Path, per_class: int = 10, size: int = 40, classes=("red", "green", "blue"),
+                       seed: int = 0) -> Path:
+    """root/<class>/<i>.png: noisy images whose dominant colour is the class."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array(COLOURS.get(name, rng.integers(0, 255, 3)), dtype=np.float32)
+        for i in range(per_class):
+            noise = rng.normal(0, 30, (size, size, 3))
+            img = np.clip(base + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folders(tmp_path: Path) -> Path:
+    return make_class_folders(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_torch_home(tmp_path_factory, monkeypatch):
+    """Weights downloads in tests go to a private cache, never the user's."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+
+
+def tiny_config(data_dir: Path, out_dir: Path, **changes):
+    from transfer_gui.config import RunConfig
+
+    base = {"data.folders": [str(data_dir)], "output.dir": str(out_dir), "data.image_size": 32,
+            "data.augment.enabled": False, "train.epochs": 2, "train.batch_size": 8, "layers.train_from": "head",
+            "model.name": "resnet18", "model.weights": "none"}
+    base.update(changes)
+    return RunConfig().replace(**base)

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from transfer_gui import config as C
+from transfer_gui.config import ConfigError, RunConfig
+
+
+def test_round_trip_through_toml(tmp_path: Path):
+    cfg = RunConfig().replace(**{"data.folders": ["/a", "/b"], "layers.lr": {"stem": 1e-5, "head": 1e-3},
+                                 "layers.unfreeze_at": {"layer4": 2}, "train.epochs": 7,
+                                 "data.rename_classes": {"cat": "feline"}, "schedule.warmup_epochs": 0.5})
+    path = tmp_path / "run.toml"
+    C.save(cfg, path)
+    again = C.load(path)
+    assert again == cfg
+    assert again.data.folders == ("/a", "/b")
+    assert again.layers.lr["stem"] == 1e-5
+
+
+@pytest.mark.parametrize("text, field", [
+    ("[train]\nbatch_size = 0\n", "train.batch_size"),
+    ("[train]\nbatch_size = 'big'\n", "train.batch_size"),
+    ("[layers]\nhead_lr = -0.1\n", "layers.head_lr"),
+    ("[layers.lr]\nstem = -1.0\n", "layers.lr.stem"),
+    ("[optim]\nname = 'adam'\n", "optim.name"),
+    ("[schedule]\nname = 'linear'\n", "schedule.name"),
+    ("[data]\nval_fraction = 1.5\n", "data.val_fraction"),
+    ("[data.augment]\nhflip = 'yes'\n", "data.augment.hflip"),
+    ("[train]\ndevice = 'tpu'\n", "train.device"),
+])
+def test_bad_values_name_the_field(text, field):
+    with pytest.raises(ConfigError) as info:
+        C.loads(text, "p.toml")
+    assert field in str(info.value)
+    assert "p.toml" in str(info.value)
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match=r"layers\.frezen: unknown key \(did you mean 'frozen'\?\)"):
+        C.loads("[layers]\nfrezen = ['stem']\n")
+    with pytest.raises(ConfigError, match="traning"):
+        C.loads("[traning]\nepochs = 3\n")
+
+
+def test_invalid_toml_names_the_file():
+    with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
+        C.loads("[train\nepochs=", "broken.toml")
+
+
+def test_overrides_parse_toml_values():
+    cfg = C.apply_overrides(RunConfig(), ["train.epochs=3", "layers.head_lr=3e-4", "model.name=resnet18",
+                                          "layers.frozen=['stem','layer1']", "data.augment.enabled=false"])
+    assert cfg.train.epochs == 3 and cfg.layers.head_lr == 3e-4 and cfg.model.name == "resnet18"
+    assert cfg.layers.frozen == ("stem", "layer1") and cfg.data.augment.enabled is False
+    with pytest.raises(ConfigError, match="train.epochs"):
+        C.apply_overrides(RunConfig(), ["train.epochs=-1"])
+    with pytest.raises(ConfigError, match="nosuch"):
+        C.apply_overrides(RunConfig(), ["nosuch.key=1"])
+
+
+def test_check_paths_names_missing_folder(tmp_path: Path):
+    cfg = RunConfig().replace(**{"data.folders": [str(tmp_path), str(tmp_path / "missing")]})
+    with pytest.raises(ConfigError, match=r"data\.folders\[1\]: folder does not exist"):
+        C.check_paths(cfg)
+    with pytest.raises(ConfigError, match="data.folders"):
+        C.check_paths(RunConfig())
+    cfg = RunConfig().replace(**{"data.folders": [str(tmp_path)], "model.weights": str(tmp_path / "w.pth")})
+    with pytest.raises(ConfigError, match="model.weights"):
+        C.check_paths(cfg)

@@ -1,0 +1,261 @@
+"""Exports round-trip through Predictor; failed exports leave nothing behind; unsafe files are refused."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from transfer_gui.engine import predict as predict_mod
+from transfer_gui.engine.catalog import CHECKPOINT_FORMAT, ModelError, build_model
+from transfer_gui.engine.export import (FORMATS, SUFFIXES, ExportError, export_model, find_checkpoint,
+                                        load_checkpoint)
+from transfer_gui.engine.predict import Predictor
+from transfer_gui.engine.preprocess import Preprocessing, eval_transform
+
+CLASSES = ["ant", "bee", "cat"]
+TINY_PRE = Preprocessing(64, 72, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear")
+
+
+def _checkpoint(model: torch.nn.Module, arch: str, classes: list[str], pre: Preprocessing, head_path: str,
+                with_training_state: bool = True) -> dict:
+    ck = {"format": CHECKPOINT_FORMAT, "version": 1, "arch": arch, "classes": classes,
+          "preprocessing": pre.to_dict(), "head_path": head_path,
+          "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+          "metrics": {"val_acc": 0.93, "epoch": 4}, "config": "[model]\nname = \"x\"\n"}
+    if with_training_state:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        ck.update(optimizer=opt.state_dict(), epoch=4, rng=torch.get_rng_state())
+    return ck
+
+
+def _torch_logits(model: torch.nn.Module, pre: Preprocessing, paths: list[Path]) -> np.ndarray:
+    tf = eval_transform(pre)
+    batch = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths])
+    with torch.inference_mode():
+        return model.eval()(batch).numpy()
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for name in ("chelsea", "coffee", "astronaut"):
+        path = folder / f"{name}.jpg"
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A run folder with a real resnet18 checkpoint (3 classes, 64 px) and the model itself."""
+    torch.manual_seed(0)
+    built = build_model("resnet18", "none", num_classes=len(CLASSES))
+    run = tmp_path_factory.mktemp("run")
+    (run / "checkpoints").mkdir()
+    torch.save(_checkpoint(built.model, "resnet18", CLASSES, TINY_PRE, built.head_path),
+               run / "checkpoints" / "best.pt")
+    return run, built.model.eval()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_round_trips(fmt, tiny, photos, tmp_path):
+    run, model = tiny
+    out = tmp_path / f"model{SUFFIXES[fmt]}"
+    report = export_model(run, fmt, out, parity_images=photos)
+    assert report.path == str(out) and report.format == fmt and report.bytes == out.stat().st_size
+    assert report.parity_images == 3 and report.parity_max_abs_diff <= 1e-4 and report.parity_top1_agree == 1.0
+    assert _no_temp_files(tmp_path)
+
+    pred = Predictor.load(out)
+    assert (pred.format, pred.arch, pred.classes, pred.preprocessing) == (fmt, "resnet18", CLASSES, TINY_PRE)
+    expected = _softmax(_torch_logits(model, TINY_PRE, photos))
+    got = pred.predict(photos, top_k=10)
+    for row, exp in zip(got, expected):
+        assert len(row) == len(CLASSES) and [p for _, p in row] == sorted((p for _, p in row), reverse=True)
+        assert row[0][0] == CLASSES[int(exp.argmax())]
+        assert np.allclose([p for _, p in sorted(row, key=lambda cp: CLASSES.index(cp[0]))], exp, atol=1e-5)
+    assert np.allclose(pred.logits([Image.open(photos[0])]), _torch_logits(model, TINY_PRE, photos[:1]),
+                       atol=1e-4)
+
+
+def test_metadata_inside_each_file(tiny, tmp_path):
+    run, _ = tiny
+    ck = export_model(run, "checkpoint", tmp_path / "m.pt")
+    blob = torch.load(ck.path, weights_only=True)
+    assert "optimizer" not in blob and "rng" not in blob and "epoch" not in blob
+    assert blob["classes"] == CLASSES and blob["metrics"]["val_acc"] == 0.93 and blob["config"]
+
+    from safetensors import safe_open
+
+    st = export_model(run, "safetensors", tmp_path / "m.safetensors")
+    with safe_open(st.path, framework="pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["classes"]) == CLASSES and meta["arch"] == "resnet18"
+    assert Preprocessing.from_dict(json.loads(meta["preprocessing"])) == TINY_PRE
+
+    import onnx
+
+    ox = export_model(run, "onnx", tmp_path / "m.onnx")
+    props = {p.key: p.value for p in onnx.load(ox.path).metadata_props}
+    assert json.loads(props["classes"]) == CLASSES
+    assert Preprocessing.from_dict(json.loads(props["preprocessing"])) == TINY_PRE
+    assert "synthetic" in ox.message and ox.parity_images >= 1 and ox.parity_max_abs_diff <= 1e-4
+    # the batch axis is dynamic: predict with a batch size the trace never saw
+    assert len(Predictor.load(ox.path).predict([Image.new("RGB", (90, 70))] * 5, batch_size=5)) == 5
+
+
+def test_efficientnet_lite0_pretrained_on_real_photos(photos, tmp_path):
+    import torchvision
+
+    names = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    built = build_model("efficientnet_lite0", "pretrained")
+    model, pre = built.model.eval(), built.preprocessing
+    src = tmp_path / "best.pt"
+    torch.save(_checkpoint(model, "efficientnet_lite0", names, pre, built.head_path, False), src)
+    expected = _torch_logits(model, pre, photos)
+    top1 = [names[i] for i in expected.argmax(1)]
+    assert top1[0] in {"tabby", "tiger cat", "Egyptian cat"} and top1[1] == "espresso"
+    for fmt in FORMATS:
+        report = export_model(src, fmt, tmp_path / "out", parity_images=photos)
+        assert report.path.endswith(SUFFIXES[fmt]) and report.parity_max_abs_diff <= 1e-4, report
+        print(f"efficientnet_lite0 {fmt}: max abs diff {report.parity_max_abs_diff:.3g}")
+        pred = Predictor.load(report.path)
+        assert pred.classes == names and pred.preprocessing == pre
+        got = pred.predict(photos, top_k=3)
+        assert [row[0][0] for row in got] == top1
+        assert np.allclose([row[0][1] for row in got], _softmax(expected).max(1), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_full_disk_keeps_previous_file(fmt, tiny, tmp_path, monkeypatch):
+    run, _ = tiny
+    out = tmp_path / f"model{SUFFIXES[fmt]}"
+    out.write_bytes(b"previous export")
+
+    def no_space(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(ExportError, match="No space left") as info:
+        export_model(run, fmt, out)
+    assert str(out) in str(info.value)
+    assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)
+
+
+def test_unwritable_location_is_a_clear_error(tiny, tmp_path):
+    run, _ = tiny
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="cannot write") as info:
+        export_model(run, "checkpoint", blocker / "model.pt")
+    assert str(blocker / "model.pt") in str(info.value)
+
+
+def test_parity_failure_writes_nothing(tiny, tmp_path, monkeypatch):
+    run, _ = tiny
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous export")
+    real = Predictor.logits_from_batch
+    monkeypatch.setattr(Predictor, "logits_from_batch", lambda self, b: real(self, b) + 2e-4)
+    with pytest.raises(ExportError, match="does not reproduce"):
+        export_model(run, "onnx", out)
+    assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)
+
+
+def test_onnx_falls_back_to_the_dynamo_exporter(tiny, tmp_path, monkeypatch):
+    run, _ = tiny
+    real = torch.onnx.export
+
+    def legacy_broken(*args, **kwargs):
+        if not kwargs.get("dynamo", True):
+            raise RuntimeError("legacy exporter unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", legacy_broken)
+    report = export_model(run, "onnx", tmp_path / "m.onnx")
+    assert "legacy exporter unavailable" in report.message and report.parity_max_abs_diff <= 1e-4
+    assert Predictor.load(report.path).classes == CLASSES
+
+
+def test_wrong_format_key_names_the_file(tiny, tmp_path):
+    run, model = tiny
+    bad = tmp_path / "other.pt"
+    ck = _checkpoint(model, "resnet18", CLASSES, TINY_PRE, "fc", False)
+    ck["format"] = "someone.else"
+    torch.save(ck, bad)
+    for call in (load_checkpoint, Predictor.load):
+        with pytest.raises(ModelError, match="not a transfer_gui checkpoint") as info:
+            call(bad)
+        assert str(bad) in str(info.value)
+    with pytest.raises(ExportError, match="other.pt"):
+        export_model(bad, "onnx", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    zipped, raw = tmp_path / "evil.pth", tmp_path / "evil_raw.pth"
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": _Payload(marker)}, zipped)
+    raw.write_bytes(pickle.dumps({"format": CHECKPOINT_FORMAT, "payload": _Payload(marker)}, protocol=2))
+    for path in (zipped, raw):
+        for call in (load_checkpoint, Predictor.load):
+            with pytest.raises(ModelError, match="refused") as info:
+                call(path)
+            assert str(path) in str(info.value)
+    assert not marker.exists()
+    control = tmp_path / "control"  # the payload is real: a plain unpickler does run it
+    pickle.loads(pickle.dumps(_Payload(control)))
+    assert control.exists()
+
+
+def test_run_folder_and_predict_paths(tiny, photos, tmp_path):
+    run, model = tiny
+    assert find_checkpoint(run) == run / "checkpoints" / "best.pt"
+    with pytest.raises(ModelError, match=str(tmp_path)):
+        find_checkpoint(tmp_path)
+    folder = tmp_path / "imgs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    for p in photos[:2]:
+        (folder / "nested" / p.name).write_bytes(p.read_bytes())
+    (folder / ".hidden" / "x.jpg").write_bytes(photos[0].read_bytes())
+    (folder / "broken.jpg").write_text("not an image")
+    (folder / "notes.txt").write_text("skip me")
+    pred = Predictor.load(run)
+    assert pred.format == "checkpoint"
+    results = pred.predict_paths([folder, photos[2], tmp_path / "missing.png"], top_k=2, batch_size=2)
+    assert [Path(r["path"]).name for r in results] == ["broken.jpg", "chelsea.jpg", "coffee.jpg",
+                                                       "astronaut.jpg", "missing.png"]
+    assert "error" in results[0] and "error" in results[-1]
+    expected = _softmax(_torch_logits(model, TINY_PRE, [photos[0], photos[1], photos[2]]))
+    for r, exp in zip(results[1:4], expected):
+        assert len(r["top"]) == 2 and r["top"][0] == (CLASSES[int(exp.argmax())], pytest.approx(exp.max(), abs=1e-5))
+    assert predict_mod.expand_paths([]) == []

@@ -1,0 +1,318 @@
+"""Export a trained model: a clean app checkpoint, safetensors, TorchScript or ONNX.
+
+Every export carries the class names, preprocessing and architecture name, so
+:class:`transfer_gui.engine.predict.Predictor` can classify with any of them exactly as the
+app validates. Files are written through :func:`atomic_path`: a failed or refused export
+leaves no partial file and the previous file (if any) untouched.
+
+Before a file is moved into place it is loaded back the way ``Predictor`` loads it and its
+logits are compared with the in-memory PyTorch model on the same preprocessed images. For
+every format a max abs logit difference above :data:`PARITY_TOL` fails the export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from transfer_gui.engine.atomic import atomic_path
+from transfer_gui.engine.catalog import CHECKPOINT_FORMAT, ModelError, build_architecture
+from transfer_gui.engine.preprocess import Preprocessing, eval_transform
+
+FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx")
+SUFFIXES = {"checkpoint": ".pt", "safetensors": ".safetensors", "torchscript": ".torchscript.pt",
+            "onnx": ".onnx"}
+CHECKPOINT_VERSION = 1
+META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
+TORCHSCRIPT_META = "transfer_gui.json"  # name of the extra file inside a TorchScript archive
+PARITY_TOL = 1e-4
+SYNTHETIC_PARITY_IMAGES = 4
+_REQUIRED = ("arch", "classes", "preprocessing", "state_dict")
+_CLEAN_KEYS = ("format", "version", "arch", "classes", "preprocessing", "head_path", "state_dict",
+               "metrics", "config")
+
+ProgressFn = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
+
+
+class ExportError(Exception):
+    """An export that could not be written or did not reproduce the model; a message for the user."""
+
+
+@dataclass
+class ExportReport:
+    path: str
+    format: str
+    bytes: int
+    parity_max_abs_diff: float | None
+    parity_top1_agree: float | None
+    parity_images: int
+    message: str
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def find_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
+    """``checkpoints/best.pt`` of a run folder, else ``checkpoints/last.pt``."""
+    folder = Path(run_dir)
+    for candidate in (folder / "checkpoints" / "best.pt", folder / "checkpoints" / "last.pt",
+                      folder / "best.pt", folder / "last.pt"):
+        if candidate.is_file():
+            return candidate
+    if not folder.is_dir():
+        raise ModelError(f"run folder not found: {folder}")
+    raise ModelError(f"no checkpoint in run folder {folder}: expected checkpoints/best.pt or "
+                     f"checkpoints/last.pt (has the run finished an epoch?)")
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """Read and validate an app checkpoint. Never unpickles code: ``weights_only=True``."""
+    p = Path(path)
+    if p.is_dir():
+        p = find_checkpoint(p)
+    if not p.is_file():
+        raise ModelError(f"checkpoint not found: {p}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure is the file's; say which and why
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+            raise ModelError(f"refused to load {p}: it contains Python objects other than tensors and plain "
+                             f"data, and loading it could run code. Only transfer_gui checkpoints are "
+                             f"accepted here.") from None
+        reason = text.splitlines()[0][:300] if text else type(exc).__name__
+        raise ModelError(f"cannot read checkpoint {p}: {reason}") from None
+    found = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+    if not isinstance(ck, dict) or found != CHECKPOINT_FORMAT:
+        raise ModelError(f"{p} is not a transfer_gui checkpoint (format {found!r}, expected "
+                         f"{CHECKPOINT_FORMAT!r}). A bare weights file can be imported as a model's weights.")
+    version = ck.get("version", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise ModelError(f"{p} has checkpoint version {version!r}; this transfer_gui reads up to "
+                         f"version {CHECKPOINT_VERSION}. Update transfer_gui to open it.")
+    missing = [k for k in _REQUIRED if k not in ck]
+    if missing:
+        raise ModelError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
+    return ck
+
+
+def model_from_checkpoint(ck: dict, source: str = "checkpoint") -> tuple[nn.Module, list[str], Preprocessing, str]:
+    """Rebuild ``(model in eval mode, classes, preprocessing, arch)`` from a loaded checkpoint."""
+    classes = [str(c) for c in ck["classes"]]
+    arch = str(ck["arch"])
+    model = build_architecture(arch, num_classes=len(classes)).model
+    try:
+        model.load_state_dict(ck["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"weights in {source} do not fit {arch} with {len(classes)} classes: "
+                         f"{str(exc).splitlines()[0][:300]}") from None
+    return model.eval(), classes, Preprocessing.from_dict(ck["preprocessing"]), arch
+
+
+def export_metadata(ck: dict) -> dict[str, Any]:
+    """What every export carries so it can be used without the checkpoint."""
+    return {"format": META_FORMAT, "version": CHECKPOINT_VERSION, "arch": str(ck["arch"]),
+            "classes": [str(c) for c in ck["classes"]], "preprocessing": dict(ck["preprocessing"]),
+            "head_path": str(ck.get("head_path", "")), "metrics": dict(ck.get("metrics") or {})}
+
+
+def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """String-to-string form for safetensors and ONNX: plain strings as-is, the rest as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def parse_flat_metadata(flat: dict[str, str], source: str) -> dict[str, Any]:
+    if flat.get("format") != META_FORMAT:
+        raise ModelError(f"{source} has no transfer_gui metadata (class names, preprocessing): it is a bare "
+                         f"weights file. Import it as a model's weights instead.")
+    try:
+        return {"arch": flat["arch"], "head_path": flat.get("head_path", ""),
+                "classes": json.loads(flat["classes"]), "preprocessing": json.loads(flat["preprocessing"]),
+                "metrics": json.loads(flat.get("metrics", "{}"))}
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{source} has damaged transfer_gui metadata ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _write_checkpoint(ck: dict, model: nn.Module, tmp: Path) -> str:
+    clean = {k: ck[k] for k in _CLEAN_KEYS if k in ck}
+    clean["version"] = CHECKPOINT_VERSION
+    with open(tmp, "wb") as fh:
+        torch.save(clean, fh)
+    return "app checkpoint without optimizer state"
+
+
+def _write_safetensors(ck: dict, model: nn.Module, tmp: Path) -> str:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(tmp), metadata=flat_metadata(export_metadata(ck)))
+    return "safetensors with metadata"
+
+
+def _example_input(pre: Preprocessing) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, pre.input_size, pre.input_size, generator=gen)  # batch 2: keep it symbolic
+
+
+def _write_torchscript(ck: dict, model: nn.Module, tmp: Path) -> str:
+    example = _example_input(Preprocessing.from_dict(ck["preprocessing"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format asked for
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the parity check judges the trace
+        traced = torch.jit.trace(model, example, check_trace=False)
+        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_META: json.dumps(export_metadata(ck))})
+    return "TorchScript (traced)"
+
+
+def _write_onnx(ck: dict, model: nn.Module, tmp: Path) -> str:
+    import onnx
+
+    example = _example_input(Preprocessing.from_dict(ck["preprocessing"]))
+    names = {"input_names": ["input"], "output_names": ["logits"]}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter warns it is legacy
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=17,
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names)
+        note = "ONNX opset 17 (TorchScript-based exporter)"
+    except Exception as legacy_exc:  # noqa: BLE001 - try the other exporter before giving up
+        try:
+            program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, external_data=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
+            program.save(str(tmp), external_data=False)
+        except Exception as dynamo_exc:  # noqa: BLE001
+            raise ExportError(f"ONNX export failed with both exporters: {type(legacy_exc).__name__}: "
+                              f"{str(legacy_exc)[:200]} / {type(dynamo_exc).__name__}: "
+                              f"{str(dynamo_exc)[:200]}") from None
+        note = f"ONNX (torch.export-based exporter; the legacy one failed: {str(legacy_exc)[:120]})"
+    proto = onnx.load(str(tmp))
+    del proto.metadata_props[:]
+    for key, value in flat_metadata(export_metadata(ck)).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(tmp))
+    return note
+
+
+_WRITERS: dict[str, Callable[[dict, nn.Module, Path], str]] = {
+    "checkpoint": _write_checkpoint, "safetensors": _write_safetensors,
+    "torchscript": _write_torchscript, "onnx": _write_onnx,
+}
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+def synthetic_images(n: int = SYNTHETIC_PARITY_IMAGES) -> list[Image.Image]:
+    """Deterministic smooth-plus-noise RGB images of varied sizes, for when no photos are given."""
+    rng = np.random.default_rng(1234)
+    images = []
+    for i in range(n):
+        h, w = 160 + 37 * i, 224 - 23 * i
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin((xx + yy) / (9.0 + i))], axis=-1) * 200
+        noise = rng.normal(0, 20, size=(h, w, 3))
+        images.append(Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB"))
+    return images
+
+
+def _parity_batch(parity_images: Sequence[Any] | None, pre: Preprocessing) -> tuple[torch.Tensor, str]:
+    from transfer_gui.engine.predict import to_pil
+
+    tf = eval_transform(pre)
+    tensors, skipped = [], []
+    for item in parity_images or []:
+        try:
+            tensors.append(tf(to_pil(item)))
+        except Exception as exc:  # noqa: BLE001 - a bad image only costs coverage, not the export
+            skipped.append(f"{item}: {exc}")
+    if tensors:
+        note = f"parity on {len(tensors)} image(s)"
+        if skipped:
+            note += f" ({len(skipped)} unreadable skipped: {skipped[0][:120]})"
+    else:
+        tensors = [tf(im) for im in synthetic_images()]
+        why = "none of the given images could be read" if parity_images else "no images given"
+        note = f"parity on {len(tensors)} synthetic images ({why})"
+    return torch.stack(tensors), note
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def default_export_path(source: str | os.PathLike[str], fmt: str, folder: str | os.PathLike[str]) -> Path:
+    """``folder/<run or checkpoint name><suffix>``."""
+    src = Path(source)
+    stem = src.name if src.is_dir() else (src.parent.parent.name if src.parent.name == "checkpoints" else src.stem)
+    return Path(folder) / f"{stem or 'model'}{SUFFIXES[fmt]}"
+
+
+def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.PathLike[str],
+                 parity_images: Sequence[Any] | None = None, progress: ProgressFn | None = None,
+                 tolerance: float = PARITY_TOL) -> ExportReport:
+    """Export the checkpoint of ``source`` (a run folder or checkpoint file) as ``fmt`` to ``out_path``.
+
+    ``out_path`` may be an existing folder (the file is then named after the run); a name
+    without a suffix gets the format's suffix from :data:`SUFFIXES`. The written
+    file is loaded back and must reproduce the PyTorch logits within ``tolerance`` on
+    ``parity_images`` (paths or PIL images; deterministic synthetic images when None).
+    """
+    from transfer_gui.engine.predict import Predictor
+
+    report = progress or (lambda stage, fraction: None)
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out_path)
+    if out.is_dir():
+        out = default_export_path(source, fmt, out)
+    elif not out.suffix:
+        out = out.with_name(out.name + SUFFIXES[fmt])
+    report("loading checkpoint", 0.0)
+    try:
+        ck = load_checkpoint(source)
+        model, classes, pre, arch = model_from_checkpoint(ck, str(source))
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
+    batch, parity_note = _parity_batch(parity_images, pre)
+    with torch.inference_mode():
+        reference = model(batch).float().numpy()
+    report(f"writing {fmt}", 0.2)
+    try:
+        with atomic_path(out) as tmp:
+            note = _WRITERS[fmt](ck, model, tmp)
+            report("checking the written file", 0.7)
+            loaded = Predictor.load(tmp, fmt=fmt)
+            got = loaded.logits_from_batch(batch)
+            diff = float(np.abs(got - reference).max())
+            agree = float((got.argmax(1) == reference.argmax(1)).mean())
+            metadata_ok = loaded.classes == classes and loaded.preprocessing == pre
+            del loaded  # release the file before it is moved into place
+            if not metadata_ok:
+                raise ExportError(f"{fmt} export to {out} did not keep the class names or preprocessing")
+            if not diff <= tolerance:
+                raise ExportError(f"{fmt} export of {arch} does not reproduce the PyTorch model: max abs "
+                                  f"logit difference {diff:.3g} > {tolerance:g} ({parity_note}); nothing written")
+    except ExportError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ExportError(f"cannot write {out}: {reason}. Any previous file there is unchanged.") from None
+    except Exception as exc:  # noqa: BLE001 - serialisers fail in their own ways; name the file
+        raise ExportError(f"{fmt} export to {out} failed: {type(exc).__name__}: {str(exc)[:300]}. "
+                          f"Any previous file there is unchanged.") from None
+    report("done", 1.0)
+    message = (f"{note}; {parity_note}: max abs logit difference {diff:.2g}, "
+               f"top-1 agreement {agree:.0%}")
+    return ExportReport(str(out), fmt, out.stat().st_size, diff, agree, int(batch.shape[0]), message)

@@ -1,0 +1,236 @@
+"""Load any export of a trained model and classify images with it.
+
+Accepted: a run folder, an app checkpoint (``.pt``), safetensors with transfer_gui metadata,
+TorchScript and ONNX (through onnxruntime). Images go through the same decoding
+(:func:`open_image`) and the same deterministic transform (:func:`eval_transform`) as the
+app's validation, so predictions here match what the app reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from transfer_gui.engine.catalog import ModelError
+from transfer_gui.engine.export import (TORCHSCRIPT_META, find_checkpoint, load_checkpoint,
+                                        model_from_checkpoint, parse_flat_metadata)
+from transfer_gui.engine.preprocess import Preprocessing, eval_transform
+
+try:
+    from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, ImageError, open_image
+except ImportError:  # pragma: no cover - only while imageio.py is being written
+    IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+    class ImageError(Exception):  # type: ignore[no-redef]
+        pass
+
+    def open_image(path: Any) -> Image.Image:  # type: ignore[misc]
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{path}: {exc}") from None
+
+ImageInput = Union[str, "os.PathLike[str]", Image.Image]
+Forward = Callable[[torch.Tensor], np.ndarray]
+
+
+def to_pil(item: ImageInput) -> Image.Image:
+    """A path is decoded with :func:`open_image`; a PIL image is converted to RGB if needed."""
+    if isinstance(item, Image.Image):
+        return item if item.mode == "RGB" else item.convert("RGB")
+    return open_image(item)
+
+
+def detect_format(path: Path) -> str:
+    """"checkpoint", "safetensors", "torchscript" or "onnx", from the name, else the content."""
+    name = path.name.lower()
+    if name.endswith(".onnx"):
+        return "onnx"
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[:4] == b"PK\x03\x04":  # torch.save and TorchScript are both zip archives
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+        return "torchscript" if any("/code/" in n or n.endswith("constants.pkl") for n in names) else "checkpoint"
+    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: 8-byte header length, then JSON
+        return "safetensors"
+    if head[:1] == b"\x08":  # ONNX protobuf starts with field 1 (ir_version), varint
+        return "onnx"
+    return "checkpoint"  # old-style pickle; torch.load(weights_only=True) decides
+
+
+def _torch_forward(model: torch.nn.Module) -> Forward:
+    def run(x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return model(x).float().numpy()
+    return run
+
+
+class Predictor:
+    """A loaded model with its classes and preprocessing. Use :meth:`load`."""
+
+    def __init__(self, forward: Forward, classes: list[str], preprocessing: Preprocessing, fmt: str,
+                 arch: str, path: str, metrics: dict | None = None) -> None:
+        self._forward = forward
+        self.classes = list(classes)
+        self.preprocessing = preprocessing
+        self.format = fmt
+        self.arch = arch
+        self.path = path
+        self.metrics = dict(metrics or {})
+        self._transform = eval_transform(preprocessing)
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.format}, {self.arch}, {len(self.classes)} classes, {self.path})"
+
+    # ------------------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], fmt: str | None = None) -> "Predictor":
+        """Load a run folder or any export; ``fmt`` overrides detection from name and content."""
+        p = Path(path)
+        if p.is_dir():
+            p, fmt = find_checkpoint(p), "checkpoint"
+        if not p.is_file():
+            raise ModelError(f"model file not found: {p}")
+        fmt = fmt or detect_format(p)
+        loader = {"checkpoint": cls._load_checkpoint, "safetensors": cls._load_safetensors,
+                  "torchscript": cls._load_torchscript, "onnx": cls._load_onnx}.get(fmt)
+        if loader is None:
+            raise ModelError(f"unknown model format {fmt!r} for {p}")
+        return loader(p)
+
+    @classmethod
+    def _load_checkpoint(cls, p: Path) -> "Predictor":
+        ck = load_checkpoint(p)
+        model, classes, pre, arch = model_from_checkpoint(ck, str(p))
+        return cls(_torch_forward(model), classes, pre, "checkpoint", arch, str(p), ck.get("metrics"))
+
+    @classmethod
+    def _from_meta(cls, forward: Forward, meta: dict, fmt: str, p: Path) -> "Predictor":
+        return cls(forward, [str(c) for c in meta["classes"]], Preprocessing.from_dict(meta["preprocessing"]),
+                   fmt, str(meta.get("arch", "")), str(p), meta.get("metrics"))
+
+    @classmethod
+    def _load_safetensors(cls, p: Path) -> "Predictor":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(p), framework="pt") as fh:
+                flat = fh.metadata() or {}
+            state = load_file(str(p))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"cannot read safetensors file {p}: {str(exc)[:300]}") from None
+        meta = parse_flat_metadata(flat, str(p))
+        model, *_ = model_from_checkpoint({**meta, "state_dict": state}, str(p))
+        return cls._from_meta(_torch_forward(model), meta, "safetensors", p)
+
+    @classmethod
+    def _load_torchscript(cls, p: Path) -> "Predictor":
+        import warnings
+
+        files = {TORCHSCRIPT_META: ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still works
+                module = torch.jit.load(str(p), map_location="cpu", _extra_files=files)
+            meta = json.loads(files[TORCHSCRIPT_META] or "null")
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"cannot read TorchScript file {p}: {str(exc).splitlines()[0][:300]}") from None
+        if not isinstance(meta, dict) or "classes" not in meta:
+            raise ModelError(f"{p} has no transfer_gui metadata (class names, preprocessing)")
+        return cls._from_meta(_torch_forward(module.eval()), meta, "torchscript", p)
+
+    @classmethod
+    def _load_onnx(cls, p: Path) -> "Predictor":
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"cannot read ONNX file {p}: {str(exc)[:300]}") from None
+        meta = parse_flat_metadata(dict(session.get_modelmeta().custom_metadata_map), str(p))
+        input_name = session.get_inputs()[0].name
+
+        def run(x: torch.Tensor) -> np.ndarray:
+            return session.run(None, {input_name: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
+
+        return cls._from_meta(run, meta, "onnx", p)
+
+    # ------------------------------------------------------------------------- inference
+
+    def logits_from_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """Logits for an already preprocessed ``(N, 3, H, W)`` float batch."""
+        return np.asarray(self._forward(batch.float().contiguous()), dtype=np.float32)
+
+    def logits(self, images: Sequence[ImageInput], batch_size: int = 16) -> np.ndarray:
+        """``(N, num_classes)`` logits; paths are decoded with :func:`open_image`."""
+        out = [self.logits_from_batch(torch.stack([self._transform(to_pil(im)) for im in images[i:i + batch_size]]))
+               for i in range(0, len(images), max(1, batch_size))]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def _top(self, logits: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+        z = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=1, keepdims=True)
+        k = max(1, min(top_k, len(self.classes)))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.classes[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+
+    def predict(self, images: Sequence[ImageInput], top_k: int = 5,
+                batch_size: int = 16) -> list[list[tuple[str, float]]]:
+        """For each image the ``top_k`` (class, softmax probability) pairs, most likely first."""
+        return self._top(self.logits(images, batch_size), top_k)
+
+    def predict_paths(self, paths_or_dirs: Iterable[str | os.PathLike[str]], top_k: int = 5,
+                      batch_size: int = 16) -> list[dict[str, Any]]:
+        """Classify files and folders (searched recursively for images) in order.
+
+        Each result is ``{"path", "top": [(class, prob), ...]}`` or ``{"path", "error": reason}``
+        for a file that is missing or cannot be decoded.
+        """
+        results: list[dict[str, Any]] = []
+        pending: list[tuple[int, torch.Tensor]] = []
+
+        def flush() -> None:
+            if pending:
+                tops = self._top(self.logits_from_batch(torch.stack([t for _, t in pending])), top_k)
+                for (i, _), top in zip(pending, tops):
+                    results[i]["top"] = top
+                pending.clear()
+
+        for path in expand_paths(paths_or_dirs):
+            results.append({"path": str(path)})
+            try:
+                pending.append((len(results) - 1, self._transform(open_image(path))))
+            except (ImageError, OSError, ValueError) as exc:
+                results[-1]["error"] = getattr(exc, "reason", None) or str(exc)
+                continue
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+        return results
+
+
+def expand_paths(paths_or_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; folders replaced by their image files (recursive, sorted, hidden skipped)."""
+    out: list[Path] = []
+    for item in paths_or_dirs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
+        else:
+            out.append(p)  # a missing file becomes an "error" entry, not an exception
+    return out
