@@ -172,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = _config_from_args(args)
         config_mod.check_paths(cfg)
+        _check_model_name(cfg.model.name)
     from transfer_gui.engine import distributed
 
     progress = ConsoleProgress(quiet=args.quiet or not distributed.is_main_process())
@@ -189,6 +190,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(result.message)
         print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _check_model_name(name: str) -> None:
+    """Fail before any work when the model name is unknown (timm names are checked by timm)."""
+    from transfer_gui.engine.catalog import get_spec
+
+    if not name.startswith("timm:"):
+        get_spec(name)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:

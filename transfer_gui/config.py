@@ -39,7 +39,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    enabled: bool = True
+    # Off by default: with a frozen backbone and no random augmentation, the backbone's features
+    # are computed once and every epoch after the first costs next to nothing.
+    enabled: bool = False
     random_resized_crop: bool = True
     hflip: bool = True
     vflip: bool = False
@@ -70,7 +72,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LayersConfig:
     frozen: tuple[str, ...] = ()  # group names that do not train
-    train_from: str = ""  # freeze every group before this one ("" = not used)
+    train_from: str = "head"  # freeze every group before this one ("" = not used)
     train_bn: bool = False  # let BatchNorm of frozen groups update its statistics
     head_lr: float = 1e-3
     lr_decay: float = 1.0  # discriminative factor: each group below the head gets lr * decay^k
