@@ -220,3 +220,25 @@ def test_early_stopping(image_folders, tmp_path):
 def test_bad_group_name_is_a_clear_failure(image_folders, tmp_path):
     result, _ = run(tiny_config(image_folders, tmp_path / "run", **{"layers.frozen": ["layer9"]}))
     assert result.status == "failed" and result.bad_input and "layer9" in result.message
+
+
+@pytest.mark.parametrize("model_name, train_from", [("resnet18", "layer4"), ("efficientnet_lite0", "blocks.6")])
+def test_frozen_prefix_computed_once_trains_like_the_full_loop(image_folders, tmp_path, model_name, train_from):
+    cfg = tiny_config(image_folders, tmp_path / "a", **{"model.name": model_name, "layers.train_from": train_from,
+                                                        "layers.head_lr": 1e-2, "train.epochs": 2})
+    cached, ev_cached = run(cfg)
+    plain, _ = run(cfg.replace(**{"output.dir": str(tmp_path / "b"), "train.feature_cache": "off"}))
+    notes = " ".join(e.message for e in ev_cached if isinstance(e, ev.PhaseChanged))
+    assert "frozen layers computed once" in notes and train_from in notes
+    a, b = sd(tmp_path / "a"), sd(tmp_path / "b")
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=2e-4), key
+    assert [h["val_acc"] for h in cached.history] == [h["val_acc"] for h in plain.history]
+
+
+def test_activation_cache_respects_its_memory_budget(image_folders, tmp_path):
+    cfg = tiny_config(image_folders, tmp_path / "a", **{"layers.train_from": "layer3", "train.cache_memory_mb": 0})
+    result, events = run(cfg)
+    assert result.status == "completed"
+    notes = " ".join(e.message for e in events if isinstance(e, ev.PhaseChanged))
+    assert "budget train.cache_memory_mb" in notes

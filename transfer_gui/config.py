@@ -109,7 +109,8 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs; 0 = off
     early_stopping_metric: str = "val_acc"
     seed: int = 0
-    feature_cache: str = "auto"  # compute a frozen backbone once when possible
+    feature_cache: str = "auto"  # compute a frozen backbone (or frozen prefix) once when possible
+    cache_memory_mb: int = 1024  # budget for cached activations of a frozen prefix
     channels_last: bool = False
 
 
@@ -300,6 +301,7 @@ def validate(cfg: RunConfig) -> None:
     need(t.early_stopping >= 0, "train.early_stopping", f"must be >= 0, got {t.early_stopping}")
     need(t.early_stopping_metric in EARLY_STOP_METRICS, "train.early_stopping_metric",
          f"must be one of {', '.join(EARLY_STOP_METRICS)}, got {t.early_stopping_metric!r}")
+    need(t.cache_memory_mb >= 0, "train.cache_memory_mb", f"must be >= 0, got {t.cache_memory_mb}")
     need(t.feature_cache in FEATURE_CACHE, "train.feature_cache",
          f"must be one of {', '.join(FEATURE_CACHE)}, got {t.feature_cache!r}")
 

@@ -139,7 +139,7 @@ class Trainer:
         self.classes = p.split.classes
         rundir.write_json(run_dir / "skipped.json", [{"path": s.path, "reason": s.reason} for s in p.split.skipped])
         for note in p.notes:
-            emit(Warning(note)) if note.startswith("no feature") else emit(PhaseChanged("prepare", note))
+            emit(PhaseChanged("prepare", note))
 
         epochs = cfg.train.epochs
         steps_per_epoch = max(1, len(p.train_loader))

@@ -153,7 +153,7 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl) -> Prepared:
         feats = []
         for name, samples, cache in (("training", split.train, train_cache), ("validation", split.val, val_cache)):
             ds = data_mod.ImageDataset(samples, eval_tf, pre, cache)
-            loader = DataLoader(ds, batch_size=max(bs, 64), shuffle=False, num_workers=workers, pin_memory=pin)
+            loader = DataLoader(ds, batch_size=bs, shuffle=False, num_workers=workers, pin_memory=pin)
             key = feat_mod.cache_key(built.arch, cfg.model.weights, pre, [s.path for s in samples])
             emit(PhaseChanged("features", f"Computing frozen features of {len(samples):,} {name} images once"))
             fs, reused = feat_mod.get_or_compute(key, lambda: feat_mod.compute(
@@ -174,17 +174,74 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl) -> Prepared:
         notes.append(f"features computed once: {n_images:,} images, {feature_seconds:.1f} s; "
                      f"only the head trains on them")
     else:
-        train_ds = data_mod.ImageDataset(split.train, train_from_resized(pre, cfg.data.augment), pre, train_cache)
-        train_loader = data_mod.make_loader(train_ds, bs, True, cfg.train.seed, workers, pin,
-                                            weighted=cfg.data.weighted_sampler)
-        val_loader = data_mod.make_loader(val_ds, bs, False, cfg.train.seed, workers, pin)
         module = model
-        if cfg.train.feature_cache == "auto":
-            why = ("random augmentation is on" if augment_is_random(cfg.data.augment)
-                   else "layers below the head train")
-            notes.append(f"no feature cache: {why}")
+        boundary = _boundary_cache(cfg, model, groups, frozen, split, pre, (train_cache, val_cache), device, workers,
+                                   pin, emit, control, notes)
+        if boundary is not None:
+            module, train_loader, val_loader = boundary
+        else:
+            train_ds = data_mod.ImageDataset(split.train, train_from_resized(pre, cfg.data.augment), pre, train_cache)
+            train_loader = data_mod.make_loader(train_ds, bs, True, cfg.train.seed, workers, pin,
+                                                weighted=cfg.data.weighted_sampler)
+            val_loader = data_mod.make_loader(val_ds, bs, False, cfg.train.seed, workers, pin)
     if use_features and cfg.data.weighted_sampler:
         notes.append("weighted sampler is not used with the feature cache")
     notes.append(f"device {device}, {precision}, {workers} loader workers, pin_memory={pin}")
     return Prepared(cfg, device, autocast, precision, split, built, groups, frozen, lrs, use_features, module,
                     train_loader, val_loader, workers, notes, feature_seconds)
+
+
+def _boundary_cache(cfg: RunConfig, model: nn.Module, groups: list[LayerGroup], frozen: set[str], split, pre,
+                    caches, device, workers: int, pin: bool, emit: Emit, control: RunControl, notes: list[str]):
+    """(module, train_loader, val_loader) training on cached activations of a frozen prefix,
+    or None (with the reason in ``notes``) when that cannot be used."""
+    from transfer_gui.engine import boundary as bmod
+
+    if cfg.train.feature_cache != "auto":
+        return None
+    found = bmod.boundary_of(groups, frozen)
+    if found is None:
+        notes.append("no feature cache: no frozen layers at the input side")
+        return None
+    k, path = found
+    prefix = {g.name for g in groups[:k]}
+    if augment_is_random(cfg.data.augment):
+        notes.append("no activation cache: random augmentation is on")
+        return None
+    if cfg.layers.train_bn or prefix & set(cfg.layers.unfreeze_at):
+        notes.append("no activation cache: frozen layers change during the run (train_bn or gradual unfreezing)")
+        return None
+    eval_tf = eval_from_resized(pre)
+    datasets = [data_mod.ImageDataset(s, eval_tf, pre, c) for s, c in zip((split.train, split.val), caches)]
+    sample = torch.stack([datasets[0][i][0] for i in range(min(4, len(datasets[0])))]).to(device)
+    dummy = bmod.choose_dummy_size(model, path, sample, pre.input_size)
+    if dummy is None:
+        notes.append(f"no activation cache: this architecture cannot start at {path}")
+        return None
+    per_image = bmod.capture(model, path, sample[:1]).numel() * 4
+    need = per_image * (len(split.train) + len(split.val))
+    budget = cfg.train.cache_memory_mb * 2**20
+    if need > budget:
+        notes.append(f"no activation cache: {need / 2**20:,.0f} MB needed at {path}, budget "
+                     f"train.cache_memory_mb = {cfg.train.cache_memory_mb:,} MB")
+        return None
+    emit(PhaseChanged("features", f"Computing the frozen layers ({', '.join(g.name for g in groups[:k])}) once"))
+    out = []
+    total = len(split.train) + len(split.val)
+    offset = 0
+    t0 = time.perf_counter()
+    for ds in datasets:
+        loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers, pin_memory=pin)
+        acts, labels, _ = bmod.compute_activations(
+            model, path, loader, device,
+            progress=lambda d, t, o=offset: emit(Progress("features", o + d, total, "Frozen layers, once")),
+            check=control.checkpoint)
+        keep = labels >= 0
+        out.append(TensorDataset(acts[keep], labels[keep], torch.arange(len(ds))[keep]))
+        offset += len(ds)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    bs = cfg.train.batch_size
+    notes.append(f"frozen layers computed once: {total:,} images at {path}, {time.perf_counter() - t0:.1f} s, "
+                 f"{need / 2**20:,.0f} MB; training runs from {path} on")
+    return (bmod.BoundaryModel(model, path, dummy), DataLoader(out[0], batch_size=bs, shuffle=True, generator=gen),
+            DataLoader(out[1], batch_size=bs))
