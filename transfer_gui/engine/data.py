@@ -171,20 +171,25 @@ class ImageDataset(Dataset):
         return self.transform(img), s.label, i
 
 
-def make_loader(ds: ImageDataset, batch_size: int, shuffle: bool, seed: int, workers: int,
-                pin_memory: bool, weighted: bool = False, drop_last: bool = False) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if weighted and shuffle:
+def make_loader(ds, batch_size: int, shuffle: bool, seed: int, workers: int = 0, pin_memory: bool = False,
+                weighted: bool = False, dist=None) -> DataLoader:
+    """A loader whose order is one seeded permutation per epoch (``sampler.set_epoch``),
+    sharded across ranks under torchrun; a class-balancing sampler on request."""
+    from transfer_gui.engine.distributed import SINGLE, ShardedSampler
+
+    dist = dist or SINGLE
+    if weighted and shuffle and not dist.active:
         counts: dict[int, int] = {}
-        for s in ds.samples:
-            counts[s.label] = counts.get(s.label, 0) + 1
-        weights = [1.0 / counts[s.label] for s in ds.samples]
+        labels = [s.label for s in ds.samples]
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        weights = [1.0 / counts[label] for label in labels]
+        generator = torch.Generator().manual_seed(seed)
         sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
-        shuffle = False
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
-                      num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0,
-                      drop_last=drop_last)
+    else:
+        sampler = ShardedSampler(len(ds), shuffle, seed, dist, drop_uneven=shuffle)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0)
 
 
 def auto_workers(requested: int, device: torch.device, cached: bool) -> int:

@@ -24,7 +24,7 @@ _MEMORY_LIMIT = 4
 
 @dataclass
 class FeatureSet:
-    features: torch.Tensor  # (N, D) float32 on CPU
+    features: torch.Tensor  # (N, D) float32 on CPU (activations: (N, C, H, W))
     labels: torch.Tensor  # (N,) int64; -1 where the image failed to decode
     seconds: float
 

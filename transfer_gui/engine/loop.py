@@ -23,6 +23,7 @@ from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import rundir
 from transfer_gui.engine.catalog import ModelError
 from transfer_gui.engine.control import RunControl, StopRequested
+from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted, Warning
 from transfer_gui.engine.freezing import GroupError, apply_freeze, frozen_at_epoch, set_train_mode
 from transfer_gui.engine.optim import current_lrs, make_optimizer, set_lr_factor
@@ -60,11 +61,12 @@ class Trainer:
     whose message says what to change (and emits the same as a ``Finished`` event)."""
 
     def fit(self, cfg: RunConfig, on_event: Callable[[object], None] | None = None,
-            control: RunControl | None = None, resume: bool = False) -> RunResult:
+            control: RunControl | None = None, resume: bool = False, dist: Dist = SINGLE) -> RunResult:
         emit = on_event or (lambda e: None)
         control = control or RunControl()
+        self.dist = dist
         t0 = time.perf_counter()
-        run_dir = Path(cfg.output.dir) if cfg.output.dir else default_run_dir()
+        run_dir = Path(cfg.output.dir) if cfg.output.dir else Path(dist.broadcast_object(str(default_run_dir())))
         if not cfg.output.dir:
             cfg = cfg.replace(**{"output.dir": str(run_dir)})
         self.history: list[dict] = []
@@ -99,6 +101,8 @@ class Trainer:
                          self.best[0], self.best[1], time.perf_counter() - t0)
 
     def _write_error(self, run_dir: Path, exc: BaseException) -> None:
+        if not self.dist.main:
+            return
         try:
             if run_dir.is_dir():
                 (run_dir / "error.log").write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
@@ -106,7 +110,7 @@ class Trainer:
             pass
 
     def _write_summary(self, result: RunResult) -> None:
-        if not result.run_dir.is_dir():
+        if not self.dist.main or not result.run_dir.is_dir():
             return
         try:
             rundir.write_json(result.run_dir / "summary.json", {
@@ -119,6 +123,23 @@ class Trainer:
     def _forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
+    def _wrap(self, p: Prepared, frozen: set[str]) -> None:
+        """The module the optimizer steps through: under torchrun, DistributedDataParallel,
+        rebuilt when gradual unfreezing changes which parameters train."""
+        self.train_module = p.module
+        if not self.dist.active:
+            return
+        key = frozenset(frozen)
+        if getattr(self, "_ddp_key", None) == key:
+            self.train_module = self._ddp
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [p.device.index] if p.device.type == "cuda" else None
+        self._ddp = DDP(p.module, device_ids=ids, broadcast_buffers=False)
+        self._ddp_key = key
+        self.train_module = self._ddp
+
     # ------------------------------------------------------------------------------------
     def _fit(self, cfg: RunConfig, run_dir: Path, emit, control: RunControl, resume: bool, t0: float) -> RunResult:
         last_path = run_dir / "checkpoints" / "last.pt"
@@ -128,16 +149,19 @@ class Trainer:
                 raise FileNotFoundError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
             resume_blob = rundir.load_checkpoint_file(last_path)
         config_mod.check_paths(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and (run_dir / "error.log").exists():
-            (run_dir / "error.log").unlink()
+        main = self.dist.main
         config_text = config_mod.dumps(cfg)
-        config_mod.save(cfg, run_dir / "config.toml")
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume and (run_dir / "error.log").exists():
+                (run_dir / "error.log").unlink()
+            config_mod.save(cfg, run_dir / "config.toml")
 
-        p = prepare(cfg, emit, control)
+        p = prepare(cfg, emit, control, self.dist)
         self.device = p.device
         self.classes = p.split.classes
-        rundir.write_json(run_dir / "skipped.json", [{"path": s.path, "reason": s.reason} for s in p.split.skipped])
+        if main:
+            rundir.write_json(run_dir / "skipped.json", [{"path": s.path, "reason": s.reason} for s in p.split.skipped])
         for note in p.notes:
             emit(PhaseChanged("prepare", note))
 
@@ -175,8 +199,10 @@ class Trainer:
                     if thawed and epoch in set(cfg.layers.unfreeze_at.values()):
                         emit(PhaseChanged("train", f"epoch {epoch + 1}: unfreezing {', '.join(sorted(thawed))}"))
                     apply_freeze(p.model, p.groups, frozen_now)
-                torch.manual_seed(cfg.train.seed * 1000 + epoch)
-                p.train_loader.generator and p.train_loader.generator.manual_seed(cfg.train.seed * 1000 + epoch)
+                torch.manual_seed(cfg.train.seed * 1000 + epoch + 7919 * self.dist.rank)
+                if hasattr(p.train_loader.sampler, "set_epoch"):
+                    p.train_loader.sampler.set_epoch(epoch)
+                self._wrap(p, frozen_now)
                 emit(PhaseChanged("train", f"Epoch {epoch + 1} of {epochs}"))
                 t_ep = time.perf_counter()
                 train_loss, train_acc, step, ips = self._train_epoch(p, opt, scaler, criterion, sched, step, epoch,
@@ -196,15 +222,17 @@ class Trainer:
                     best_score = score if has_val else best_score
                     self.best = (epoch, val["acc"])
                     best_preds = val["preds"]
-                    rundir.save_checkpoint(run_dir / "checkpoints" / "best.pt", metrics=record, **meta)
+                    if main:
+                        rundir.save_checkpoint(run_dir / "checkpoints" / "best.pt", metrics=record, **meta)
                     patience_left = cfg.train.early_stopping
                 else:
                     patience_left -= 1
-                rundir.write_metrics(run_dir / "metrics.jsonl", self.history)
-                rundir.save_checkpoint(last_path, metrics=record, extra={
-                    "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best_score": best_score,
-                    "best_epoch": self.best[0], "best_val_acc": self.best[1]}, **meta)
-                if is_best or not (run_dir / "val_predictions.json").exists():
+                if main:
+                    rundir.write_metrics(run_dir / "metrics.jsonl", self.history)
+                    rundir.save_checkpoint(last_path, metrics=record, extra={
+                        "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best_score": best_score,
+                        "best_epoch": self.best[0], "best_val_acc": self.best[1]}, **meta)
+                if main and (is_best or not (run_dir / "val_predictions.json").exists()):
                     rundir.write_json(run_dir / "val_predictions.json", {"classes": p.split.classes,
                                                                          "items": val["preds"] if is_best else best_preds})
                 emit(EpochEnd(epoch, epochs, train_loss, train_acc, val["loss"], val["acc"], val["per_class"],
@@ -250,10 +278,11 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             set_lr_factor(opt, lr_factor(step, sched))
             with torch.autocast(p.device.type, dtype=p.autocast, enabled=p.autocast is not None):
-                logits = self._forward(p.module, x)
+                logits = self._forward(self.train_module, x)
                 loss = criterion(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"The loss became {loss.item()} at epoch {epoch + 1}, batch {b}: training "
+            global_loss = self.dist.all_reduce_sum(loss.detach().float().clone().reshape(1)) / self.dist.world
+            if not torch.isfinite(global_loss).all():
+                raise NonFiniteLoss(f"The loss became {global_loss.item()} at epoch {epoch + 1}, batch {b}: training "
                                     f"diverged. Lower the learning rate (head lr is {p.cfg.layers.head_lr:g}; try "
                                     f"{p.cfg.layers.head_lr / 10:g}) or add warmup. The last checkpoint is kept.")
             opt.zero_grad(set_to_none=True)
@@ -265,11 +294,11 @@ class Trainer:
             scaler.update()
             lrs = current_lrs(opt)
             step += 1
-            n = len(y)
-            loss_v = float(loss.detach())
-            total_loss += loss_v * n
+            n = len(y) * self.dist.world
+            loss_v = float(global_loss)
+            total_loss += float(loss.detach()) * len(y)
             total_correct += int((logits.argmax(1) == y).sum())
-            total_n += n
+            total_n += len(y)
             now = time.perf_counter()
             recent.append((n, now - t_last))
             t_last = now
@@ -277,6 +306,8 @@ class Trainer:
             ips = sum(k for k, _ in recent) / max(1e-9, sum(t for _, t in recent))
             emit(BatchEnd(epoch, step, b, batches, loss_v, lrs, ips))
         ips_epoch = sum(k for k, _ in recent) / max(1e-9, sum(t for _, t in recent)) if recent else 0.0
+        sums = self.dist.all_reduce_sum(torch.tensor([total_loss, float(total_correct), float(total_n)], dtype=torch.float64))
+        total_loss, total_correct, total_n = float(sums[0]), float(sums[1]), float(sums[2])
         return total_loss / max(1, total_n), total_correct / max(1, total_n), step, ips_epoch
 
     @torch.no_grad()
@@ -306,6 +337,11 @@ class Trainer:
                 preds.append({"path": p.split.val[int(idx[k])].path, "true": int(y[k]), "pred": int(pred[k]),
                               "confidence": round(float(conf[k]), 5),
                               "top": [[int(i), round(float(v), 5)] for v, i in zip(topv[k], topi[k])]})
+        sums = self.dist.all_reduce_sum(torch.tensor([total_loss, float(n)], dtype=torch.float64))
+        total_loss, n = float(sums[0]), int(sums[1])
+        confusion = self.dist.all_reduce_sum(confusion)
+        preds = self.dist.gather_objects(preds)
+        preds.sort(key=lambda d: d["path"])
         row = confusion.sum(1).clamp(min=1)
         per_class = (confusion.diag().float() / row.float()).tolist()
         return {"loss": total_loss / n if n else float("nan"), "acc": float(confusion.diag().sum()) / n if n else float("nan"),

@@ -18,6 +18,7 @@ from transfer_gui.engine import data as data_mod
 from transfer_gui.engine import features as feat_mod
 from transfer_gui.engine.catalog import BuiltModel, build_model
 from transfer_gui.engine.control import RunControl
+from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
 from transfer_gui.engine.freezing import GroupError, apply_freeze, check_group_names, resolve_frozen
 from transfer_gui.engine.optim import group_lrs
@@ -84,9 +85,11 @@ class Prepared:
         return [g for g in self.groups if g.is_head] if self.use_features else self.groups
 
 
-def prepare(cfg: RunConfig, emit: Emit, control: RunControl) -> Prepared:
+def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE) -> Prepared:
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
+    if dist.active and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     autocast, precision = resolve_precision(cfg.train.precision, device)
 
     emit(PhaseChanged("prepare", "Scanning image folders"))
@@ -146,44 +149,43 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl) -> Prepared:
                     and not augment_is_random(cfg.data.augment) and "head" not in frozen)
     eval_tf = eval_from_resized(pre)
     val_ds = data_mod.ImageDataset(split.val, eval_tf, pre, val_cache)
-    bs = cfg.train.batch_size
+    bs = max(1, cfg.train.batch_size // dist.world)  # train.batch_size is the global batch
+    if dist.active and cfg.train.batch_size % dist.world:
+        emit(Warning(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world} processes; "
+                     f"each uses {bs}"))
     feature_seconds = 0.0
     if use_features:
         backbone, head = backbone_and_head(model, built.head_path)
         feats = []
         for name, samples, cache in (("training", split.train, train_cache), ("validation", split.val, val_cache)):
             ds = data_mod.ImageDataset(samples, eval_tf, pre, cache)
-            loader = DataLoader(ds, batch_size=bs, shuffle=False, num_workers=workers, pin_memory=pin)
             key = feat_mod.cache_key(built.arch, cfg.model.weights, pre, [s.path for s in samples])
             emit(PhaseChanged("features", f"Computing frozen features of {len(samples):,} {name} images once"))
-            fs, reused = feat_mod.get_or_compute(key, lambda: feat_mod.compute(
-                backbone, loader, device, autocast,
-                progress=lambda d, t, n=name: emit(Progress("features", d, t, f"Features of {n} images")),
-                check=control.checkpoint))
+            fs, reused = feat_mod.get_or_compute(key, lambda ds=ds, name=name: _sharded(
+                ds, dist, bs, workers, pin, lambda loader: feat_mod.compute(
+                    backbone, loader, device, autocast,
+                    progress=lambda d, t: emit(Progress("features", d, t, f"Features of {name} images")),
+                    check=control.checkpoint)))
             feature_seconds += 0.0 if reused else fs.seconds
             feats.append(fs)
-        keep_tr = feats[0].labels >= 0
-        keep_va = feats[1].labels >= 0
-        gen = torch.Generator().manual_seed(cfg.train.seed)
-        train_loader = DataLoader(TensorDataset(feats[0].features[keep_tr], feats[0].labels[keep_tr],
-                                                torch.arange(len(split.train))[keep_tr]),
-                                  batch_size=bs, shuffle=True, generator=gen)
-        val_loader = DataLoader(TensorDataset(feats[1].features[keep_va], feats[1].labels[keep_va],
-                                              torch.arange(len(split.val))[keep_va]), batch_size=max(bs, 256))
+        train_loader = data_mod.make_loader(_tensor_ds(feats[0].features, feats[0].labels), bs, True,
+                                            cfg.train.seed, dist=dist)
+        val_loader = data_mod.make_loader(_tensor_ds(feats[1].features, feats[1].labels), max(bs, 256), False,
+                                          cfg.train.seed, dist=dist)
         module: nn.Module = head
         notes.append(f"features computed once: {n_images:,} images, {feature_seconds:.1f} s; "
                      f"only the head trains on them")
     else:
         module = model
         boundary = _boundary_cache(cfg, model, groups, frozen, split, pre, (train_cache, val_cache), device, workers,
-                                   pin, emit, control, notes)
+                                   pin, emit, control, notes, dist, bs)
         if boundary is not None:
             module, train_loader, val_loader = boundary
         else:
             train_ds = data_mod.ImageDataset(split.train, train_from_resized(pre, cfg.data.augment), pre, train_cache)
             train_loader = data_mod.make_loader(train_ds, bs, True, cfg.train.seed, workers, pin,
-                                                weighted=cfg.data.weighted_sampler)
-            val_loader = data_mod.make_loader(val_ds, bs, False, cfg.train.seed, workers, pin)
+                                                weighted=cfg.data.weighted_sampler, dist=dist)
+            val_loader = data_mod.make_loader(val_ds, bs, False, cfg.train.seed, workers, pin, dist=dist)
     if use_features and cfg.data.weighted_sampler:
         notes.append("weighted sampler is not used with the feature cache")
     notes.append(f"device {device}, {precision}, {workers} loader workers, pin_memory={pin}")
@@ -191,8 +193,29 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl) -> Prepared:
                     train_loader, val_loader, workers, notes, feature_seconds)
 
 
+def _tensor_ds(x: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
+    """Cached inputs with their labels and sample index; images that failed to decode dropped."""
+    keep = labels >= 0
+    return TensorDataset(x[keep], labels[keep], torch.arange(len(labels))[keep])
+
+
+def _sharded(ds, dist: Dist, bs: int, workers: int, pin: bool, compute):
+    """Run ``compute(loader)`` on this rank's share of ``ds`` and gather every rank's rows, so a
+    cache is built once across all processes and every process ends with all of it."""
+    from torch.utils.data import Subset
+
+    part = Subset(ds, range(dist.rank, len(ds), dist.world)) if dist.active else ds
+    loader = DataLoader(part, batch_size=bs, shuffle=False, num_workers=workers, pin_memory=pin)
+    fs = compute(loader)
+    if dist.active:
+        fs.features = dist.gather_sharded(fs.features, len(ds))
+        fs.labels = dist.gather_sharded(fs.labels, len(ds))
+    return fs
+
+
 def _boundary_cache(cfg: RunConfig, model: nn.Module, groups: list[LayerGroup], frozen: set[str], split, pre,
-                    caches, device, workers: int, pin: bool, emit: Emit, control: RunControl, notes: list[str]):
+                    caches, device, workers: int, pin: bool, emit: Emit, control: RunControl, notes: list[str],
+                    dist: Dist = SINGLE, bs: int = 32):
     """(module, train_loader, val_loader) training on cached activations of a frozen prefix,
     or None (with the reason in ``notes``) when that cannot be used."""
     from transfer_gui.engine import boundary as bmod
@@ -231,17 +254,13 @@ def _boundary_cache(cfg: RunConfig, model: nn.Module, groups: list[LayerGroup], 
     offset = 0
     t0 = time.perf_counter()
     for ds in datasets:
-        loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers, pin_memory=pin)
-        acts, labels, _ = bmod.compute_activations(
+        fs = _sharded(ds, dist, bs, workers, pin, lambda loader, o=offset: feat_mod.FeatureSet(*bmod.compute_activations(
             model, path, loader, device,
-            progress=lambda d, t, o=offset: emit(Progress("features", o + d, total, "Frozen layers, once")),
-            check=control.checkpoint)
-        keep = labels >= 0
-        out.append(TensorDataset(acts[keep], labels[keep], torch.arange(len(ds))[keep]))
+            progress=lambda d, t: emit(Progress("features", o + d, total, "Frozen layers, once")),
+            check=control.checkpoint)))
+        out.append(_tensor_ds(fs.features, fs.labels))
         offset += len(ds)
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    bs = cfg.train.batch_size
     notes.append(f"frozen layers computed once: {total:,} images at {path}, {time.perf_counter() - t0:.1f} s, "
                  f"{need / 2**20:,.0f} MB; training runs from {path} on")
-    return (bmod.BoundaryModel(model, path, dummy), DataLoader(out[0], batch_size=bs, shuffle=True, generator=gen),
-            DataLoader(out[1], batch_size=bs))
+    return (bmod.BoundaryModel(model, path, dummy), data_mod.make_loader(out[0], bs, True, cfg.train.seed, dist=dist),
+            data_mod.make_loader(out[1], bs, False, cfg.train.seed, dist=dist))
