@@ -246,6 +246,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from transfer_gui.engine.scan import IMAGE_EXTENSIONS  # noqa: F401 - same list as the scanner
 
         images = [str(p) for p in sorted(Path(args.parity_images).rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS][:32]
+    from transfer_gui.engine.atomic import remove_stale_parts
+
+    out = Path(args.out)
+    remove_stale_parts(out.parent, out.name, recursive=False)  # left by an export that was killed
     report = export_model(args.run_dir, args.format, args.out, parity_images=images)
     print(report.message)
     return 0

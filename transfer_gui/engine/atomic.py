@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, BinaryIO
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -20,9 +23,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; finished files follow the umask
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files follow the umask
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -58,3 +59,19 @@ def atomic_write_with(target: Path, writer: Callable[[BinaryIO], None]) -> None:
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
             writer(fh)
+
+
+def remove_stale_parts(folder: Path, name: str | None = None, recursive: bool = True) -> list[Path]:
+    """Delete temporary files left by a writer that was killed (``kill -9``, power loss).
+
+    Only our own hidden ``.NAME.*.part`` files are touched; ``name`` limits it to one target.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".{name}.*.part" if name else ".*.part"
+    found = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    for path in found:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return found

@@ -21,6 +21,7 @@ from torch import nn
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import rundir
+from transfer_gui.engine.atomic import remove_stale_parts
 from transfer_gui.engine.catalog import ModelError
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.distributed import SINGLE, Dist
@@ -33,6 +34,10 @@ from transfer_gui.engine.schedule import from_config, lr_factor
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be written (read-only, missing permission, disk full)."""
 
 
 @dataclass
@@ -81,7 +86,10 @@ class Trainer:
             result = self._result("failed", str(exc), run_dir, t0)
             result.bad_input = True
         except Exception as exc:  # noqa: BLE001 - the front end shows a message, never a traceback
-            if _is_oom(exc):
+            if isinstance(exc, OSError) and exc.errno is not None:
+                msg = (f"Cannot write to {exc.filename or run_dir}: {exc.strerror}. Free some space or choose "
+                       f"another output folder. Files already written (the last complete checkpoint) are intact.")
+            elif _is_oom(exc):
                 msg = (f"Out of memory on {getattr(self, 'device', 'the device')} with batch size "
                        f"{cfg.train.batch_size}. Try a batch size of {max(1, cfg.train.batch_size // 2)}, a smaller "
                        f"image size, or freeze more layers. The last checkpoint is kept.")
@@ -152,10 +160,17 @@ class Trainer:
         main = self.dist.main
         config_text = config_mod.dumps(cfg)
         if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and (run_dir / "error.log").exists():
-                (run_dir / "error.log").unlink()
-            config_mod.save(cfg, run_dir / "config.toml")
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                stale = remove_stale_parts(run_dir)
+                if stale:
+                    emit(Warning(f"removed {len(stale)} half-written temporary file(s) left by an interrupted run"))
+                if not resume and (run_dir / "error.log").exists():
+                    (run_dir / "error.log").unlink()
+                config_mod.save(cfg, run_dir / "config.toml")
+            except OSError as exc:
+                raise RunFolderError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}. Choose another "
+                                     f"output folder (output.dir).") from None
 
         p = prepare(cfg, emit, control, self.dist)
         self.device = p.device
@@ -180,7 +195,7 @@ class Trainer:
             p.model.load_state_dict(resume_blob["state_dict"])
             opt.load_state_dict(resume_blob["optimizer"])
             start_epoch, step = int(resume_blob["epoch"]), int(resume_blob["step"])
-            self.history = rundir.read_metrics(run_dir / "metrics.jsonl")[:start_epoch]
+            self.history = list(resume_blob.get("history") or rundir.read_metrics(run_dir / "metrics.jsonl"))[:start_epoch]
             best_score = float(resume_blob.get("best_score", best_score))
             self.best = (int(resume_blob.get("best_epoch", -1)), float(resume_blob.get("best_val_acc", float("nan"))))
 
@@ -227,11 +242,11 @@ class Trainer:
                     patience_left = cfg.train.early_stopping
                 else:
                     patience_left -= 1
-                if main:
-                    rundir.write_metrics(run_dir / "metrics.jsonl", self.history)
+                if main:  # the checkpoint first: it is the truth a resume starts from
                     rundir.save_checkpoint(last_path, metrics=record, extra={
                         "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best_score": best_score,
-                        "best_epoch": self.best[0], "best_val_acc": self.best[1]}, **meta)
+                        "best_epoch": self.best[0], "best_val_acc": self.best[1], "history": self.history}, **meta)
+                    rundir.write_metrics(run_dir / "metrics.jsonl", self.history)
                 if main and (is_best or not (run_dir / "val_predictions.json").exists()):
                     rundir.write_json(run_dir / "val_predictions.json", {"classes": p.split.classes,
                                                                          "items": val["preds"] if is_best else best_preds})
