@@ -252,6 +252,9 @@ class Trainer:
                                                                          "items": val["preds"] if is_best else best_preds})
                 emit(EpochEnd(epoch, epochs, train_loss, train_acc, val["loss"], val["acc"], val["per_class"],
                               val["confusion"], seconds, lrs, is_best, ips))
+                if epoch == start_epoch and p.use_features:
+                    emit(PhaseChanged("train", f"features computed once: {len(p.split.train) + len(p.split.val):,} "
+                                               f"images, {p.feature_seconds:.1f} s; epochs now take {seconds:.2f} s"))
                 if cfg.train.early_stopping and patience_left <= 0 and epoch + 1 < epochs:
                     status = "early_stopped"
                     message = (f"Stopped early after epoch {epoch + 1}: {cfg.train.early_stopping_metric} did not "
