@@ -6,6 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # DataLoader workers in a frozen (PyInstaller) build
     from transfer_gui.cli import main as cli_main
 
     return cli_main(argv)
@@ -14,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
 def gui_main() -> int:
     from transfer_gui.ui.app import run_app
 
-    return run_app(sys.argv[1:])
+    return run_app(sys.argv)
 
 
 if __name__ == "__main__":

@@ -273,7 +273,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_gui(args: argparse.Namespace) -> int:
     from transfer_gui.ui.app import run_app
 
-    return run_app([args.project] if getattr(args, "project", None) else [])
+    project = getattr(args, "project", None)
+    return run_app(["transfer-gui", project] if project else ["transfer-gui"])
 
 
 def build_parser() -> argparse.ArgumentParser:

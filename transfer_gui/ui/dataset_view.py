@@ -1,0 +1,80 @@
+"""What the Data step shows, computed from a raw scan (no renames, no exclusions) and the
+config, so renaming or dropping a class never needs a rescan. Plain Python, no Qt."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ClassRow:
+    original: str  # folder name as scanned
+    name: str  # after data.rename_classes
+    count: int
+    excluded: bool
+    examples: list[str] = field(default_factory=list)  # a few image paths
+
+
+def class_rows(index, data_cfg, examples: int = 4) -> list[ClassRow]:
+    """One row per scanned class folder name."""
+    if index is None:
+        return []
+    per_label: dict[int, list[str]] = collections.defaultdict(list)
+    for s in index.samples:
+        per_label[s.label].append(s.path)
+    excluded = set(data_cfg.exclude_classes)
+    rows = []
+    for label, original in enumerate(index.classes):
+        paths = per_label.get(label, [])
+        new = data_cfg.rename_classes.get(original, original)
+        rows.append(ClassRow(original, new, len(paths), original in excluded or new in excluded,
+                             _spread(paths, examples)))
+    return rows
+
+
+def _spread(paths: list[str], k: int) -> list[str]:
+    if k <= 0:
+        return []
+    if len(paths) <= k:
+        return list(paths)
+    step = len(paths) / k
+    return [paths[int(i * step)] for i in range(k)]
+
+
+def effective_counts(index, data_cfg) -> dict[str, int]:
+    """Images per class the run will train on (renamed, merged, without excluded), sorted by name."""
+    counts: dict[str, int] = collections.Counter()
+    for row in class_rows(index, data_cfg, examples=0):
+        if not row.excluded:
+            counts[row.name] += row.count
+    return {name: counts[name] for name in sorted(counts)}
+
+
+def effective_index(index, data_cfg):
+    """A DatasetIndex of what will train, to reuse the engine's own warnings."""
+    from transfer_gui.engine.scan import DatasetIndex, Sample
+
+    rows = class_rows(index, data_cfg, examples=0)
+    names = sorted({r.name for r in rows if not r.excluded})
+    label_of = {name: i for i, name in enumerate(names)}
+    mapping = {i: label_of[r.name] for i, r in enumerate(rows) if not r.excluded}
+    samples = [Sample(s.path, mapping[s.label]) for s in index.samples if s.label in mapping]
+    return DatasetIndex(names, samples, list(index.skipped), list(index.sources), index.seconds)
+
+
+def split_counts(counts: dict[str, int], data_cfg) -> tuple[int, int]:
+    """(training, validation) images, the way the engine's stratified split counts them."""
+    if data_cfg.val_folders:
+        return sum(counts.values()), -1  # validation comes from its own folders
+    train = val = 0
+    for n in counts.values():
+        n_val = round(n * data_cfg.val_fraction)
+        n_val = min(max(n_val, 1), n - 1) if data_cfg.val_fraction > 0 and n >= 2 else 0
+        train += n - n_val
+        val += n_val
+    return train, val
+
+
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    return max(1, -(-max(0, train_images) // max(1, batch_size)))

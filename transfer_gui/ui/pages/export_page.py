@@ -1,0 +1,252 @@
+"""Step 6, Export: write the trained model as an app checkpoint, safetensors, TorchScript or
+ONNX, each checked against PyTorch on validation images (the parity check). The engine
+writes every file atomically, so a failed export leaves nothing partial behind."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from transfer_gui.ui import dialogs
+from transfer_gui.ui.context import Context
+from transfer_gui.ui.theme import status_colors
+
+FORMATS = (
+    ("checkpoint", "App checkpoint (.pt)", "The trained weights with class names and preprocessing, without "
+     "optimizer state; opens in this app and continues training."),
+    ("safetensors", "safetensors", "Weights only, in the safe, fast safetensors format, with class names and "
+     "preprocessing in its metadata."),
+    ("torchscript", "TorchScript", "A self-contained PyTorch program: load it in Python or C++ (libtorch) without "
+     "this app's code."),
+    ("onnx", "ONNX", "For ONNX Runtime, OpenCV, TensorRT, browsers and phones. Checked against PyTorch on your "
+     "validation images."),
+)
+PARITY_IMAGES = 8
+
+
+def export_job(task, source: str, formats: list[str], folder: str, parity: list[str]) -> list[tuple]:
+    from transfer_gui.engine.export import ExportError, export_model
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    takes_progress = "progress" in inspect.signature(export_model).parameters
+    out = []
+    for i, fmt in enumerate(formats):
+        if task.cancelled:
+            out.append(("cancelled", fmt, "Cancelled before this format was written."))
+            continue
+        task.report((i, len(formats), fmt, "starting", 0.0), force=True)
+        kwargs = {"parity_images": parity or None}
+        if takes_progress:
+            kwargs["progress"] = lambda stage, frac, i=i, fmt=fmt: task.report((i, len(formats), fmt, stage, frac))
+        try:
+            out.append(("ok", fmt, export_model(source, fmt, folder, **kwargs)))
+        except ExportError as exc:
+            out.append(("error", fmt, str(exc)))
+        except ImportError as exc:
+            out.append(("error", fmt, f"This export needs a part of the engine that is missing: {exc}"))
+    return out
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
+
+
+class ExportPage(QWidget):
+    def __init__(self, ctx: Context):
+        super().__init__()
+        self.ctx = ctx
+        self.project = ctx.project
+        self.reports: list[tuple] = []
+        self._build()
+        self.project.run_changed.connect(self._run_changed)
+        self.project.training_changed.connect(lambda _t: self._update_enabled())
+        self._run_changed()
+
+    def _build(self) -> None:
+        self.source = QLabel()
+        self.source.setWordWrap(True)
+        box = QGroupBox("Formats")
+        box.setToolTip("Choose one or more file formats to write.")
+        self.checks: dict[str, QCheckBox] = {}
+        fl = QVBoxLayout(box)
+        for key, label, tip in FORMATS:
+            cb = QCheckBox(label)
+            cb.setToolTip(tip)
+            cb.setChecked(key in ("checkpoint", "onnx"))
+            cb.toggled.connect(lambda _on: self._update_enabled())
+            desc = QLabel(tip)
+            desc.setWordWrap(True)
+            desc.setStyleSheet(f"QLabel {{ color: {status_colors()['muted']}; margin-left: 22px; }}")
+            fl.addWidget(cb)
+            fl.addWidget(desc)
+            self.checks[key] = cb
+        self.folder = QLineEdit()
+        self.folder.setToolTip("Where the files are written; files are named after the run.")
+        self.folder.setPlaceholderText("the run folder's export/ sub-folder")
+        self.folder_btn = QPushButton("Choose…")
+        self.folder_btn.setToolTip("Choose the folder to export to.")
+        self.folder_btn.clicked.connect(self._choose_folder)
+        self.export_btn = QPushButton("Export")
+        self.export_btn.setToolTip("Write the chosen formats and check each against the PyTorch model.")
+        self.export_btn.clicked.connect(self.export)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop after the format being written now.")
+        self.cancel_btn.clicked.connect(lambda: self.ctx.tasks.cancel("export") or self._finished())
+        self.cancel_btn.setVisible(False)
+        self.open_btn = QPushButton("Open folder")
+        self.open_btn.setToolTip("Show the exported files in the file manager.")
+        self.open_btn.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(self.target_folder())))
+        self.progress = QProgressBar()
+        self.progress.setToolTip("Export progress.")
+        self.progress.setVisible(False)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Format", "File", "Size", "Parity check"])
+        self.table.setToolTip("What was written. The parity check runs the written file on validation images "
+                              "and compares its outputs with PyTorch's.")
+        self.table.horizontalHeaderItem(3).setToolTip("Largest difference of the output scores from the PyTorch "
+                                                      "model, and how often the top class agrees.")
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(True)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Folder"))
+        row.addWidget(self.folder, 1)
+        row.addWidget(self.folder_btn)
+        actions = QHBoxLayout()
+        actions.addWidget(self.export_btn)
+        actions.addWidget(self.cancel_btn)
+        actions.addWidget(self.progress, 1)
+        actions.addWidget(self.open_btn)
+        left = QVBoxLayout()
+        left.addWidget(self.source)
+        left.addWidget(box)
+        left.addLayout(row)
+        left.addLayout(actions)
+        left.addWidget(self.message)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("<b>Exported files</b>"))
+        right.addWidget(self.table, 1)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(left, 2)
+        lay.addLayout(right, 3)
+
+    # ------------------------------------------------------------------
+    def target_folder(self) -> str:
+        text = self.folder.text().strip()
+        if text:
+            return text
+        rd = self.project.run_dir
+        return str(rd / "export") if rd else ""
+
+    def _choose_folder(self) -> None:
+        path = dialogs.choose_folder(self, "Export to folder", self.target_folder() or self.ctx.last_dir("export"))
+        if path:
+            self.folder.setText(path)
+            self.ctx.remember_dir("export", path)
+
+    def selected_formats(self) -> list[str]:
+        return [k for k, cb in self.checks.items() if cb.isChecked()]
+
+    def set_formats(self, formats: list[str]) -> None:
+        for k, cb in self.checks.items():
+            cb.setChecked(k in formats)
+
+    def _run_changed(self) -> None:
+        rec = self.project.record
+        if rec is None:
+            self.source.setText("Nothing to export yet: train a model, or open a run folder (File > Open Run Folder…).")
+        else:
+            ck = rec.best_checkpoint
+            which = "best epoch" if ck is not None and ck.name == "best.pt" else "last epoch"
+            self.source.setText(f"Exporting the <b>{which}</b> of run <b>{rec.run_dir.name}</b> "
+                                f"({rec.config.model.name}, {len(rec.classes)} classes)." if ck else
+                                f"Run {rec.run_dir.name} has no checkpoint to export.")
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        rec = self.project.record
+        ok = (rec is not None and rec.best_checkpoint is not None and not self.project.training
+              and bool(self.selected_formats()) and not self.ctx.tasks.running("export"))
+        self.export_btn.setEnabled(ok)
+        self.open_btn.setEnabled(bool(self.target_folder()) and Path(self.target_folder()).is_dir())
+
+    def export(self) -> None:
+        rec = self.project.record
+        if rec is None or rec.best_checkpoint is None:
+            return
+        formats = self.selected_formats()
+        parity = [p["path"] for p in rec.predictions[:PARITY_IMAGES] if Path(p.get("path", "")).is_file()]
+        self.reports = []
+        self.table.setRowCount(0)
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 1000 * len(formats))
+        self.progress.setValue(0)
+        self.cancel_btn.setVisible(True)
+        self.message.setText("")
+        self.ctx.tasks.start("export", export_job, str(rec.run_dir), formats, self.target_folder(), parity, heavy=True,
+                             on_progress=self._progress, on_done=self._done, on_error=self._error)
+        self._update_enabled()
+
+    def _progress(self, value: tuple) -> None:
+        i, n, fmt, stage, frac = value
+        self.progress.setValue(int(1000 * (i + frac)))
+        self.progress.setFormat(f"{fmt}: {stage} ({i + 1} of {n})")
+
+    def _finished(self) -> None:
+        self.progress.setVisible(False)
+        self.cancel_btn.setVisible(False)
+        self._update_enabled()
+
+    def _error(self, exc: BaseException) -> None:
+        self._finished()
+        self.message.setText(f"<span style='color:{status_colors()['error']}'>Export failed: {exc}</span>")
+
+    def _done(self, reports: list[tuple]) -> None:
+        self._finished()
+        self.reports = reports
+        colors = status_colors()
+        self.table.setRowCount(len(reports))
+        failed = 0
+        for r, (status, fmt, rep) in enumerate(reports):
+            self.table.setItem(r, 0, QTableWidgetItem(fmt))
+            if status == "ok":
+                f = QTableWidgetItem(Path(rep.path).name)
+                f.setToolTip(rep.path)
+                self.table.setItem(r, 1, f)
+                self.table.setItem(r, 2, QTableWidgetItem(_size(rep.bytes)))
+                if rep.parity_max_abs_diff is None:
+                    parity = "not checked"
+                else:
+                    parity = (f"✓ max diff {rep.parity_max_abs_diff:.1e} · top-1 agrees "
+                              f"{rep.parity_top1_agree:.0%} ({rep.parity_images} images)")
+                item = QTableWidgetItem(parity)
+                item.setToolTip(rep.message)
+                item.setForeground(QColor(colors["ok"]))
+                self.table.setItem(r, 3, item)
+            else:
+                failed += status == "error"
+                item = QTableWidgetItem(rep)
+                item.setToolTip(rep)
+                item.setForeground(QColor(colors["error"]))
+                self.table.setItem(r, 1, item)
+                self.table.setSpan(r, 1, 1, 3)
+        self.table.resizeRowsToContents()
+        ok = sum(1 for s, _f, _r in reports if s == "ok")
+        kind = "ok" if not failed else "error"
+        self.message.setText(f"<span style='color:{colors[kind]}'>Wrote {ok} file(s) to {self.target_folder()}"
+                             + (f"; {failed} format(s) failed (see the table)." if failed else ".") + "</span>")

@@ -1,0 +1,312 @@
+"""Step 4, Training: device, batch size, epochs, precision, early stopping and the run folder;
+Start / Pause / Stop; live plots, progress with ETA, a log; and the learning-rate finder.
+
+Training runs on its own QThread (ui/worker.py); this page only shows what the engine reports.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import math
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+
+from transfer_gui.engine import events as ev
+from transfer_gui.ui import dialogs
+from transfer_gui.ui.context import Context
+from transfer_gui.ui.run_monitor import RunMonitor
+from transfer_gui.ui.steps import readiness
+from transfer_gui.ui.theme import status_colors
+from transfer_gui.ui.widgets.run_progress import RunProgress
+from transfer_gui.ui.widgets.train_plots import TrainPlots
+from transfer_gui.ui.widgets.train_settings import TrainSettings, new_run_dir, runs_root
+from transfer_gui.ui.worker import EngineRun, fit_job
+
+
+def lrfind_available() -> bool:
+    try:
+        return importlib.util.find_spec("transfer_gui.engine.lrfind") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class TrainingPage(QWidget):
+    running_changed = Signal(bool)
+    paused_changed = Signal(bool)
+    run_finished = Signal(str, bool)  # run folder, whether to show the Results step now
+
+    def __init__(self, ctx: Context):
+        super().__init__()
+        self.ctx = ctx
+        self.project = ctx.project
+        self.run: EngineRun | None = None
+        self.kind = ""  # "train" | "lrfind"
+        self.monitor = RunMonitor()  # the training run the plots show
+        self.active = self.monitor  # the run in progress (training or LR finder)
+        self.last_finished: ev.Finished | None = None
+        self._build()
+        self.timer = QTimer(self, interval=100)  # redraw at most 10 times a second
+        self.timer.timeout.connect(self._redraw)
+        self.project.config_changed.connect(lambda _k: self._update_buttons())
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.settings_box = box = TrainSettings(self.ctx)
+        # the fields, for callers that drive the page
+        self.device, self.batch, self.epochs, self.out_dir = box.device, box.batch, box.epochs, box.out_dir
+
+        self.start_btn = QPushButton("▶ Start training")
+        self.start_btn.setToolTip("Start training with these settings (Ctrl+Return).")
+        self.start_btn.clicked.connect(self.start)
+        self.pause_btn = QPushButton("Pause")
+        self.pause_btn.setToolTip("Pause between batches; Resume carries on exactly where it stopped (Ctrl+P).")
+        self.pause_btn.clicked.connect(self.toggle_pause)
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setToolTip("Stop after the current batch. Finished epochs and their checkpoints are kept (Ctrl+.).")
+        self.stop_btn.clicked.connect(self.stop)
+        self.lrfind_btn = QPushButton("Find learning rate…")
+        self.lrfind_btn.setToolTip("Train briefly while raising the learning rate, plot the loss, and suggest "
+                                   "a head rate (takes a few seconds to a minute).")
+        self.lrfind_btn.clicked.connect(self.find_lr)
+        controls = QVBoxLayout()
+        controls.addWidget(self.start_btn)
+        row = QHBoxLayout()
+        row.addWidget(self.pause_btn)
+        row.addWidget(self.stop_btn)
+        controls.addLayout(row)
+        controls.addWidget(self.lrfind_btn)
+
+        left = QVBoxLayout()
+        left.addWidget(box)
+        left.addLayout(controls)
+        left.addStretch(1)
+        left_w = QWidget()
+        left_w.setLayout(left)
+        left_w.setFixedWidth(300)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setVisible(False)
+        self.progress = RunProgress()
+        self.run_bar = self.progress.run_bar
+        self.plots = TrainPlots()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setFixedHeight(96)
+        self.log.setToolTip("What the engine reports: data preparation, each epoch, warnings and how the run ended.")
+        self.log.setPlaceholderText("The training log appears here.")
+        right = QVBoxLayout()
+        right.addWidget(self.message)
+        right.addWidget(self.progress)
+        right.addWidget(self.plots, 1)
+        right.addWidget(self.log)
+
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(left_w)
+        lay.addLayout(right, 1)
+
+    # ------------------------------------------------------------------ settings
+    def on_shown(self) -> None:
+        self.load_devices()
+
+    def load_devices(self) -> None:
+        self.settings_box.load_devices()
+
+    # ------------------------------------------------------------------ run control
+    def is_running(self) -> bool:
+        return self.run is not None and self.run.running
+
+    def is_paused(self) -> bool:
+        return self.is_running() and self.run.paused
+
+    def _run_config(self):
+        cfg = self.project.cfg
+        if not cfg.output.dir:
+            cfg = cfg.replace(**{"output.dir": str(new_run_dir())})
+        return cfg
+
+    def _begin(self, job, kind: str, cfg) -> bool:
+        if self.is_running():
+            return False
+        why = readiness(self.project, "Training")
+        if why:
+            self._show_message(f"Cannot start yet. {why}", "error")
+            self.ctx.status(why)
+            return False
+        self.kind = kind
+        if kind == "train":
+            self.monitor.reset()
+            self.plots.reset()
+            self.active = self.monitor
+        else:
+            self.active = RunMonitor()  # the LR finder leaves the last run's curves alone
+        self.last_finished = None
+        self.message.setVisible(False)
+        self.run = EngineRun(job, cfg.output.dir, self)
+        self.run.event.connect(self._on_event)
+        self.run.result.connect(self._on_result)
+        self.run.done.connect(self._on_done)
+        self.project.set_training(True)
+        self.run.start()
+        self.timer.start()
+        self._update_buttons()
+        self.running_changed.emit(True)
+        return True
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        cfg = self._run_config()
+        if (Path(cfg.output.dir) / "config.toml").is_file() and not dialogs.ask_yes_no(
+                self, "Run folder in use", f"{cfg.output.dir} already holds a run. Train into it anyway? Its "
+                f"checkpoints and metrics will be replaced.\n\nChoose No, then clear “Run folder” to get a new "
+                f"folder for every run."):
+            return
+        if self._begin(fit_job(cfg), "train", cfg):
+            self.log.clear()
+            self._log(f"Starting: {cfg.model.name}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
+                      f"run folder {cfg.output.dir}", "muted")
+
+    def find_lr(self) -> None:
+        if not lrfind_available():
+            self._show_message("The learning-rate finder is not part of this version of the engine "
+                               "(transfer_gui.engine.lrfind is missing).", "warn")
+            return
+        cfg = self.project.cfg
+        if not cfg.output.dir:
+            cfg = cfg.replace(**{"output.dir": str(runs_root() / "lr_find")})  # lr_find writes nothing there
+
+        def job(emit, control):
+            from transfer_gui.engine.lrfind import lr_find
+
+            return lr_find(cfg, emit, control)
+
+        if self._begin(job, "lrfind", cfg):
+            self._log("Finding a learning rate: short training steps at rising rates…", "muted")
+
+    def toggle_pause(self) -> None:
+        if not self.is_running():
+            return
+        if self.run.paused:
+            self.run.resume()
+            self.active.resume()
+            self._log("Resumed.", "muted")
+        else:
+            self.run.pause()
+            self.active.pause()
+            self._log("Paused: training waits between batches. Press Resume to continue.", "muted")
+        self._update_buttons()
+        self.paused_changed.emit(self.run.paused)
+
+    def stop(self) -> None:
+        if self.is_running():
+            self.run.stop()
+            self.active.resume()
+            self._log("Stopping after the current batch…", "muted")
+            self.run_bar.setFormat("Stopping…")
+            self._update_buttons()
+
+    def shutdown(self, timeout_ms: int = 60000) -> None:
+        """Stop a run and wait for its thread (window closing)."""
+        if self.run is not None and self.run.running:
+            self.run.wait(timeout_ms)
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        self.start_btn.setEnabled(not running)
+        self.lrfind_btn.setEnabled(not running)
+        self.pause_btn.setEnabled(running and not (self.run and self.run.control.stop_requested))
+        self.stop_btn.setEnabled(running and not (self.run and self.run.control.stop_requested))
+        self.pause_btn.setText("Resume" if self.is_paused() else "Pause")
+        self.settings_box.set_running(running)
+
+    # ------------------------------------------------------------------ events
+    def _on_event(self, e: object) -> None:
+        self.active.ingest(e)
+        if isinstance(e, ev.RunStarted) and self.kind == "train":
+            cache = " Frozen backbone: features computed once, only the head trains." if e.feature_cache else ""
+            self._log(f"Training on {e.device} ({e.precision}): {e.train_size:,} training and {e.val_size:,} "
+                      f"validation images, {len(e.classes)} classes, {e.total_steps:,} steps.{cache}", "muted")
+            self.plots.reset(e.groups, e.trainable_groups)
+            if self.kind == "train":
+                self.project.set_run(e.run_dir, None)
+        elif isinstance(e, ev.PhaseChanged):
+            if e.message and e.phase not in ("train", "validate"):
+                self._log(e.message, "muted")
+        elif isinstance(e, ev.EpochEnd):
+            best = "  ★ best so far" if e.is_best else ""
+            val = (f"validation loss {e.val_loss:.3f}, accuracy {e.val_acc:.1%}" if math.isfinite(e.val_acc)
+                   else "no validation images")
+            self._log(f"Epoch {e.epoch + 1}/{e.epochs}: training loss {e.train_loss:.3f}, accuracy "
+                      f"{e.train_acc:.1%}; {val} ({e.seconds:.1f} s){best}", "ok" if e.is_best else "")
+        elif isinstance(e, ev.Warning):
+            self._log(f"Warning: {e.message}", "warn")
+        elif isinstance(e, ev.Finished):
+            self.last_finished = e
+            kind = {"completed": "ok", "early_stopped": "ok", "stopped": "warn"}.get(e.status, "error")
+            self._log(e.message, kind)
+            if e.status == "failed":
+                self._show_message(f"<b>Training failed.</b> {html.escape(e.message)}", "error")
+            elif e.status in ("stopped", "early_stopped"):
+                self._show_message(html.escape(e.message), "warn")
+
+    def _on_result(self, result: object) -> None:
+        if self.kind == "lrfind" and result is not None and hasattr(result, "suggestion"):
+            from transfer_gui.ui.widgets.lrfind_view import LRFindDialog
+
+            self.lrfind_dialog = LRFindDialog(result, self)
+            self.lrfind_dialog.apply_lr.connect(self._apply_lr)
+            self.lrfind_dialog.show()
+        elif self.kind == "lrfind" and self.last_finished is None and result is None:
+            self._show_message("The learning-rate finder did not return a result; see the log.", "error")
+
+    def _apply_lr(self, lr: float) -> None:
+        self.project.set("layers.head_lr", float(f"{lr:.3g}"))
+        self.ctx.status(f"Head learning rate set to {lr:.3g}.")
+
+    def _on_done(self) -> None:
+        self.timer.stop()
+        self._redraw()
+        kind = self.kind
+        self.project.set_training(False)
+        self._update_buttons()
+        self.running_changed.emit(False)
+        self.paused_changed.emit(False)
+        f = self.last_finished
+        if kind == "train":
+            run_dir = f.run_dir if f is not None else (self.active.started.run_dir if self.active.started else "")
+            if run_dir and (Path(run_dir) / "config.toml").is_file():
+                show = f is not None and f.status in ("completed", "early_stopped")
+                self.run_finished.emit(run_dir, show)  # a failure stays here, with its message
+        elif kind == "lrfind":
+            self.progress.finished_lr_find()
+            self.active = self.monitor
+            self._redraw()
+
+    # ------------------------------------------------------------------ drawing
+    def _redraw(self) -> None:
+        self.plots.update_from(self.monitor)
+        if self.kind == "lrfind" and not self.is_running():
+            return
+        self.progress.show_state(self.active, self.is_running(), self.is_paused(), self.kind)
+
+    def _log(self, text: str, kind: str = "") -> None:
+        color = status_colors().get(kind)
+        stamp = datetime.now().strftime("%H:%M:%S")
+        body = html.escape(text)
+        if color:
+            body = f"<span style='color:{color}'>{body}</span>"
+        self.log.appendHtml(f"<span style='color:{status_colors()['muted']}'>{stamp}</span> {body}")
+
+    def _show_message(self, text: str, kind: str) -> None:
+        c = status_colors()[kind]
+        self.message.setText(text)
+        self.message.setStyleSheet(f"QLabel {{ color: {c}; border: 1px solid {c}; border-radius: 4px; padding: 6px; }}")
+        self.message.setVisible(True)

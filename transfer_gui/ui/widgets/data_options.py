@@ -1,0 +1,221 @@
+"""The right-hand side of the Data step: where validation images come from, and the
+augmentation switches with a preview of what training will see."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
+
+from transfer_gui.ui import dialogs
+from transfer_gui.ui.context import Context
+from transfer_gui.ui.theme import status_colors
+from transfer_gui.ui.widgets.aug_preview import AugmentPreview
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def val_scan_job(task, folders: list[str]) -> str:
+    """Job: a one-line description of the validation folders (one class alone is allowed)."""
+    from transfer_gui.engine.scan import ScanError, scan_sources
+
+    try:
+        idx = scan_sources(folders, cancel=lambda: task.cancelled)
+        return f"{len(idx.samples):,} validation images in {len(idx.classes)} classes."
+    except ScanError as exc:
+        if "Only one class" not in str(exc):
+            raise
+        n = sum(1 for f in folders for _r, _d, files in os.walk(f) for x in files
+                if Path(x).suffix.lower() in IMAGE_SUFFIXES)
+        return f"{n:,} validation images of one class."
+
+
+class ValidationBox(QGroupBox):
+    def __init__(self, ctx: Context):
+        super().__init__("Validation images")
+        self.ctx, self.project = ctx, ctx.project
+        self._filling = False
+        self.setToolTip("Images held back to measure accuracy honestly; they are never trained on.")
+        self.split_radio = QRadioButton("Hold back a share of each class")
+        self.split_radio.setToolTip("Split each class: this share of its images is used for validation "
+                                    "(data.val_fraction).")
+        self.folder_radio = QRadioButton("Use a separate folder")
+        self.folder_radio.setToolTip("Validate on a folder of its own, with the same class sub-folders "
+                                     "(data.val_folders).")
+        group = QButtonGroup(self)
+        group.addButton(self.split_radio)
+        group.addButton(self.folder_radio)
+        self.val_pct = QSpinBox()
+        self.val_pct.setRange(0, 90)
+        self.val_pct.setSuffix(" %")
+        self.val_pct.setToolTip("Share of every class kept for validation (0 = no validation).")
+        self.val_folder = QLineEdit()
+        self.val_folder.setReadOnly(True)
+        self.val_folder.setPlaceholderText("no folder chosen")
+        self.val_folder.setToolTip("The validation folder.")
+        self.val_browse = QPushButton("Choose…")
+        self.val_browse.setToolTip("Choose the validation folder.")
+        self.val_info = QLabel()
+        self.val_info.setWordWrap(True)
+        self.split_radio.toggled.connect(self._mode_changed)
+        self.val_pct.valueChanged.connect(lambda v: self._set("data.val_fraction", v / 100.0))
+        self.val_browse.clicked.connect(self._choose_folder)
+        row1 = QHBoxLayout()
+        row1.addWidget(self.split_radio)
+        row1.addWidget(self.val_pct)
+        row1.addStretch(1)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.folder_radio)
+        row2.addWidget(self.val_folder, 1)
+        row2.addWidget(self.val_browse)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row1)
+        lay.addLayout(row2)
+        lay.addWidget(self.val_info)
+        self.project.config_changed.connect(self._config_changed)
+        self.project.scan_changed.connect(self.show_info)
+        self._config_changed({""})
+
+    def _set(self, key: str, value) -> None:
+        if not self._filling:
+            self.project.set(key, value)
+
+    def _mode_changed(self, split: bool) -> None:
+        self.val_pct.setEnabled(split)
+        self.val_browse.setEnabled(not split)
+        if split and self.project.cfg.data.val_folders:
+            self._set("data.val_folders", [])
+
+    def _choose_folder(self) -> None:
+        path = dialogs.choose_folder(self, "Choose the validation folder", self.ctx.last_dir("data"))
+        if path:
+            self._set("data.val_folders", [os.path.abspath(path)])
+
+    def _config_changed(self, keys: set) -> None:
+        d = self.project.cfg.data
+        self._filling = True
+        try:
+            self.split_radio.setChecked(not d.val_folders)
+            self.folder_radio.setChecked(bool(d.val_folders))
+            self.val_pct.setValue(round(d.val_fraction * 100))
+            self.val_pct.setEnabled(not d.val_folders)
+            self.val_browse.setEnabled(bool(d.val_folders))
+            self.val_folder.setText(d.val_folders[0] if d.val_folders else "")
+        finally:
+            self._filling = False
+        if "" in keys or "data.val_folders" in keys:
+            self._scan()
+        self.show_info()
+
+    def _scan(self) -> None:
+        folders = list(self.project.cfg.data.val_folders)
+        if not folders:
+            self.ctx.tasks.cancel("val-scan")
+            self.project.set_val_scan(None, "")
+            return
+        self.ctx.tasks.start("val-scan", val_scan_job, folders, on_done=lambda text: self.project.set_val_scan(text),
+                             on_error=lambda e: self.project.set_val_scan(None, str(e)))
+
+    def show_info(self) -> None:
+        p, d = self.project, self.project.cfg.data
+        if d.val_folders:
+            err = p.val_scan_error
+            text = p.val_scan if isinstance(p.val_scan, str) else ""
+            self.val_info.setText(f"<span style='color:{status_colors()['error']}'>{err}</span>" if err else text)
+        else:
+            self.val_info.setText("No validation: accuracy cannot be measured." if d.val_fraction == 0 else "")
+
+
+class AugmentBox(QGroupBox):
+    def __init__(self, ctx: Context, example_path: Callable[[], str | None]):
+        super().__init__("Augmentation")
+        self.ctx, self.project = ctx, ctx.project
+        self.example_path = example_path
+        self._filling = False
+        self.setToolTip("Random changes to training images so the model sees more variety. Off by default: "
+                        "without it the frozen backbone's features are computed once, which makes training fast.")
+        self.aug_on = QCheckBox("Augment training images")
+        self.aug_on.setToolTip("Turn random augmentation on or off (data.augment.enabled).")
+        self.aug_crop = QCheckBox("Random crop and zoom")
+        self.aug_crop.setToolTip("Crop a random 50–100 % of the image and resize it (data.augment.random_resized_crop).")
+        self.aug_hflip = QCheckBox("Mirror left–right")
+        self.aug_hflip.setToolTip("Flip half of the images horizontally (data.augment.hflip).")
+        self.aug_vflip = QCheckBox("Flip upside down")
+        self.aug_vflip.setToolTip("Flip half of the images vertically; only for images without an up "
+                                  "(data.augment.vflip).")
+        self.aug_rot = QDoubleSpinBox()
+        self.aug_rot.setRange(0, 180)
+        self.aug_rot.setDecimals(0)
+        self.aug_rot.setSuffix("°")
+        self.aug_rot.setToolTip("Rotate by a random angle up to this many degrees either way (data.augment.rotation).")
+        self.aug_jitter = QDoubleSpinBox()
+        self.aug_jitter.setRange(0, 1)
+        self.aug_jitter.setSingleStep(0.1)
+        self.aug_jitter.setToolTip("Random brightness, contrast and colour changes, 0 = none, 1 = strong "
+                                   "(data.augment.color_jitter).")
+        for w, key in ((self.aug_on, "enabled"), (self.aug_crop, "random_resized_crop"),
+                       (self.aug_hflip, "hflip"), (self.aug_vflip, "vflip")):
+            w.toggled.connect(lambda on, k=key: self._set(f"data.augment.{k}", on))
+        self.aug_rot.valueChanged.connect(lambda v: self._set("data.augment.rotation", float(v)))
+        self.aug_jitter.valueChanged.connect(lambda v: self._set("data.augment.color_jitter", round(float(v), 2)))
+        self.preview = AugmentPreview(ctx.tasks)
+        self.reroll = QPushButton("New samples")
+        self.reroll.setToolTip("Draw new random augmentations of the image.")
+        self.timer = QTimer(self, singleShot=True, interval=150)
+        self.timer.timeout.connect(self.request_preview)
+        self.reroll.clicked.connect(self.request_preview)
+        form = QFormLayout()
+        form.addRow(self.aug_on)
+        checks = QHBoxLayout()
+        for w in (self.aug_crop, self.aug_hflip, self.aug_vflip):
+            checks.addWidget(w)
+        checks.addStretch(1)
+        form.addRow(checks)
+        nums = QHBoxLayout()
+        for label, w in (("Rotation", self.aug_rot), ("Colour jitter", self.aug_jitter)):
+            lab = QLabel(label)
+            lab.setToolTip(w.toolTip())
+            nums.addWidget(lab)
+            nums.addWidget(w)
+            nums.addSpacing(12)
+        nums.addStretch(1)
+        form.addRow(nums)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.preview)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.reroll)
+        lay.addLayout(row)
+        lay.addStretch(1)
+        self.project.config_changed.connect(self._config_changed)
+        self._config_changed({""})
+
+    def _set(self, key: str, value) -> None:
+        if not self._filling:
+            self.project.set(key, value)
+
+    def _config_changed(self, keys: set) -> None:
+        a = self.project.cfg.data.augment
+        self._filling = True
+        try:
+            self.aug_on.setChecked(a.enabled)
+            self.aug_crop.setChecked(a.random_resized_crop)
+            self.aug_hflip.setChecked(a.hflip)
+            self.aug_vflip.setChecked(a.vflip)
+            self.aug_rot.setValue(a.rotation)
+            self.aug_jitter.setValue(a.color_jitter)
+            for w in (self.aug_crop, self.aug_hflip, self.aug_vflip, self.aug_rot, self.aug_jitter):
+                w.setEnabled(a.enabled)
+        finally:
+            self._filling = False
+        if "" in keys or any(k.startswith(("data.augment", "data.image_size", "model.")) for k in keys):
+            self.timer.start()
+
+    def request_preview(self) -> None:
+        cfg = self.project.cfg
+        self.preview.request(self.example_path(), cfg.data.augment, cfg.data.image_size or 224)

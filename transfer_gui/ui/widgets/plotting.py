@@ -1,0 +1,77 @@
+"""pyqtgraph plots that follow the window's palette. Curves are created once and updated
+with ``setData``; long curves are downsampled and clipped to the view."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication, QWidget
+
+pg.setConfigOptions(antialias=True)
+
+
+def _colors() -> tuple[str, str, str]:
+    pal = QApplication.instance().palette()
+    bg = pal.color(QPalette.ColorRole.Base).name()
+    fg = pal.color(QPalette.ColorRole.Text).name()
+    grid = pal.color(QPalette.ColorRole.Mid).name()
+    return bg, fg, grid
+
+
+def style_plot(w: pg.PlotWidget) -> None:
+    bg, fg, _grid = _colors()
+    w.setBackground(bg)
+    item = w.getPlotItem()
+    for name in ("left", "bottom", "right", "top"):
+        axis = item.getAxis(name)
+        axis.setPen(pg.mkPen(fg))
+        axis.setTextPen(pg.mkPen(fg))
+    title = getattr(w, "_title_text", "")
+    if title:
+        item.setTitle(title, color=fg, size="10pt")
+    legend = item.legend
+    if legend is not None:
+        legend.setLabelTextColor(fg)
+        legend.setBrush(pg.mkBrush(bg + "c8"))
+        for _sample, label in legend.items:
+            label.setText(label.text)  # re-render in the new colour
+
+
+def make_plot(title: str, left: str = "", bottom: str = "", legend: bool = False,
+              legend_at: tuple[int, int] = (-8, 8)) -> pg.PlotWidget:
+    w = pg.PlotWidget()
+    w._title_text = title  # type: ignore[attr-defined]
+    item = w.getPlotItem()
+    item.showGrid(x=True, y=True, alpha=0.25)
+    item.setMenuEnabled(False)
+    if left:
+        item.setLabel("left", left)
+    if bottom:
+        item.setLabel("bottom", bottom)
+    if legend:
+        item.addLegend(offset=legend_at, labelTextSize="8pt", verSpacing=-6)
+    w.setMinimumHeight(150)
+    style_plot(w)
+    return w
+
+
+def add_curve(w: pg.PlotWidget, color: str, name: str | None = None, width: float = 2.0,
+              alpha: int = 255, symbol: str | None = None, dash: bool = False) -> pg.PlotDataItem:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor
+
+    c = QColor(color)
+    c.setAlpha(alpha)
+    pen = pg.mkPen(c, width=width, style=Qt.PenStyle.DashLine if dash else Qt.PenStyle.SolidLine)
+    kwargs = dict(pen=pen, name=name)
+    if symbol:
+        kwargs.update(symbol=symbol, symbolSize=7, symbolBrush=pg.mkBrush(c), symbolPen=pg.mkPen(c))
+    curve = w.getPlotItem().plot([], [], **kwargs)
+    curve.setClipToView(True)
+    curve.setDownsampling(auto=True, method="peak")
+    return curve
+
+
+def restyle_all(root: QWidget) -> None:
+    for w in root.findChildren(pg.PlotWidget):
+        style_plot(w)
