@@ -140,3 +140,15 @@ def test_corrupt_safetensors_header(tmp_path: Path):
     bad.write_bytes(b"\xff" * 8 + b"{not json")
     with pytest.raises(ModelError, match="bad.safetensors"):
         build_model("resnet18", str(bad))
+
+
+def test_weights_status_follows_the_cache():
+    spec = next(s for s in list_models() if s.name == "alexnet")
+    assert spec.weights_status == "download"
+    dest = catalog.hub_checkpoint_dir() / Path(spec.url).name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"x")
+    try:
+        assert next(s for s in list_models() if s.name == "alexnet").weights_status == "cached"
+    finally:
+        dest.unlink()

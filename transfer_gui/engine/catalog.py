@@ -91,15 +91,22 @@ def _torchvision_specs() -> tuple[ModelSpec, ...]:
             continue
         meta = weights.meta
         t = weights.transforms()
-        cached = (hub_checkpoint_dir() / os.path.basename(weights.url)).is_file()
         specs.append(ModelSpec(
             name=name, family=_family(name), source="torchvision",
             params=int(meta.get("num_params", 0)), input_size=int(t.crop_size[0]),
             top1=float(meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1", float("nan"))),
             download_mb=float(meta.get("_file_size", 0.0)),
-            weights_status="cached" if cached else "download", url=weights.url,
+            weights_status="download", url=weights.url,
         ))
     return tuple(specs)
+
+
+def weights_status(spec: ModelSpec) -> str:
+    """Checked on every call: weights downloaded a moment ago show as cached."""
+    if spec.source != "torchvision":
+        return spec.weights_status
+    cached = (hub_checkpoint_dir() / os.path.basename(spec.url)).is_file()
+    return "cached" if cached else "download"
 
 
 def offline_spec() -> ModelSpec:
@@ -111,7 +118,9 @@ def offline_spec() -> ModelSpec:
 
 
 def list_models(include_timm: bool = True) -> list[ModelSpec]:
-    specs = [offline_spec(), *_torchvision_specs()]
+    import dataclasses
+
+    specs = [offline_spec(), *(dataclasses.replace(s, weights_status=weights_status(s)) for s in _torchvision_specs())]
     if include_timm:
         for name in TIMM_FEATURED:
             specs.append(ModelSpec(name=f"timm:{name}", family=_family(name), source="timm", params=0,
