@@ -22,7 +22,8 @@ from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import rundir
 from transfer_gui.engine.atomic import remove_stale_parts
-from transfer_gui.engine.catalog import ModelError
+from transfer_gui.engine.catalog import DownloadCancelled, ModelError
+from transfer_gui.engine.scan import ScanCancelled
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted, Warning
@@ -78,7 +79,7 @@ class Trainer:
         self.best = (-1, float("nan"))
         try:
             result = self._fit(cfg, run_dir, emit, control, resume, t0)
-        except StopRequested:
+        except (StopRequested, ScanCancelled, DownloadCancelled):
             result = self._result("stopped", "Stopped before training began.", run_dir, t0)
         except NonFiniteLoss as exc:
             result = self._result("failed", str(exc), run_dir, t0)
