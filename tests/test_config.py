@@ -68,3 +68,14 @@ def test_check_paths_names_missing_folder(tmp_path: Path):
     cfg = RunConfig().replace(**{"data.folders": [str(tmp_path)], "model.weights": str(tmp_path / "w.pth")})
     with pytest.raises(ConfigError, match="model.weights"):
         C.check_paths(cfg)
+
+
+@pytest.mark.parametrize("text, field", [
+    ("[layers]\nhead_lr = inf\n", "layers.head_lr"),
+    ("[optim]\nweight_decay = nan\n", "optim.weight_decay"),
+    ("[layers.lr]\nstem = inf\n", "layers.lr.stem"),
+    ("[train]\nseed = 100000000000000000\n", "train.seed"),
+])
+def test_non_finite_numbers_and_huge_seeds_are_refused(text, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        C.loads(text)

@@ -51,9 +51,9 @@ def test_frozen_batchnorm_stays_in_eval(resnet):
     frozen = {"stem", "layer1"}
     set_train_mode(model, groups, frozen)
     assert not model.bn1.training and not model.layer1[0].bn1.training
-    assert model.layer2[0].bn1.training and model.training
+    assert model.layer2[0].bn1.training and model.fc.training
     set_train_mode(model, groups, frozen, train_bn=True)
-    assert model.bn1.training
+    assert model.bn1.training and not model.layer1[0].conv1.training
 
 
 def test_gradual_unfreezing_schedule():

@@ -40,3 +40,10 @@ def test_curve_samples_whole_run():
     assert steps[0] == 0 and steps[-1] == 999
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(1e-3, rel=1e-2)
     assert all(math.isfinite(v) for v in lrs)
+
+
+def test_step_decays_count_from_the_start_not_after_warmup():
+    s = Schedule("step", total_steps=90, warmup_steps=10, step_size=30, gamma=0.1)
+    assert lr_factor(29, s) == 1.0
+    assert lr_factor(30, s) == pytest.approx(0.1)
+    assert lr_factor(60, s) == pytest.approx(0.01)

@@ -205,6 +205,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args)
     config_mod.check_paths(cfg)
+    if args.steps < 2 or not 0 < args.start_lr < args.end_lr:
+        raise CliError(f"lr-find needs --steps >= 2 and 0 < --start-lr < --end-lr (got {args.steps}, "
+                       f"{args.start_lr:g}, {args.end_lr:g})")
     progress = ConsoleProgress(quiet=args.quiet)
     res = lr_find(cfg, progress, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr)
     progress.close()
@@ -249,7 +252,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from transfer_gui.engine.atomic import remove_stale_parts
 
     out = Path(args.out)
-    remove_stale_parts(out.parent, out.name, recursive=False)  # left by an export that was killed
+    remove_stale_parts(out.parent, out.name)  # left by an export that was killed
     report = export_model(args.run_dir, args.format, args.out, parity_images=images)
     print(report.message)
     return 0

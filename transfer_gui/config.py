@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 import types
@@ -264,6 +265,9 @@ def validate(cfg: RunConfig) -> None:
         if not cond:
             raise ConfigError(message, path)
 
+    for path, value in _numbers(cfg, ""):
+        need(math.isfinite(value), path, f"must be a finite number, got {value}")
+
     d, la, o, s, t = cfg.data, cfg.layers, cfg.optim, cfg.schedule, cfg.train
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
     need(d.image_size == 0 or 16 <= d.image_size <= 2048, "data.image_size",
@@ -293,6 +297,7 @@ def validate(cfg: RunConfig) -> None:
     need(s.step_epochs >= 1, "schedule.step_epochs", f"must be >= 1, got {s.step_epochs}")
     need(0 < s.gamma <= 1, "schedule.gamma", f"must be in (0, 1], got {s.gamma}")
     need(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}")
+    need(0 <= t.seed < 2**31, "train.seed", f"must be between 0 and 2147483647, got {t.seed}")
     need(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
     need(t.device in DEVICES or t.device.startswith("cuda:"), "train.device",
          f"must be one of {', '.join(DEVICES)} or cuda:N, got {t.device!r}")
@@ -304,6 +309,18 @@ def validate(cfg: RunConfig) -> None:
     need(t.cache_memory_mb >= 0, "train.cache_memory_mb", f"must be >= 0, got {t.cache_memory_mb}")
     need(t.feature_cache in FEATURE_CACHE, "train.feature_cache",
          f"must be one of {', '.join(FEATURE_CACHE)}, got {t.feature_cache!r}")
+
+
+def _numbers(node: Any, prefix: str):
+    """(dotted path, value) of every float in the config, tables included."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _numbers(getattr(node, f.name), f"{prefix}.{f.name}" if prefix else f.name)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{prefix}.{k}")
+    elif isinstance(node, float):
+        yield prefix, node
 
 
 def check_paths(cfg: RunConfig) -> None:

@@ -61,16 +61,14 @@ def atomic_write_with(target: Path, writer: Callable[[BinaryIO], None]) -> None:
             writer(fh)
 
 
-def remove_stale_parts(folder: Path, name: str | None = None, recursive: bool = True) -> list[Path]:
-    """Delete temporary files left by a writer that was killed (``kill -9``, power loss).
-
-    Only our own hidden ``.NAME.*.part`` files are touched; ``name`` limits it to one target.
-    """
+def remove_stale_parts(folder: Path, names: tuple[str, ...] | str) -> list[Path]:
+    """Delete the temporary files that a killed writer (``kill -9``, power loss) left for the
+    targets ``names`` in ``folder``: only our own hidden ``.NAME.*.part`` files, nothing else."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = f".{name}.*.part" if name else ".*.part"
-    found = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    names = (names,) if isinstance(names, str) else names
+    found = [p for name in names for p in folder.glob(f".{name}.*.part")]
     for path in found:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -122,4 +122,6 @@ def compute_activations(model: nn.Module, boundary: str, loader: DataLoader, dev
         done += len(y)
         if progress:
             progress(done, total)
+    if not acts:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long), time.perf_counter() - t0
     return torch.cat(acts), torch.cat(labels).long(), time.perf_counter() - t0

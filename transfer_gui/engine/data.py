@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from transfer_gui.engine.imageio import ImageError, open_image
 from transfer_gui.engine.preprocess import Preprocessing, resize_transform
@@ -74,24 +74,8 @@ def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None
 
 def scan_sources_lenient(folders: list[str], data_cfg, progress, cancel) -> DatasetIndex:
     """A validation folder may hold a single class; the training classes are the reference."""
-    from transfer_gui.engine.scan import ScanError
-
-    try:
-        return scan_sources(folders, data_cfg.exclude_classes, dict(data_cfg.rename_classes),
-                            progress=progress, cancel=cancel)
-    except ScanError as exc:
-        if "at least two classes" not in str(exc):
-            raise
-        # one class folder given as validation: treat each folder as that class
-        samples, classes = [], []
-        for folder in folders:
-            name = os.path.basename(os.path.normpath(folder))
-            classes.append(name)
-            for root, _dirs, files in os.walk(folder):
-                for f in sorted(files):
-                    if os.path.splitext(f)[1].lower() in {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}:
-                        samples.append(Sample(os.path.join(root, f), len(classes) - 1))
-        return DatasetIndex(classes=classes, samples=samples, skipped=[], sources=folders, seconds=0.0)
+    return scan_sources(folders, data_cfg.exclude_classes, dict(data_cfg.rename_classes),
+                        progress=progress, cancel=cancel, min_classes=1)
 
 
 # ----------------------------------------------------------------------------- decode cache
@@ -171,25 +155,29 @@ class ImageDataset(Dataset):
         return self.transform(img), s.label, i
 
 
+def _labels(ds) -> list[int]:
+    if hasattr(ds, "samples"):
+        return [s.label for s in ds.samples]
+    return [int(v) for v in ds.tensors[1]]  # a TensorDataset of cached features
+
+
 def make_loader(ds, batch_size: int, shuffle: bool, seed: int, workers: int = 0, pin_memory: bool = False,
-                weighted: bool = False, dist=None) -> DataLoader:
+                weighted: bool = False, dist=None, drop_last: bool = False) -> DataLoader:
     """A loader whose order is one seeded permutation per epoch (``sampler.set_epoch``),
-    sharded across ranks under torchrun; a class-balancing sampler on request."""
+    sharded across ranks under torchrun; class-balanced draws on request."""
     from transfer_gui.engine.distributed import SINGLE, ShardedSampler
 
     dist = dist or SINGLE
-    if weighted and shuffle and not dist.active:
+    weights = None
+    if weighted and shuffle:
+        labels = _labels(ds)
         counts: dict[int, int] = {}
-        labels = [s.label for s in ds.samples]
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
-        weights = [1.0 / counts[label] for label in labels]
-        generator = torch.Generator().manual_seed(seed)
-        sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
-    else:
-        sampler = ShardedSampler(len(ds), shuffle, seed, dist, drop_uneven=shuffle)
+        weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
+    sampler = ShardedSampler(len(ds), shuffle, seed, dist, drop_uneven=shuffle, weights=weights)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, drop_last=drop_last)
 
 
 def auto_workers(requested: int, device: torch.device, cached: bool) -> int:

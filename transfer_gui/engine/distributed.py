@@ -106,16 +106,21 @@ class ShardedSampler(Sampler[int]):
     number of equal batches (DDP would hang otherwise); validation keeps every item once.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int, dist: Dist = SINGLE, drop_uneven: bool = True):
+    def __init__(self, n: int, shuffle: bool, seed: int, dist: Dist = SINGLE, drop_uneven: bool = True,
+                 weights: torch.Tensor | None = None):
         self.n, self.shuffle, self.seed, self.dist = n, shuffle, seed, dist
         self.drop_uneven = drop_uneven
+        self.weights = weights  # class-balancing: draw n indices with these weights, with replacement
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _indices(self) -> list[int]:
-        if self.shuffle:
+        if self.shuffle and self.weights is not None and self.n:
+            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
         else:
@@ -128,7 +133,8 @@ class ShardedSampler(Sampler[int]):
         return iter(self._indices())
 
     def __len__(self) -> int:
-        return len(self._indices())
+        n = self.n - self.n % self.dist.world if self.drop_uneven and self.dist.world > 1 else self.n
+        return len(range(self.dist.rank, n, self.dist.world))
 
 
 def init_from_env() -> Dist:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 _MEMORY: dict[str, "FeatureSet"] = {}
-_MEMORY_LIMIT = 4
+_MEMORY_LIMIT_BYTES = 1 << 30  # keep at most this much of earlier runs' features in the process
 
 
 @dataclass
@@ -29,12 +29,20 @@ class FeatureSet:
     seconds: float
 
 
-def cache_key(arch: str, weights: str, preprocessing, paths: list[str]) -> str:
+def fingerprint(module: nn.Module) -> str:
+    """Hash of a module's weights and buffers: two backbones share features only if equal."""
     h = hashlib.sha256()
-    h.update(json.dumps([arch, weights, preprocessing.to_dict()]).encode())
-    if weights not in ("pretrained", "none") and os.path.isfile(weights):
-        st = os.stat(weights)
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(backbone_fingerprint: str, preprocessing, paths: list[str], dtype: object = None) -> str:
+    """Everything that changes the features: the backbone's weights, the preprocessing, the
+    precision, and each file's path, size and modification time."""
+    h = hashlib.sha256()
+    h.update(json.dumps([backbone_fingerprint, preprocessing.to_dict(), str(dtype)]).encode())
     for p in paths:
         try:
             st = os.stat(p)
@@ -64,6 +72,8 @@ def compute(backbone: nn.Module, loader: DataLoader, device: torch.device, autoc
         done += len(y)
         if progress:
             progress(done, total)
+    if not feats:
+        return FeatureSet(torch.zeros(0), torch.zeros(0, dtype=torch.long), time.perf_counter() - t0)
     return FeatureSet(torch.cat(feats), torch.cat(labels).long(), time.perf_counter() - t0)
 
 
@@ -72,9 +82,9 @@ def get_or_compute(key: str, make: Callable[[], FeatureSet]) -> tuple[FeatureSet
     if key in _MEMORY:
         return _MEMORY[key], True
     fs = make()
-    if len(_MEMORY) >= _MEMORY_LIMIT:
-        _MEMORY.pop(next(iter(_MEMORY)))
     _MEMORY[key] = fs
+    while len(_MEMORY) > 2 and sum(f.features.numel() * 4 for f in _MEMORY.values()) > _MEMORY_LIMIT_BYTES:
+        _MEMORY.pop(next(iter(_MEMORY)))  # oldest first; the current run's two sets stay
     return fs, False
 
 

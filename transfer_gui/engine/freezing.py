@@ -54,18 +54,24 @@ def frozen_at_epoch(frozen: set[str], unfreeze_at: Mapping[str, int], epoch: int
 
 
 def set_train_mode(model: nn.Module, groups: list[LayerGroup], frozen: set[str], train_bn: bool = False) -> None:
-    """``model.train()``, then put the norm layers and dropout of frozen groups back in eval
-    mode so their running statistics do not move."""
-    model.train()
-    if train_bn:
-        return
+    """Training mode for the groups that train, eval mode for everything else.
+
+    Frozen groups keep their BatchNorm statistics; modules outside every group (a dropout
+    before the head, the model's own functional dropout) stay in eval mode too, so that
+    training on cached features and training through the whole network are the same thing.
+    ``train_bn`` lets the norm layers of frozen groups update their statistics."""
+    model.eval()
     for g in groups:
-        if g.name not in frozen:
+        if g.name in frozen and not train_bn:
             continue
         for path in g.modules:
-            for module in model.get_submodule(path).modules():
-                if isinstance(module, _NORM_TYPES) or isinstance(module, nn.Dropout):
-                    module.eval()
+            module = model.get_submodule(path)
+            if g.name not in frozen:
+                module.train()
+            else:  # frozen, but the user asked for BatchNorm statistics to follow the new data
+                for m in module.modules():
+                    if isinstance(m, _NORM_TYPES):
+                        m.train()
 
 
 def trainable_count(model: nn.Module) -> tuple[int, int]:

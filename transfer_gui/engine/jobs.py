@@ -50,7 +50,9 @@ def write_job(cfg: RunConfig, folder: str | Path, spec: JobSpec, run_dir: str = 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # "auto" picks each rank's own GPU under torchrun (and the CPU where there is none).
-    job_cfg = cfg.replace(**{"output.dir": run_dir, "train.device": "auto"})
+    job_cfg = cfg.replace(**{"output.dir": run_dir, "train.device": "auto",
+                             "data.folders": [str(Path(f).resolve()) for f in cfg.data.folders],
+                             "data.val_folders": [str(Path(f).resolve()) for f in cfg.data.val_folders]})
     paths = {"config": folder / "config.toml", "torchrun": folder / "run_torchrun.sh", "slurm": folder / "job.slurm"}
     config_mod.save(job_cfg, paths["config"])
 

@@ -23,7 +23,7 @@ from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import rundir
 from transfer_gui.engine.atomic import remove_stale_parts
 from transfer_gui.engine.catalog import DownloadCancelled, ModelError
-from transfer_gui.engine.scan import ScanCancelled
+from transfer_gui.engine.scan import ScanCancelled, ScanError
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted, Warning
@@ -77,13 +77,14 @@ class Trainer:
             cfg = cfg.replace(**{"output.dir": str(run_dir)})
         self.history: list[dict] = []
         self.best = (-1, float("nan"))
+        self._prepared = None
         try:
             result = self._fit(cfg, run_dir, emit, control, resume, t0)
         except (StopRequested, ScanCancelled, DownloadCancelled):
             result = self._result("stopped", "Stopped before training began.", run_dir, t0)
         except NonFiniteLoss as exc:
             result = self._result("failed", str(exc), run_dir, t0)
-        except (ConfigError, GroupError, ModelError, ValueError, FileNotFoundError) as exc:
+        except (ConfigError, GroupError, ModelError, ScanError, RunFolderError, FileNotFoundError) as exc:
             result = self._result("failed", str(exc), run_dir, t0)
             result.bad_input = True
         except Exception as exc:  # noqa: BLE001 - the front end shows a message, never a traceback
@@ -98,6 +99,8 @@ class Trainer:
                 msg = f"Training failed: {type(exc).__name__}: {exc}. The last checkpoint is kept."
             self._write_error(run_dir, exc)
             result = self._result("failed", msg, run_dir, t0)
+        if self._prepared is not None:
+            self._prepared.close()
         self._write_summary(result)
         emit(Finished(result.status, result.message, str(result.run_dir), result.best_epoch,
                       result.best_val_acc, len(result.history), result.seconds,
@@ -145,7 +148,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [p.device.index] if p.device.type == "cuda" else None
-        self._ddp = DDP(p.module, device_ids=ids, broadcast_buffers=False)
+        # buffers (BatchNorm statistics) follow rank 0, so every rank validates the saved model
+        self._ddp = DDP(p.module, device_ids=ids, broadcast_buffers=True)
         self._ddp_key = key
         self.train_module = self._ddp
 
@@ -163,17 +167,21 @@ class Trainer:
         if main:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
-                stale = remove_stale_parts(run_dir)
+                stale = [*remove_stale_parts(run_dir, tuple(n for n in rundir.RUN_FILES if "/" not in n)),
+                         *remove_stale_parts(run_dir / "checkpoints", ("last.pt", "best.pt"))]
                 if stale:
                     emit(Warning(f"removed {len(stale)} half-written temporary file(s) left by an interrupted run"))
-                if not resume and (run_dir / "error.log").exists():
-                    (run_dir / "error.log").unlink()
+                if not resume and rundir.clear_previous_run(run_dir):
+                    emit(Warning(f"{run_dir} held an earlier run; its files were replaced by this run's"))
                 config_mod.save(cfg, run_dir / "config.toml")
+            except FileExistsError as exc:
+                raise RunFolderError(str(exc)) from None
             except OSError as exc:
                 raise RunFolderError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}. Choose another "
                                      f"output folder (output.dir).") from None
 
         p = prepare(cfg, emit, control, self.dist)
+        self._prepared = p
         self.device = p.device
         self.classes = p.split.classes
         if main:
@@ -194,10 +202,16 @@ class Trainer:
         best_preds: dict = {}
         if resume_blob is not None:
             p.model.load_state_dict(resume_blob["state_dict"])
-            opt.load_state_dict(resume_blob["optimizer"])
+            try:
+                opt.load_state_dict(resume_blob["optimizer"])
+            except ValueError:
+                raise ConfigError(f"cannot resume {run_dir}: the layers that train differ from the interrupted "
+                                  f"run's (frozen groups, feature cache or augmentation changed); resume with the "
+                                  f"run's own config.toml") from None
             start_epoch, step = int(resume_blob["epoch"]), int(resume_blob["step"])
             self.history = list(resume_blob.get("history") or rundir.read_metrics(run_dir / "metrics.jsonl"))[:start_epoch]
             best_score = float(resume_blob.get("best_score", best_score))
+            patience_resumed = int(resume_blob.get("patience_left", cfg.train.early_stopping))
             self.best = (int(resume_blob.get("best_epoch", -1)), float(resume_blob.get("best_val_acc", float("nan"))))
 
         emit(RunStarted(str(run_dir), str(p.device), p.precision, p.split.classes, [g.name for g in p.groups],
@@ -205,7 +219,7 @@ class Trainer:
                         epochs, steps_per_epoch, steps_per_epoch * epochs, p.use_features, start_epoch))
         meta = dict(model=p.model, arch=p.built.arch, classes=p.split.classes, preprocessing=p.built.preprocessing,
                     head_path=p.built.head_path, config_text=config_text)
-        patience_left = cfg.train.early_stopping
+        patience_left = patience_resumed if resume_blob is not None else cfg.train.early_stopping
         status, message = "completed", ""
         try:
             for epoch in range(start_epoch, epochs):
@@ -246,7 +260,8 @@ class Trainer:
                 if main:  # the checkpoint first: it is the truth a resume starts from
                     rundir.save_checkpoint(last_path, metrics=record, extra={
                         "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best_score": best_score,
-                        "best_epoch": self.best[0], "best_val_acc": self.best[1], "history": self.history}, **meta)
+                        "best_epoch": self.best[0], "best_val_acc": self.best[1], "history": self.history,
+                        "patience_left": patience_left}, **meta)
                     rundir.write_metrics(run_dir / "metrics.jsonl", self.history)
                 if main and (is_best or not (run_dir / "val_predictions.json").exists()):
                     rundir.write_json(run_dir / "val_predictions.json", {"classes": p.split.classes,
@@ -267,8 +282,11 @@ class Trainer:
             message = (f"Stopped by request after {done} complete epoch(s); the last checkpoint is kept."
                        if done else "Stopped by request before the first epoch finished.")
         if status == "completed":
-            message = (f"Finished {epochs} epochs; best validation accuracy {self.best[1]:.1%} "
-                       f"at epoch {self.best[0] + 1}.")
+            if math.isnan(self.best[1]):
+                message = f"Finished {epochs} epochs (no validation images, so no accuracy was measured)."
+            else:
+                message = (f"Finished {epochs} epochs; best validation accuracy {self.best[1]:.1%} "
+                           f"at epoch {self.best[0] + 1}.")
         return self._result(status, message, run_dir, t0)
 
     # ------------------------------------------------------------------------------------
@@ -287,10 +305,15 @@ class Trainer:
             control.checkpoint()
             y = torch.as_tensor(y)
             keep = y >= 0
+            weight = None
             if not bool(keep.all()):
-                x, y = x[keep], y[keep]
-            if len(y) == 0:
-                continue
+                if self.dist.active:  # every rank must run the same collectives: weight bad images 0
+                    y = torch.where(keep, y, torch.zeros_like(y))
+                    weight = keep.float()
+                else:
+                    x, y = x[keep], y[keep]
+                    if len(y) == 0:
+                        continue
             x = x.to(p.device, non_blocking=True)
             y = y.to(p.device, non_blocking=True)
             if p.cfg.train.channels_last and x.ndim == 4:
@@ -298,7 +321,13 @@ class Trainer:
             set_lr_factor(opt, lr_factor(step, sched))
             with torch.autocast(p.device.type, dtype=p.autocast, enabled=p.autocast is not None):
                 logits = self._forward(self.train_module, x)
-                loss = criterion(logits.float(), y)
+                if weight is None:
+                    loss = criterion(logits.float(), y)
+                else:
+                    w = weight.to(p.device)
+                    per = nn.functional.cross_entropy(logits.float(), y, reduction="none",
+                                                      label_smoothing=p.cfg.optim.label_smoothing)
+                    loss = (per * w).sum() / w.sum().clamp(min=1)
             global_loss = self.dist.all_reduce_sum(loss.detach().float().clone().reshape(1)) / self.dist.world
             if not torch.isfinite(global_loss).all():
                 raise NonFiniteLoss(f"The loss became {global_loss.item()} at epoch {epoch + 1}, batch {b}: training "
@@ -313,11 +342,14 @@ class Trainer:
             scaler.update()
             lrs = current_lrs(opt)
             step += 1
-            n = len(y) * self.dist.world
+            valid = keep.to(p.device) if weight is not None else None
+            n_valid = int(valid.sum()) if valid is not None else len(y)
+            n = n_valid * self.dist.world
             loss_v = float(global_loss)
-            total_loss += float(loss.detach()) * len(y)
-            total_correct += int((logits.argmax(1) == y).sum())
-            total_n += len(y)
+            total_loss += float(loss.detach()) * n_valid
+            hits = logits.argmax(1) == y
+            total_correct += int((hits & valid).sum() if valid is not None else hits.sum())
+            total_n += n_valid
             now = time.perf_counter()
             recent.append((n, now - t_last))
             t_last = now
@@ -361,7 +393,7 @@ class Trainer:
         confusion = self.dist.all_reduce_sum(confusion)
         preds = self.dist.gather_objects(preds)
         preds.sort(key=lambda d: d["path"])
-        row = confusion.sum(1).clamp(min=1)
-        per_class = (confusion.diag().float() / row.float()).tolist()
+        row = confusion.sum(1).float()
+        per_class = [float("nan") if r == 0 else float(d) / float(r) for d, r in zip(confusion.diag(), row)]
         return {"loss": total_loss / n if n else float("nan"), "acc": float(confusion.diag().sum()) / n if n else float("nan"),
                 "n": n, "confusion": confusion.tolist(), "per_class": per_class, "preds": preds}

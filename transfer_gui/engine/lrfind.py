@@ -33,7 +33,7 @@ def suggest(lrs: list[float], losses: list[float]) -> float:
     ignoring the first and last few points, which are noisy."""
     if len(lrs) < 5:
         return lrs[len(lrs) // 2] if lrs else 1e-3
-    lo, hi = max(1, len(lrs) // 10), max(2, len(lrs) - len(lrs) // 10)
+    lo, hi = max(1, len(lrs) // 10), min(len(lrs) - 1, max(2, len(lrs) - len(lrs) // 10))
     best, best_i = math.inf, lo
     for i in range(lo, hi):
         slope = (losses[i + 1] - losses[i - 1]) / (math.log10(lrs[i + 1]) - math.log10(lrs[i - 1]))
@@ -47,6 +47,9 @@ def sweep(p: Prepared, steps: int = 100, start_lr: float = 1e-7, end_lr: float =
           control: RunControl | None = None) -> LRFindResult:
     """Run the sweep on a prepared run. Every group keeps its ratio to the head's rate."""
     control = control or RunControl()
+    if steps < 2 or not 0 < start_lr < end_lr:
+        raise ValueError(f"the sweep needs at least 2 steps and 0 < start_lr < end_lr; got {steps} steps, "
+                         f"{start_lr:g} to {end_lr:g}")
     saved = copy.deepcopy(p.model.state_dict())
     opt = make_optimizer(p.model, p.train_groups, p.lrs, p.cfg.optim)
     head_lr = p.lrs["head"]
@@ -104,7 +107,10 @@ def lr_find(cfg: RunConfig, on_event: Callable[[object], None] | None = None, co
     control = control or RunControl()
     p = prepare(cfg, emit, control)
     emit(PhaseChanged("lr_find", f"Sweeping the learning rate from {start_lr:g} to {end_lr:g}"))
-    return sweep(p, steps, start_lr, end_lr, emit=emit, control=control)
+    try:
+        return sweep(p, steps, start_lr, end_lr, emit=emit, control=control)
+    finally:
+        p.close()
 
 
 __all__ = ["LRFindResult", "lr_find", "suggest", "sweep", "StopRequested"]

@@ -23,20 +23,7 @@ from transfer_gui.engine.export import (TORCHSCRIPT_META, find_checkpoint, load_
                                         model_from_checkpoint, parse_flat_metadata)
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 
-try:
-    from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, ImageError, open_image
-except ImportError:  # pragma: no cover - only while imageio.py is being written
-    IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-
-    class ImageError(Exception):  # type: ignore[no-redef]
-        pass
-
-    def open_image(path: Any) -> Image.Image:  # type: ignore[misc]
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise ImageError(f"{path}: {exc}") from None
+from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, ImageError, open_image
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 Forward = Callable[[torch.Tensor], np.ndarray]
@@ -103,7 +90,10 @@ class Predictor:
             p, fmt = find_checkpoint(p), "checkpoint"
         if not p.is_file():
             raise ModelError(f"model file not found: {p}")
-        fmt = fmt or detect_format(p)
+        try:
+            fmt = fmt or detect_format(p)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"cannot read {p}: {exc}") from None
         loader = {"checkpoint": cls._load_checkpoint, "safetensors": cls._load_safetensors,
                   "torchscript": cls._load_torchscript, "onnx": cls._load_onnx}.get(fmt)
         if loader is None:

@@ -20,7 +20,9 @@ from transfer_gui.engine.catalog import BuiltModel, build_model
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
-from transfer_gui.engine.freezing import GroupError, apply_freeze, check_group_names, resolve_frozen
+from transfer_gui.config import ConfigError
+from transfer_gui.engine.freezing import (GroupError, apply_freeze, check_group_names, frozen_at_epoch,
+                                          resolve_frozen)
 from transfer_gui.engine.optim import group_lrs
 from transfer_gui.engine.preprocess import (augment_is_random, eval_from_resized, train_from_resized)
 from transfer_gui.engine.surgery import LayerGroup, backbone_and_head, split_groups
@@ -80,6 +82,12 @@ class Prepared:
     def model(self) -> nn.Module:
         return self.built.model
 
+    def close(self) -> None:
+        """Take the activation cache's hook off the model (it would swap inputs otherwise)."""
+        detach = getattr(self.module, "detach", None)
+        if callable(detach):
+            detach()
+
     @property
     def train_groups(self) -> list[LayerGroup]:
         return [g for g in self.groups if g.is_head] if self.use_features else self.groups
@@ -104,7 +112,7 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
                         progress=lambda d, t: emit(Progress("download", d, t, "Downloading weights")),
                         cancel=lambda: control.stop_requested)
     if built.classes and built.classes != split.classes:
-        emit(Warning("the weights file was trained on other classes; its head was replaced"))
+        emit(Warning(_fit_head_to_classes(built, split.classes)))
     built.preprocessing = built.preprocessing.at_size(cfg.data.image_size)
     pre = built.preprocessing
     model = built.model.to(device)
@@ -115,8 +123,10 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     frozen = resolve_frozen(groups, cfg.layers.frozen, cfg.layers.train_from)
     check_group_names(groups, cfg.layers.lr.keys(), "layers.lr")
     check_group_names(groups, cfg.layers.unfreeze_at.keys(), "layers.unfreeze_at")
-    if len(frozen) == len(groups) and not cfg.layers.unfreeze_at:
-        raise GroupError("layers.frozen: every layer group is frozen, so nothing would train; unfreeze at least the head")
+    if frozen_at_epoch(frozen, cfg.layers.unfreeze_at, 0) >= {g.name for g in groups}:
+        raise GroupError("layers.frozen: every layer group is frozen in the first epoch, so nothing would train; "
+                         "unfreeze at least the head")
+    _check_input_size(model, pre, device, cfg)
     apply_freeze(model, groups, frozen)
     lrs = group_lrs(groups, cfg.layers.head_lr, cfg.layers.lr_decay, cfg.layers.lr)
 
@@ -134,6 +144,8 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
         val_cache = data_mod.DecodedCache(split.val, pre, progress=lambda d, t: prog(off + d, n_images),
                                           cancel=lambda: control.stop_requested)
         split.skipped += train_cache.failed + val_cache.failed
+        split.train = _drop_failed(split.train, train_cache)  # every rank then runs the same batches
+        split.val = _drop_failed(split.val, val_cache)
         notes.append(f"decoded {n_images:,} images once in {time.perf_counter() - t0:.1f} s "
                      f"({(train_cache.nbytes + val_cache.nbytes) / 2**20:.0f} MB in memory)")
     else:
@@ -141,6 +153,9 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     for s in (train_cache.failed if train_cache else []) + (val_cache.failed if val_cache else []):
         emit(Warning(f"skipped {s.path}: {s.reason}"))
 
+    if not split.train:
+        raise ConfigError("none of the training images could be decoded; see skipped.json for the reasons",
+                          "data.folders")
     workers = data_mod.auto_workers(cfg.data.num_workers, device, want_cache)
     pin = device.type == "cuda"
     non_head = {g.name for g in groups if not g.is_head}
@@ -156,10 +171,11 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     feature_seconds = 0.0
     if use_features:
         backbone, head = backbone_and_head(model, built.head_path)
+        fingerprint = feat_mod.fingerprint(backbone)
         feats = []
         for name, samples, cache in (("training", split.train, train_cache), ("validation", split.val, val_cache)):
             ds = data_mod.ImageDataset(samples, eval_tf, pre, cache)
-            key = feat_mod.cache_key(built.arch, cfg.model.weights, pre, [s.path for s in samples])
+            key = feat_mod.cache_key(fingerprint, pre, [s.path for s in samples], autocast)
             emit(PhaseChanged("features", f"Computing frozen features of {len(samples):,} {name} images once"))
             fs, reused = feat_mod.get_or_compute(key, lambda ds=ds, name=name: _sharded(
                 ds, dist, bs, workers, pin, lambda loader: feat_mod.compute(
@@ -169,7 +185,7 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
             feature_seconds += 0.0 if reused else fs.seconds
             feats.append(fs)
         train_loader = data_mod.make_loader(_tensor_ds(feats[0].features, feats[0].labels), bs, True,
-                                            cfg.train.seed, dist=dist)
+                                            cfg.train.seed, weighted=cfg.data.weighted_sampler, dist=dist)
         val_loader = data_mod.make_loader(_tensor_ds(feats[1].features, feats[1].labels), max(bs, 256), False,
                                           cfg.train.seed, dist=dist)
         module: nn.Module = head
@@ -183,11 +199,13 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
             module, train_loader, val_loader = boundary
         else:
             train_ds = data_mod.ImageDataset(split.train, train_from_resized(pre, cfg.data.augment), pre, train_cache)
+            drop_last = _single_sample_batch_with_bn(model, groups, frozen, len(split.train), bs, dist)
             train_loader = data_mod.make_loader(train_ds, bs, True, cfg.train.seed, workers, pin,
-                                                weighted=cfg.data.weighted_sampler, dist=dist)
+                                                weighted=cfg.data.weighted_sampler, dist=dist, drop_last=drop_last)
+            if drop_last:
+                notes.append("the last training batch would hold one image, which BatchNorm cannot train on; "
+                             "it is left out each epoch (a different image each time)")
             val_loader = data_mod.make_loader(val_ds, bs, False, cfg.train.seed, workers, pin, dist=dist)
-    if use_features and cfg.data.weighted_sampler:
-        notes.append("weighted sampler is not used with the feature cache")
     notes.append(f"device {device}, {precision}, {workers} loader workers, pin_memory={pin}")
     return Prepared(cfg, device, autocast, precision, split, built, groups, frozen, lrs, use_features, module,
                     train_loader, val_loader, workers, notes, feature_seconds)
@@ -262,5 +280,60 @@ def _boundary_cache(cfg: RunConfig, model: nn.Module, groups: list[LayerGroup], 
         offset += len(ds)
     notes.append(f"frozen layers computed once: {total:,} images at {path}, {time.perf_counter() - t0:.1f} s, "
                  f"{need / 2**20:,.0f} MB; training runs from {path} on")
-    return (bmod.BoundaryModel(model, path, dummy), data_mod.make_loader(out[0], bs, True, cfg.train.seed, dist=dist),
+    return (bmod.BoundaryModel(model, path, dummy),
+            data_mod.make_loader(out[0], bs, True, cfg.train.seed, weighted=cfg.data.weighted_sampler, dist=dist),
             data_mod.make_loader(out[1], bs, False, cfg.train.seed, dist=dist))
+
+
+def _fit_head_to_classes(built: BuiltModel, classes: list[str]) -> str:
+    """A checkpoint trained on other classes: keep its head rows for the same class names (in
+    the new order), else start a new head."""
+    from transfer_gui.engine.surgery import replace_head
+
+    old = built.classes
+    head = built.model.get_submodule(built.head_path)
+    if sorted(old) == sorted(classes) and isinstance(head, nn.Linear):
+        order = torch.tensor([old.index(c) for c in classes])
+        with torch.no_grad():
+            head.weight.copy_(head.weight[order])
+            if head.bias is not None:
+                head.bias.copy_(head.bias[order])
+        built.classes = list(classes)
+        return "the weights file lists the same classes in another order; its head rows were reordered to match"
+    replace_head(built.model, len(classes), built.head_path)
+    built.classes = list(classes)
+    return (f"the weights file was trained on other classes ({', '.join(old[:6])}"
+            f"{', ...' if len(old) > 6 else ''}); its head was replaced by a new one")
+
+
+@torch.no_grad()
+def _check_input_size(model: nn.Module, pre, device: torch.device, cfg: RunConfig) -> None:
+    """One image through the network before any work, so a size it cannot take is a clear error."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, pre.input_size, pre.input_size, device=device))
+    except Exception as exc:  # noqa: BLE001 - any failure here is about the input size
+        raise ConfigError(f"{cfg.model.name} cannot take {pre.input_size} px images ({str(exc).splitlines()[0][:160]}); "
+                          f"use 0 for the model's own size", "data.image_size") from None
+    finally:
+        model.train(was_training)
+
+
+def _drop_failed(samples: list, cache) -> list:
+    """Samples whose image decoded, with the cache's list kept aligned."""
+    keep = [i for i, img in enumerate(cache.images) if img is not None]
+    if len(keep) == len(samples):
+        return samples
+    cache.images = [cache.images[i] for i in keep]
+    return [samples[i] for i in keep]
+
+
+def _single_sample_batch_with_bn(model: nn.Module, groups: list[LayerGroup], frozen: set[str], n: int, bs: int,
+                                 dist: Dist) -> bool:
+    per_rank = (n - n % dist.world) // dist.world if dist.active else n
+    if per_rank % bs != 1:
+        return False
+    bn = nn.modules.batchnorm._BatchNorm
+    return any(isinstance(m, bn) for g in groups if g.name not in frozen for path in g.modules
+               for m in model.get_submodule(path).modules())

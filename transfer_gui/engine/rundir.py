@@ -14,7 +14,6 @@ RUN_DIR/
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from transfer_gui import config as config_mod
-from transfer_gui.engine.atomic import atomic_write_bytes, atomic_write_text
+from transfer_gui.engine.atomic import atomic_write_text, atomic_write_with
 from transfer_gui.engine.catalog import CHECKPOINT_FORMAT
 
 CHECKPOINT_VERSION = 1
@@ -49,14 +48,12 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, arch: str, classes: l
     blob = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": arch, "classes": list(classes),
         "preprocessing": preprocessing.to_dict(), "head_path": head_path,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # no copy on CPU
         "metrics": _jsonable(metrics), "config": config_text,
     }
     if extra:
         blob.update(extra)
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_with(path, lambda fh: torch.save(blob, fh))
 
 
 def load_checkpoint_file(path: Path) -> dict:
@@ -136,3 +133,27 @@ def load_run(run_dir: str | Path) -> RunRecord:
     return RunRecord(run_dir, cfg, classes=list(preds.get("classes", [])) or read("summary.json", {}).get("classes", []),
                      history=read_metrics(run_dir / "metrics.jsonl"), predictions=list(preds.get("items", [])),
                      skipped=read("skipped.json", []), summary=read("summary.json", {}))
+
+
+RUN_FILES = ("config.toml", "metrics.jsonl", "skipped.json", "val_predictions.json", "summary.json", "error.log",
+             "checkpoints/last.pt", "checkpoints/best.pt")
+
+
+def clear_previous_run(run_dir: Path) -> bool:
+    """Remove what an earlier run left in ``run_dir`` (its checkpoints, metrics, predictions),
+    so that a new run never shows beside another run's files. Returns True if there was one.
+
+    A folder that holds other files and no run is refused: it is somebody's folder, not ours.
+    """
+    if not run_dir.is_dir():
+        return False
+    ours = {run_dir / name for name in RUN_FILES} | {run_dir / "checkpoints"}
+    present = [p for p in ours if p.exists()]
+    others = [p for p in run_dir.iterdir() if p not in ours and not p.name.startswith(".")]
+    if others and not (run_dir / "config.toml").exists():
+        raise FileExistsError(f"output.dir {run_dir} already holds other files ({others[0].name}, ...); "
+                              f"choose an empty or new folder for the run")
+    for p in present:
+        if p.is_file():
+            p.unlink()
+    return bool(present)

@@ -285,6 +285,7 @@ def scan_sources(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     probe: bool = False,
+    min_classes: int = 2,
 ) -> DatasetIndex:
     """Scan ``folders`` (see the module docstring for the rules) into a :class:`DatasetIndex`.
 
@@ -292,7 +293,7 @@ def scan_sources(
     is called at most ~20 times a second; ``cancel()`` returning True raises
     :class:`ScanCancelled`. ``probe=True`` reads each image's header (slower, finds
     non-images). Raises :class:`ScanError` for missing folders, files given as folders, no
-    images, or fewer than two classes.
+    images, or fewer than ``min_classes`` classes (a validation folder may hold just one).
     """
     start = time.monotonic()
     if isinstance(folders, (str, os.PathLike)):
@@ -326,7 +327,7 @@ def scan_sources(
             f"No images found in '{where}'. Put each class's images (.jpg, .png, ...) in its "
             f"own sub-folder of '{sources[0]}'."
         )
-    if len(merged) < 2:
+    if len(merged) < min_classes:
         only = next(iter(merged))
         raise ScanError(
             f"Only one class ('{only}') found in '{where}': training needs at least two "

@@ -40,8 +40,8 @@ def lr_factor(step: int, s: Schedule) -> float:
         return 1.0
     if s.name in ("cosine", "onecycle"):
         return s.min_factor + (1.0 - s.min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
-    if s.name == "step":
-        return s.gamma ** (after // max(1, s.step_size))
+    if s.name == "step":  # decays at steps step_size, 2*step_size, ... counted from the start
+        return s.gamma ** (step // max(1, s.step_size))
     raise ValueError(f"unknown schedule {s.name!r}")
 
 
