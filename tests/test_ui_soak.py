@@ -62,6 +62,8 @@ def test_hundred_start_stop_cycles(qtbot, ui_env):
         qtbot.wait(5)
         if cycle == 9:
             marks["start"] = (_rss_mb(), threading.active_count())
+        if cycle % 10 == 9:
+            print(f"cycle {cycle + 1}: RSS {_rss_mb():.0f} MB")
     rss, threads = _rss_mb(), threading.active_count()
     print(f"\nsoak: {CYCLES} cycles; RSS {marks['start'][0]:.0f} MB after 10 -> {rss:.0f} MB after {CYCLES}; "
           f"threads {marks['start'][1]} -> {threads}")

@@ -42,6 +42,22 @@ def finished_from_exception(exc: BaseException, run_dir: str) -> Finished:
     return Finished("failed", f"{type(exc).__name__}: {text}" if text else type(exc).__name__, run_dir)
 
 
+def release_memory() -> None:
+    """Hand memory freed by a finished run (model, caches) back to the system, so a window
+    that trains many times does not keep the high-water mark of every run (glibc only)."""
+    import gc
+    import sys
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 class _Worker(QObject):
     event = Signal(object)
     result = Signal(object)
@@ -59,6 +75,7 @@ class _Worker(QObject):
         except BaseException as exc:  # noqa: BLE001 - shown as a message, never a traceback
             self.event.emit(finished_from_exception(exc, self.run_dir))
         self.result.emit(result)
+        release_memory()
         self.finished.emit()
 
 

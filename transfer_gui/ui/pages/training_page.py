@@ -149,6 +149,8 @@ class TrainingPage(QWidget):
             self.active = RunMonitor()  # the LR finder leaves the last run's curves alone
         self.last_finished = None
         self.message.setVisible(False)
+        if self.run is not None:
+            self.run.deleteLater()  # the previous run's thread has ended; free its objects
         self.run = EngineRun(job, cfg.output.dir, self)
         self.run.event.connect(self._on_event)
         self.run.result.connect(self._on_result)
