@@ -52,7 +52,7 @@ def cache_key(backbone_fingerprint: str, preprocessing, paths: list[str], dtype:
     return h.hexdigest()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def compute(backbone: nn.Module, loader: DataLoader, device: torch.device, autocast_dtype: torch.dtype | None,
             progress: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None) -> FeatureSet:
     """Run the frozen backbone once over ``loader`` (in eval mode)."""
