@@ -32,6 +32,9 @@ def build_actions(w) -> None:
     w.act_save_as = _action(w, "Save &As…", w.save_project_as, K.SaveAs, "Save the project to a new file.")
     w.act_open_run = _action(w, "Open &Run Folder…", w.results.open_run_dialog, "Ctrl+R",
                              "Inspect a finished run, e.g. one trained on a cluster.")
+    w.act_job = _action(w, "Export as &Job…", lambda: export_job(w), None,
+                        "Write this project with a torchrun launcher and a SLURM script, to train on a GPU server "
+                        "or cluster.")
     w.act_quit = _action(w, "&Quit", w.close, K.Quit, "Close the window.")
     w.act_back = _action(w, "Previous Step", lambda: w.step_by(-1), "Alt+Left", "Go to the previous step (Alt+Left).")
     w.act_next = _action(w, "Next Step", lambda: w.next_btn.isEnabled() and w.step_by(1), "Alt+Right",
@@ -66,6 +69,7 @@ def build_menus(w) -> None:
     m.addAction(w.act_save_as)
     m.addSeparator()
     m.addAction(w.act_open_run)
+    m.addAction(w.act_job)
     m.addSeparator()
     m.addAction(w.act_quit)
     r = mb.addMenu("&Run")
@@ -82,10 +86,34 @@ def build_menus(w) -> None:
     h.addAction(_action(w, "&About transfer_gui", lambda: show_about(w), None, "Version and licence."))
 
 
-def show_about(w) -> None:
-    from transfer_gui import __version__
+def export_job(w) -> None:
+    from transfer_gui.ui.job_dialog import JobDialog
 
-    QMessageBox.about(w, "About transfer_gui",
-                      f"<b>transfer_gui {__version__}</b><p>Transfer learning of image classifiers you can "
-                      f"click, watch and trust. The project file is the same TOML file "
-                      f"<code>transfer-gui train</code> reads.</p>")
+    dlg = JobDialog(w.project.cfg, w)
+    w.job_dialog = dlg  # reachable from tests
+    if dlg.exec() and dlg.written:
+        w.statusBar().showMessage(f"Job written to {dlg.written['config'].parent}", 8000)
+
+
+def about_text() -> str:
+    """Versions of everything that decides how a model trains, and the device in use."""
+    import PySide6
+    import timm
+    import torch
+    import torchvision
+    from PySide6.QtCore import qVersion
+
+    from transfer_gui import __version__
+    from transfer_gui.engine.prepare import resolve_device
+
+    device = resolve_device("auto")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    return (f"<b>transfer_gui {__version__}</b><p>Transfer learning of image classifiers you can click, watch "
+            f"and trust. The project file is the same TOML file <code>transfer-gui train</code> reads.</p>"
+            f"<p>torch {torch.__version__}<br>torchvision {torchvision.__version__}<br>timm {timm.__version__}<br>"
+            f"Qt {qVersion()} (PySide6 {PySide6.__version__})<br>Device: {name}</p>"
+            f"<p>Apache-2.0. Sample images: Fashion-MNIST, Zalando Research (MIT).</p>")
+
+
+def show_about(w) -> None:
+    QMessageBox.about(w, "About transfer_gui", about_text())
