@@ -242,3 +242,30 @@ def test_activation_cache_respects_its_memory_budget(image_folders, tmp_path):
     assert result.status == "completed"
     notes = " ".join(e.message for e in events if isinstance(e, ev.PhaseChanged))
     assert "budget train.cache_memory_mb" in notes
+
+
+def test_gradient_clipping_bounds_the_update(image_folders, tmp_path, weights_file):
+    """With SGD and no momentum, one step moves the weights by lr * clipped gradient."""
+    base = {"model.weights": str(weights_file), "layers.train_from": "layer4", "optim.name": "sgd",
+            "optim.momentum": 0.0, "optim.weight_decay": 0.0, "schedule.name": "constant", "train.epochs": 1,
+            "layers.head_lr": 1.0, "train.batch_size": 24, "data.val_fraction": 0.2, "train.feature_cache": "off"}
+    before = torch.load(weights_file, weights_only=True)
+    norms = {}
+    for clip in (0.0, 1e-3):
+        out = tmp_path / f"clip{clip}"
+        result, _ = run(tiny_config(image_folders, out, **{**base, "train.grad_clip": clip}))
+        assert result.status == "completed", result.message
+        after = sd(out)
+        keys = [k for k in after if k.startswith(("layer4", "fc")) and "running" not in k and "num_batches" not in k]
+        norms[clip] = torch.sqrt(sum(((after[k] - before.get(k, after[k] * 0)) ** 2).sum()
+                                     for k in keys if k in before and not k.startswith("fc")))
+    assert norms[1e-3] <= 1e-3 * 1.01  # one step of lr 1 with the gradient norm clipped to 1e-3
+    assert norms[0.0] > 10 * norms[1e-3]
+
+
+def test_timm_architecture_by_name(image_folders, tmp_path):
+    result, events = run(tiny_config(image_folders, tmp_path / "run", **{"model.name": "timm:resnet18",
+                                                                         "layers.train_from": "layer4"}))
+    assert result.status == "completed", result.message
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    assert started.groups[-1] == "head" and "layer4" in started.groups
