@@ -49,7 +49,7 @@ class TrainingPage(QWidget):
         self.active = self.monitor  # the run in progress (training or LR finder)
         self.last_finished: ev.Finished | None = None
         self._build()
-        self.timer = QTimer(self, interval=100)  # redraw at most 10 times a second
+        self.timer = QTimer(self, interval=400)  # redraw at most 2.5 times a second: repaints cost training CPU
         self.timer.timeout.connect(self._redraw)
         self.project.config_changed.connect(lambda _k: self._update_buttons())
         self._update_buttons()

@@ -1,5 +1,5 @@
 """The four live plots of the Training step. Curves are made once per run and fed with
-``setData`` from the RunMonitor on a timer (about 10 Hz), never once per batch."""
+``setData`` from the RunMonitor on a timer (2.5 Hz), never once per batch."""
 
 from __future__ import annotations
 
