@@ -44,13 +44,15 @@ def drop_paths(target, paths: list[Path]) -> tuple[bool, bool]:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     centre = target.rect().center()
-    enter = QDragEnterEvent(QPointF(centre), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    try:  # Qt takes a QPoint here; PySide6 6.12 binds it with a QPointF
+        enter = QDragEnterEvent(centre, *args)
+    except TypeError:
+        enter = QDragEnterEvent(QPointF(centre), *args)
     QApplication.sendEvent(target, enter)
     if not enter.isAccepted():
         return False, False
-    drop = QDropEvent(QPointF(centre), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(QPointF(centre), *args)
     QApplication.sendEvent(target, drop)
     return True, drop.isAccepted()
 

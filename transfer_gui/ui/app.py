@@ -47,6 +47,14 @@ def run_app(argv: list[str] | None = None) -> int:
 
     window = MainWindow(settings)
     window.show()
+    from transfer_gui.ui.qt_check import binding_problem
+
+    problem = binding_problem()
+    if problem:
+        print(f"transfer_gui: {problem}", file=sys.stderr)
+        from PySide6.QtWidgets import QMessageBox
+
+        QTimer.singleShot(0, lambda: QMessageBox.warning(window, "Qt binding defect", problem))
     projects = [a for a in argv[1:] if not a.startswith("-")]
     if projects:
         path = Path(projects[0])
