@@ -357,7 +357,16 @@ def engine_run(spec: dict) -> dict:
     cfg = engine_config(spec)
     t_work = time.perf_counter()
     clock = EngineClock(t_work)
-    result = Trainer().fit(cfg, on_event=clock)
+    if spec.get("in_thread"):  # diagnosis: train on a second thread, as the window does, but without Qt
+        import threading
+
+        box = {}
+        th = threading.Thread(target=lambda: box.update(r=Trainer().fit(cfg, on_event=clock)))
+        th.start()
+        th.join()
+        result = box["r"]
+    else:
+        result = Trainer().fit(cfg, on_event=clock)
     wall = time.perf_counter() - t_work
     if result.status != "completed":
         raise RuntimeError(f"engine run ended {result.status}: {result.message}")
@@ -464,12 +473,17 @@ def gui_run(spec: dict) -> dict:
     win.resize(1280, 800)
     win.show()
 
-    def pump_until(cond, timeout_s: float) -> bool:
+    def pump_until(cond, timeout_s: float, signal=None) -> bool:
+        """Run the event loop until ``cond()``. With ``signal`` (emitted when the condition may
+        have become true) it is checked then and every 500 ms, not every 20 ms: a 50 Hz poll
+        would itself take CPU from the training being measured."""
         loop = QEventLoop()
         poll = QTimer()
-        poll.setInterval(20)
+        poll.setInterval(20 if signal is None else 500)
         poll.timeout.connect(lambda: cond() and loop.quit())
         poll.start()
+        if signal is not None:
+            signal.connect(lambda *_: cond() and loop.quit())
         QTimer.singleShot(int(timeout_s * 1000), loop.quit)
         loop.exec()
         poll.stop()
@@ -480,7 +494,8 @@ def gui_run(spec: dict) -> dict:
     win.project.replace_config(engine_config(spec), None)
     # Start as a user would: once the window has settled (scan done, background jobs finished).
     ready = pump_until(lambda: readiness(win.project, "Training") == "" and not win.project.scanning
-                       and win.tasks.pool.activeThreadCount() == 0, 180)
+                       and win.tasks.pool.activeThreadCount() == 0
+                       and win.tasks.heavy_pool.activeThreadCount() == 0, 180)
     if not ready:
         return {"side": "gui", "not_measured": f"window never ready to train: {readiness(win.project, 'Training')}"}
     win.go_to(spec.get("gui_page", "Training"))  # the page a user watches while training
@@ -491,7 +506,7 @@ def gui_run(spec: dict) -> dict:
     lateness: list[float] = []
     stamped: list[tuple[float, float]] = []  # (seconds since start, seconds late) of every tick
     late: list[tuple[float, float]] = []  # (seconds since start, ms late) of ticks > 30 ms late
-    interval = 0.010
+    interval = spec.get("probe_ms", 10) / 1000  # another probe interval: diagnosis only
     last = [None]
 
     def tick() -> None:
@@ -520,16 +535,25 @@ def gui_run(spec: dict) -> dict:
     t_work = time.perf_counter()
     clock = EngineClock(t_work)
     sched0 = gui_sched()
-    probe.start()
+    if spec.get("probe", True):
+        probe.start()
     win.training.start()  # the Start button's slot
     run = win.training.run
     if run is None or not win.training.is_running():
         return {"side": "gui", "not_measured": "Training page did not start a run"}
     run.event.connect(clock)  # queued to this (GUI) thread, like the page's own slot
-    pump_until(lambda: not win.training.is_running(), spec.get("gui_timeout_s", 3600))
-    probe.stop()
+    pump_until(lambda: not win.training.is_running(), spec.get("gui_timeout_s", 3600), win.training.running_changed)
     wall = time.perf_counter() - t_work
     sched1 = gui_sched()
+    n_during = len(lateness)
+    # What the user sees next: the window loads the run and shows the Results step.
+    shown = pump_until(lambda: win.project.record is not None and win.current_step() == "Results", 30,
+                       win.project.run_changed)
+    pump_until(lambda: False, 0.3)  # the Results page's first paint
+    results_s = time.perf_counter() - t_work - wall
+    probe.stop()
+    after_ms = sorted(x * 1000 for x in lateness[n_during:])
+    del lateness[n_during:]
     fin = win.training.last_finished
     if fin is None or fin.status != "completed":
         raise RuntimeError(f"window run ended {getattr(fin, 'status', '?')}: {getattr(fin, 'message', '')}")
@@ -567,7 +591,9 @@ def gui_run(spec: dict) -> dict:
             "latency_max_ms": lat_ms[-1] if lat_ms else float("nan"), "final_val_acc": fin.best_val_acc,
             "train_ticks": len(train_ms), "train_latency_p50_ms": pct(0.50, train_ms),
             "train_latency_p99_ms": pct(0.99, train_ms), "train_latency_max_ms": train_ms[-1] if train_ms else float("nan"),
-            "hard_exit": True}
+            "results_shown": shown, "results_s": results_s, "after_ticks": len(after_ms),
+            "after_latency_p99_ms": pct(0.99, after_ms), "after_latency_max_ms": after_ms[-1] if after_ms else float("nan"),
+            "probe": bool(spec.get("probe", True)), "hard_exit": True}
 
 
 # =============================================================================== first paint
@@ -786,12 +812,23 @@ def build_table(R: dict, p: dict) -> str:
 
     g, gh = R.get("gui"), R.get("gui_headless")
     if _good(g) and _good(gh):
-        sg, sh = steady(g["epochs"]), steady(gh["epochs"])
-        add(4, f"{p['gui_epochs']}-epoch partial fine-tuning (section 2's config) through the window (offscreen) vs "
-               f"headless: steady training images/s", f"{sh:.1f} (headless)", f"{sg:.1f} (window)",
-            f"**{sg / sh:.2f}x**", f">= {TARGETS['gui_ratio']}x", sg / sh >= TARGETS["gui_ratio"])
-        add(4, "same, whole run wall time (start to finish)", f"{gh['wall_s']:.1f} s (headless)",
-            f"{g['wall_s']:.1f} s (window)", f"{gh['wall_s'] / g['wall_s']:.2f}x")
+        heads = [r for r in (gh, R.get("gui_headless2")) if _good(r)]
+        sh = statistics.mean(steady(r["epochs"]) for r in heads)
+        wh = statistics.mean(r["wall_s"] for r in heads)
+        n_h = f"mean of {len(heads)} headless runs" if len(heads) > 1 else "headless"
+        gq = R.get("gui_noprobe")
+        if _good(gq):
+            sq = steady(gq["epochs"])
+            add(4, f"{p['gui_epochs']}-epoch partial fine-tuning (section 2's config) through the window (offscreen, "
+                   f"Start pressed on the Training page) vs headless: steady training images/s",
+                f"{sh:.1f} ({n_h})", f"{sq:.1f} (window)", f"**{sq / sh:.2f}x**", f">= {TARGETS['gui_ratio']}x",
+                sq / sh >= TARGETS["gui_ratio"])
+            add(4, "same, whole run wall time (Start to Finished)", f"{wh:.1f} s", f"{gq['wall_s']:.1f} s (window)",
+                f"{wh / gq['wall_s']:.2f}x")
+        sg = steady(g["epochs"])
+        add(4, "same, while the 10 ms latency probe below runs in the window (the probe's own wake-ups cost "
+               "the training CPU time)", f"{sh:.1f}", f"{sg:.1f} (window + probe)", f"{sg / sh:.2f}x", "",
+            None if _good(gq) else sg / sh >= TARGETS["gui_ratio"])
         add(4, f"GUI event-loop lateness while training (10 ms QTimer, {g['ticks']} ticks): p50 / p99 / max",
             "", f"{g['latency_p50_ms']:.1f} / {g['latency_p99_ms']:.1f} / {g['latency_max_ms']:.1f} ms", "",
             f"p99 < {TARGETS['gui_p99_ms']:.0f} ms, max < {TARGETS['gui_max_ms']:.0f} ms",
@@ -800,6 +837,10 @@ def build_table(R: dict, p: dict) -> str:
             add(4, f"same, training epochs only (first epoch's start to Finished, {g['train_ticks']} ticks; "
                    f"excludes preparation and what the window does after the run)", "",
                 f"{g['train_latency_p50_ms']:.1f} / {g['train_latency_p99_ms']:.1f} / {g['train_latency_max_ms']:.1f} ms")
+        if g.get("after_ticks"):
+            add(4, f"after the run: the window loads it and shows the Results step ({g['results_s']:.1f} s, "
+                   f"{g['after_ticks']} ticks): p99 / max lateness", "",
+                f"{g['after_latency_p99_ms']:.1f} / {g['after_latency_max_ms']:.1f} ms")
     else:
         why = _why(g) if g else R.get("gui_skipped", "not run")
         add(4, f"training through the window vs headless; GUI latency: TODO, not measured ({why})",
@@ -897,8 +938,14 @@ def main(argv: list[str] | None = None) -> int:
         if ok:
             gspec = dict(base, model="resnet18", weights="none", mode="partial", epochs=p["gui_epochs"],
                          val_dir=dirs["val_small"], settings_dir=str(tmp / "qsettings"))
+            # Interleaved, so that a drift of the machine's speed does not favour one side: headless,
+            # window with the latency probe, window without it (its throughput is the one compared:
+            # a timer firing 100 times a second is the measuring device, not part of the window),
+            # headless again.
             go("gui_headless", dict(gspec, kind="engine", run_dir=str(tmp / "runs" / "gui_headless")))
             go("gui", dict(gspec, kind="gui", run_dir=str(tmp / "runs" / "gui")))
+            go("gui_noprobe", dict(gspec, kind="gui", probe=False, run_dir=str(tmp / "runs" / "gui_noprobe")))
+            go("gui_headless2", dict(gspec, kind="engine", run_dir=str(tmp / "runs" / "gui_headless2")))
         else:
             R["gui_skipped"] = why
             print(f"  section 4 not measured: {why}")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PySide6.QtWidgets import QGridLayout, QWidget
 
@@ -33,6 +35,9 @@ class TrainPlots(QWidget):
         self.val_acc = add_curve(self.acc_plot, series_color(1), "validation", symbol="s")
         self.lr_curves: dict[str, object] = {}
         self._version = -1
+        self._drawn = {"batches": -1, "epochs": -1}
+        self._tops: dict[str, float] = {}
+        self._x_range: tuple[float, float] | None = None
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
@@ -53,31 +58,69 @@ class TrainPlots(QWidget):
             i = groups.index(name) if name in groups else 0
             self.lr_curves[name] = add_curve(self.lr_plot, group_color(i, len(groups) or 1), name)
         self._version = -1
+        self._drawn = {"batches": -1, "epochs": -1}
+        self._tops: dict[str, float] = {}
+        self._x_range: tuple[float, float] | None = None
+        for w in (self.loss_plot, self.val_plot, self.lr_plot):
+            w.getPlotItem().enableAutoRange()
+        self.acc_plot.getPlotItem().enableAutoRange(x=True)
 
     def update_from(self, m: RunMonitor) -> None:
+        """Draw what changed since the last call. Batch curves change with every batch, the
+        per-epoch curves once an epoch; axes keep their ranges unless the data outgrows them
+        (a repainted axis is the most expensive part of a redraw)."""
         if m.version == self._version:
             return
         self._version = m.version
         if m.started is not None and set(self.lr_curves) != set(m.lrs):
             self.reset(m.started.groups, list(m.lrs))
             self._version = m.version
-        x = np.asarray(m.step_x, dtype=float)
-        self.loss_raw.setData(x, np.asarray(m.loss, dtype=float))
-        self.loss_smooth.setData(x, np.asarray(m.loss_smooth, dtype=float))
-        ex = np.asarray(m.epoch_x, dtype=float)
-        self.train_loss.setData(ex, np.asarray(m.train_loss, dtype=float))
-        self.val_loss.setData(ex, _finite(m.val_loss))
-        self.train_acc.setData(ex, np.asarray(m.train_acc, dtype=float))
-        self.val_acc.setData(ex, _finite(m.val_acc))
-        lx = np.asarray(m.lr_x, dtype=float)
-        top = 0.0
-        for name, curve in self.lr_curves.items():
-            y = np.asarray(m.lrs.get(name, []), dtype=float)
-            curve.setData(lx, y)
-            if y.size and np.isfinite(y).any():
-                top = max(top, float(np.nanmax(y)))
-        if top > 0:  # room above the curves for the legend
-            self.lr_plot.getPlotItem().setYRange(0, top * (1.2 + 0.13 * len(self.lr_curves)), padding=0)
+        if m.started is not None:
+            self._fix_x(float(m.started.start_epoch), float(max(m.started.epochs, m.started.start_epoch + 1)))
+        if len(m.step_x) != self._drawn["batches"]:
+            self._drawn["batches"] = len(m.step_x)
+            x = np.asarray(m.step_x, dtype=float)
+            loss = np.asarray(m.loss, dtype=float)
+            self.loss_raw.setData(x, loss)
+            self.loss_smooth.setData(x, np.asarray(m.loss_smooth, dtype=float))
+            self._grow_y("loss", self.loss_plot, loss)
+            top = 0.0
+            for name, curve in self.lr_curves.items():
+                y = np.asarray(m.lrs.get(name, []), dtype=float)
+                curve.setData(x if len(y) == len(x) else np.asarray(m.lr_x[:len(y)], dtype=float), y)
+                if y.size and np.isfinite(y).any():
+                    top = max(top, float(np.nanmax(y)))
+            if top > 0:  # room above the curves for the legend
+                self._grow_y("lr", self.lr_plot, np.asarray([top * (1.2 + 0.13 * len(self.lr_curves))]))
+        if len(m.epoch_x) != self._drawn["epochs"]:
+            self._drawn["epochs"] = len(m.epoch_x)
+            ex = np.asarray(m.epoch_x, dtype=float)
+            train_loss, val_loss = np.asarray(m.train_loss, dtype=float), _finite(m.val_loss)
+            self.train_loss.setData(ex, train_loss)
+            self.val_loss.setData(ex, val_loss)
+            self.train_acc.setData(ex, np.asarray(m.train_acc, dtype=float))
+            self.val_acc.setData(ex, _finite(m.val_acc))
+            self._grow_y("epoch_loss", self.val_plot, np.concatenate([train_loss, val_loss]))
+
+    def _fix_x(self, lo: float, hi: float) -> None:
+        """Every plot spans the whole run from its first batch, so the x axes never change."""
+        if self._x_range == (lo, hi):
+            return
+        self._x_range = (lo, hi)
+        for w in (self.loss_plot, self.val_plot, self.acc_plot, self.lr_plot):
+            w.getPlotItem().setXRange(lo, hi, padding=0.02)  # also turns x auto-range off
+
+    def _grow_y(self, key: str, w, values: np.ndarray) -> None:
+        """Set the y range to [0, a round number above the largest finite value], and change it
+        only when a value outgrows it (the loss mostly falls, so this is set a few times)."""
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            return
+        peak = float(finite.max())
+        if peak <= 0 or peak <= self._tops.get(key, 0.0):
+            return
+        self._tops[key] = top = nice_ceiling(peak * 1.05)
+        w.getPlotItem().setYRange(0, top, padding=0)
 
     def lengths(self) -> dict[str, int]:
         """Points in each curve (for tests)."""
@@ -89,6 +132,15 @@ class TrainPlots(QWidget):
                "val_acc": n(self.val_acc), "train_acc": n(self.train_acc)}
         out.update({f"lr:{k}": n(c) for k, c in self.lr_curves.items()})
         return out
+
+
+def nice_ceiling(v: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k that is >= v (v > 0)."""
+    k = math.floor(math.log10(v))
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if step * 10 ** k >= v * (1 - 1e-12):
+            return step * 10 ** k
+    return 10 ** (k + 1)
 
 
 def _finite(values: list[float]) -> np.ndarray:

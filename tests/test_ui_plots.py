@@ -1,0 +1,132 @@
+"""The live training plots: each redraw touches only the curves whose data changed, the axes
+keep their ranges (x spans the whole run, y grows only when data outgrows it), and cached
+axes still redraw when their range does change."""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from transfer_gui.engine import events as ev  # noqa: E402
+from transfer_gui.ui.run_monitor import RunMonitor  # noqa: E402
+from transfer_gui.ui.widgets.train_plots import nice_ceiling  # noqa: E402
+
+EPOCHS, BATCHES = 4, 5
+
+
+def _started() -> ev.RunStarted:
+    return ev.RunStarted(run_dir="r", device="cpu", precision="fp32", classes=["a", "b"],
+                         groups=["stem", "layer4", "head"], trainable_groups=["layer4", "head"], train_size=10,
+                         val_size=4, epochs=EPOCHS, steps_per_epoch=BATCHES, total_steps=EPOCHS * BATCHES,
+                         feature_cache=False)
+
+
+def _batch(epoch: int, batch: int, loss: float) -> ev.BatchEnd:
+    return ev.BatchEnd(epoch=epoch, step=epoch * BATCHES + batch, batch=batch, batches=BATCHES, loss=loss,
+                       lrs={"layer4": 1e-4 * batch, "head": 1e-3 * batch}, images_per_s=10.0)
+
+
+def _epoch(epoch: int) -> ev.EpochEnd:
+    return ev.EpochEnd(epoch=epoch, epochs=EPOCHS, train_loss=1.0, train_acc=0.5, val_loss=1.2, val_acc=0.6,
+                       per_class_acc=[0.5, 0.7], confusion=[[1, 1], [0, 2]], seconds=1.0,
+                       lrs={"layer4": 1e-4, "head": 1e-3}, is_best=True)
+
+
+@pytest.fixture
+def plots(qtbot):
+    from transfer_gui.ui.widgets.train_plots import TrainPlots
+
+    p = TrainPlots()
+    p.resize(900, 560)
+    qtbot.addWidget(p)
+    p.show()
+    return p
+
+
+def _count_set_data(monkeypatch, curve, calls: dict, key: str) -> None:
+    original = curve.setData
+
+    def counted(*a, **k):
+        calls[key] = calls.get(key, 0) + 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(curve, "setData", counted)
+
+
+def test_redraw_touches_only_changed_curves_and_keeps_the_x_axis(plots, monkeypatch):
+    m = RunMonitor()
+    m.ingest(_started())
+    for b in (1, 2):
+        m.ingest(_batch(0, b, 2.0))
+    plots.update_from(m)
+    assert plots.lengths()["loss"] == 2 and plots.lengths()["lr:head"] == 2
+    for w in (plots.loss_plot, plots.val_plot, plots.acc_plot, plots.lr_plot):
+        lo, hi = w.getPlotItem().viewRange()[0]
+        assert lo < 0 < 0.2 and EPOCHS - 0.01 < hi < EPOCHS + 0.2  # the whole run, from the start
+
+    calls: dict[str, int] = {}
+    for key, curve in (("loss", plots.loss_raw), ("val_loss", plots.val_loss), ("val_acc", plots.val_acc),
+                       ("lr", plots.lr_curves["head"])):
+        _count_set_data(monkeypatch, curve, calls, key)
+    plots.update_from(m)  # nothing new: nothing drawn
+    assert calls == {}
+    m.ingest(_batch(0, 3, 1.5))
+    plots.update_from(m)
+    assert calls == {"loss": 1, "lr": 1}  # per-epoch curves untouched within an epoch
+    m.ingest(_epoch(0))
+    plots.update_from(m)
+    assert calls == {"loss": 1, "lr": 1, "val_loss": 1, "val_acc": 1}
+    assert plots.lengths()["val_loss"] == 1 and plots.lengths()["loss"] == 3
+    x_before = plots.loss_plot.getPlotItem().viewRange()[0]
+    m.ingest(_batch(1, 1, 1.0))
+    plots.update_from(m)
+    assert plots.loss_plot.getPlotItem().viewRange()[0] == x_before
+
+
+def test_y_range_grows_only_when_data_outgrows_it(plots):
+    m = RunMonitor()
+    m.ingest(_started())
+    m.ingest(_batch(0, 1, 2.0))
+    plots.update_from(m)
+    y = lambda: plots.loss_plot.getPlotItem().viewRange()[1]  # noqa: E731
+    assert y()[0] == pytest.approx(0) and y()[1] == pytest.approx(2.5)  # a round number above 2.0
+    for b, loss in ((2, 1.0), (3, math.nan), (4, math.inf)):  # falling, or not finite: unchanged
+        m.ingest(_batch(0, b, loss))
+        plots.update_from(m)
+        assert y()[1] == pytest.approx(2.5)
+    m.ingest(_batch(0, 5, 3.1))  # a spike above the range: the range follows
+    plots.update_from(m)
+    assert y()[1] == pytest.approx(4.0)
+    lr_top = plots.lr_plot.getPlotItem().viewRange()[1][1]
+    assert lr_top >= 5e-3 * 1.2  # room for the largest rate and the legend
+
+
+def test_cached_axes_redraw_when_their_range_changes(plots, qtbot):
+    w = plots.loss_plot
+    axis = w.getPlotItem().getAxis("left")
+    from PySide6.QtWidgets import QGraphicsItem
+
+    assert axis.cacheMode() == QGraphicsItem.CacheMode.DeviceCoordinateCache
+    w.getPlotItem().setYRange(0, 1, padding=0)
+    qtbot.wait(20)
+    before = w.grab().toImage()
+    assert w.grab().toImage() == before  # nothing changed: the same pixels
+    w.getPlotItem().setYRange(0, 1000, padding=0)  # other tick labels
+    qtbot.wait(20)
+    assert w.grab().toImage() != before
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infinity=False))
+def test_nice_ceiling_is_a_round_number_just_above(v):
+    c = nice_ceiling(v)
+    assert c >= v * (1 - 1e-9)
+    assert c <= v * 4 / 3 * (1 + 1e-9)  # the widest gap between steps is 1.5 -> 2 (and 3 -> 4, 6 -> 8)
+    mantissa = c / 10 ** math.floor(math.log10(c) + 1e-12)
+    assert any(abs(mantissa - s) < 1e-6 for s in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
