@@ -535,6 +535,20 @@ def gui_run(spec: dict) -> dict:
     t_work = time.perf_counter()
     clock = EngineClock(t_work)
     sched0 = gui_sched()
+    census: dict[str, int] = {}
+    if spec.get("event_census"):  # diagnosis: which events reach which objects while training
+        from PySide6.QtCore import QObject
+
+        class Census(QObject):
+            def eventFilter(self, obj, e):  # noqa: N802 - Qt's name
+                key = f"{e.type().name} -> {type(obj).__name__}"
+                if type(obj).__name__ == "QProgressBar":  # which bar: its parent and range
+                    key += f" in {type(obj.parent()).__name__} range {obj.minimum()}..{obj.maximum()}"
+                census[key] = census.get(key, 0) + 1
+                return False
+
+        census_filter = Census()
+        app.installEventFilter(census_filter)
     if spec.get("probe", True):
         probe.start()
     win.training.start()  # the Start button's slot
@@ -546,6 +560,8 @@ def gui_run(spec: dict) -> dict:
     wall = time.perf_counter() - t_work
     sched1 = gui_sched()
     n_during = len(lateness)
+    if spec.get("event_census"):
+        app.removeEventFilter(census_filter)
     # What the user sees next: the window loads the run and shows the Results step.
     shown = pump_until(lambda: win.project.record is not None and win.current_step() == "Results", 30,
                        win.project.run_changed)
@@ -593,7 +609,8 @@ def gui_run(spec: dict) -> dict:
             "train_latency_p99_ms": pct(0.99, train_ms), "train_latency_max_ms": train_ms[-1] if train_ms else float("nan"),
             "results_shown": shown, "results_s": results_s, "after_ticks": len(after_ms),
             "after_latency_p99_ms": pct(0.99, after_ms), "after_latency_max_ms": after_ms[-1] if after_ms else float("nan"),
-            "probe": bool(spec.get("probe", True)), "hard_exit": True}
+            "probe": bool(spec.get("probe", True)),
+            "event_census": dict(sorted(census.items(), key=lambda kv: -kv[1])[:25]), "hard_exit": True}
 
 
 # =============================================================================== first paint

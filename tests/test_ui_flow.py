@@ -103,6 +103,10 @@ def test_empty_window_to_exported_model(qtbot, window, ui_env):
     assert w.training.is_paused() and w.training.pause_btn.text() == "Resume"
     qtbot.wait(1500)  # preparation goes on until its first pause point, then waits
     assert w.training.monitor.loss == [] and w.training.is_running()
+    from PySide6.QtWidgets import QProgressBar
+
+    bars = [b for b in w.findChildren(QProgressBar) if b.isVisible()]
+    assert bars and all(b.maximum() > 0 for b in bars)  # no busy bar animating behind the training
     _click(qtbot, w.training.stop_btn)
     wait_for(qtbot, lambda: not w.training.is_running(), 60)
     assert w.training.last_finished.status == "stopped"

@@ -130,3 +130,37 @@ def test_nice_ceiling_is_a_round_number_just_above(v):
     assert c <= v * 4 / 3 * (1 + 1e-9)  # the widest gap between steps is 1.5 -> 2 (and 3 -> 4, 6 -> 8)
     mantissa = c / 10 ** math.floor(math.log10(c) + 1e-12)
     assert any(abs(mantissa - s) < 1e-6 for s in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
+
+
+def test_progress_during_preparation_is_never_a_busy_bar(qtbot):
+    """A busy bar (range 0..0) is animated by the style at ~30 frames a second, repainting the
+    window behind it while the run prepares; unknown-length work shows elapsed seconds."""
+    from transfer_gui.ui.widgets.run_progress import RunProgress
+
+    rp = RunProgress()
+    qtbot.addWidget(rp)
+    m = RunMonitor()
+    m.ingest(ev.PhaseChanged("prepare", "Loading model resnet18"))
+    m.phase_since -= 7
+    rp.show_state(m, running=True, paused=False, kind="train")
+    assert rp.epoch_bar.maximum() > 0 and rp.run_bar.maximum() > 0
+    assert rp.epoch_bar.format() == "Loading model resnet18 (7 s)" and rp.run_bar.format() == "Preparing…"
+    m.ingest(ev.Progress("features", 30, 120, "Computing the frozen layers once"))
+    rp.show_state(m, running=True, paused=False, kind="train")
+    assert (rp.epoch_bar.maximum(), rp.epoch_bar.value()) == (120, 30)
+    assert "30 of 120" in rp.epoch_bar.format()
+    m.ingest(ev.Progress("decode", 5, 0, "Decoding"))  # total unknown
+    rp.show_state(m, running=True, paused=False, kind="train")
+    assert rp.epoch_bar.maximum() > 0 and rp.epoch_bar.value() == 0 and "(5)" in rp.epoch_bar.format()
+    m.ingest(_started())
+    m.ingest(ev.PhaseChanged("train", "Epoch 1 of 4"))
+    m.ingest(_batch(0, 2, 1.0))
+    rp.show_state(m, running=True, paused=False, kind="train")
+    assert rp.epoch_bar.value() == 400 and "batch 2 of 5" in rp.epoch_bar.format()
+    assert rp.run_bar.value() == 100 and "left" in rp.run_bar.format()
+    m2 = RunMonitor()  # a run that fails while preparing
+    m2.ingest(ev.PhaseChanged("prepare", "Loading model x"))
+    rp.show_state(m2, running=True, paused=False, kind="train")
+    m2.ingest(ev.Finished("failed", "bad weights", "r"))
+    rp.show_state(m2, running=False, paused=False, kind="train")
+    assert rp.run_bar.format() == "Failed" and rp.epoch_bar.format() == "Epoch –"

@@ -20,6 +20,7 @@ class RunMonitor:
         self.finished: ev.Finished | None = None
         self.phase = ""
         self.phase_message = ""
+        self.phase_since = time.monotonic()  # when the current phase or its message began
         self.progress: ev.Progress | None = None
         self.step_x: list[float] = []  # x of every batch, in epochs
         self.loss: list[float] = []
@@ -49,6 +50,8 @@ class RunMonitor:
             self.started = e
             self.lrs = {g: [] for g in e.trainable_groups}
         elif isinstance(e, ev.PhaseChanged):
+            if (e.phase, e.message) != (self.phase, self.phase_message):
+                self.phase_since = time.monotonic()
             self.phase, self.phase_message = e.phase, e.message
             if e.phase in ("train", "validate"):
                 self.progress = None
@@ -93,6 +96,9 @@ class RunMonitor:
         if self._paused_since is not None:
             self._paused_total += time.monotonic() - self._paused_since
             self._paused_since = None
+
+    def phase_seconds(self) -> float:
+        return time.monotonic() - self.phase_since
 
     def epoch_fraction(self) -> float:
         b = self.last_batch

@@ -1,5 +1,9 @@
 """Progress of the run in progress: the epoch, the whole run with the time left, and speed.
-Redrawn from a RunMonitor on the Training step's timer."""
+Redrawn from a RunMonitor on the Training step's timer.
+
+While a run is going the bars are never "busy" (range 0..0): the style animates a busy bar at
+~30 frames a second, and every frame repaints the window behind it, which took CPU from the
+training it reported on. Work of unknown length shows its elapsed seconds instead."""
 
 from __future__ import annotations
 
@@ -31,8 +35,8 @@ class RunProgress(QWidget):
         preparing = m.phase in ("prepare", "features") or m.last_batch is None
         if preparing and m.progress is not None and running:
             p = m.progress
-            self.epoch_bar.setRange(0, max(1, p.total) if p.total else 0)
-            self.epoch_bar.setValue(p.done)
+            self.epoch_bar.setRange(0, max(1, p.total))
+            self.epoch_bar.setValue(min(p.done, p.total) if p.total else 0)
             self.epoch_bar.setFormat(f"{p.message or p.phase} ({p.done:,}" + (f" of {p.total:,})" if p.total else ")"))
         elif m.last_batch is not None:
             b = m.last_batch
@@ -41,8 +45,9 @@ class RunProgress(QWidget):
             self.epoch_bar.setFormat(f"Epoch {b.epoch + 1} of {m.started.epochs if m.started else '?'}: "
                                      f"batch {b.batch} of {b.batches}")
         elif m.phase_message and running:
-            self.epoch_bar.setRange(0, 0)
-            self.epoch_bar.setFormat(m.phase_message)
+            self.epoch_bar.setRange(0, 1)
+            self.epoch_bar.setValue(0)
+            self.epoch_bar.setFormat(f"{m.phase_message} ({m.phase_seconds():.0f} s)")
         if m.started is not None and m.last_batch is not None:
             frac = m.run_fraction()
             self.run_bar.setRange(0, 1000)
@@ -58,15 +63,12 @@ class RunProgress(QWidget):
             self.run_bar.setRange(0, 1)
             self.run_bar.setFormat("Paused")
         elif running:
-            self.run_bar.setRange(0, 0)
-            self.run_bar.setFormat("Finding a learning rate…" if kind == "lrfind" else "Preparing…")
-        if not running and self.run_bar.maximum() == 0:
             self.run_bar.setRange(0, 1)
             self.run_bar.setValue(0)
-            self.epoch_bar.setRange(0, 1)
-            self.epoch_bar.setValue(0)
-            if m.finished is not None:
-                self.run_bar.setFormat(m.finished.status.replace("_", " ").capitalize())
+            self.run_bar.setFormat("Finding a learning rate…" if kind == "lrfind" else "Preparing…")
+        if not running and m.last_batch is None and m.finished is not None:  # ended while preparing
+            self.run_bar.setFormat(m.finished.status.replace("_", " ").capitalize())
+            self.epoch_bar.setFormat("Epoch –")
 
     def finished_lr_find(self) -> None:
         self.epoch_bar.setRange(0, 1)
