@@ -360,6 +360,20 @@ def engine_run(spec: dict) -> dict:
     if spec.get("in_thread"):  # diagnosis: train on a second thread, as the window does, but without Qt
         import threading
 
+        parked = []
+        for _ in range(spec.get("omp_teams", 0)):  # diagnosis: other threads that ran parallel torch ops
+            import torch
+
+            gate = threading.Event()
+
+            def other(g=gate):
+                torch.ones(4096, 4096).sum()  # a parallel region: this thread gets an OpenMP team
+                g.wait()
+
+            t = threading.Thread(target=other, daemon=True)
+            t.start()
+            parked.append(gate)
+
         box = {}
         th = threading.Thread(target=lambda: box.update(r=Trainer().fit(cfg, on_event=clock)))
         th.start()
@@ -556,6 +570,13 @@ def gui_run(spec: dict) -> dict:
     if run is None or not win.training.is_running():
         return {"side": "gui", "not_measured": "Training page did not start a run"}
     run.event.connect(clock)  # queued to this (GUI) thread, like the page's own slot
+    threads_in_training: list[int] = []
+
+    def count_threads(e) -> None:  # the process's threads during the first epoch's validation
+        if type(e).__name__ == "PhaseChanged" and e.phase == "validate" and not threads_in_training:
+            threads_in_training.append(len(os.listdir("/proc/self/task")))
+
+    run.event.connect(count_threads)
     pump_until(lambda: not win.training.is_running(), spec.get("gui_timeout_s", 3600), win.training.running_changed)
     wall = time.perf_counter() - t_work
     sched1 = gui_sched()
@@ -609,7 +630,7 @@ def gui_run(spec: dict) -> dict:
             "train_latency_p99_ms": pct(0.99, train_ms), "train_latency_max_ms": train_ms[-1] if train_ms else float("nan"),
             "results_shown": shown, "results_s": results_s, "after_ticks": len(after_ms),
             "after_latency_p99_ms": pct(0.99, after_ms), "after_latency_max_ms": after_ms[-1] if after_ms else float("nan"),
-            "probe": bool(spec.get("probe", True)),
+            "probe": bool(spec.get("probe", True)), "threads_in_training": threads_in_training[:1],
             "event_census": dict(sorted(census.items(), key=lambda kv: -kv[1])[:25]), "hard_exit": True}
 
 
