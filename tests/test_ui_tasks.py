@@ -20,6 +20,21 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def _settled(qtbot, quiet_ms: int = 1500, max_s: float = 15) -> int:
+    """The thread count once it has not changed for ``quiet_ms``."""
+    import time
+
+    t_end = time.monotonic() + max_s
+    n = _threads()
+    while time.monotonic() < t_end:
+        qtbot.wait(quiet_ms)
+        m = _threads()
+        if m == n:
+            return n
+        n = m
+    return n
+
+
 def _torch_work(task) -> int:
     import torch
 
@@ -36,7 +51,7 @@ def test_idle_pool_threads_and_their_openmp_helpers_exit(qtbot, heavy):
     if torch.get_num_threads() < 2:
         pytest.skip("torch runs single-threaded here: no OpenMP helpers to give back")
     runner = TaskRunner()
-    before = _threads()
+    before = _settled(qtbot)  # earlier tests' idle pool threads may still be on their way out
     seen: list[int] = []
     runner.start("work", _torch_work, heavy=heavy, on_done=seen.append)
     wait_for(qtbot, lambda: bool(seen), 60)
