@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from transfer_gui.engine.memory import Trimmer
 from transfer_gui.engine.surgery import LayerGroup
 
 
@@ -114,9 +115,11 @@ def compute_activations(model: nn.Module, boundary: str, loader: DataLoader, dev
     model.eval()
     acts, labels = [], []
     done, total = 0, len(loader.dataset)  # type: ignore[arg-type]
+    trimmer = Trimmer()
     for x, y, _ in loader:
         if check:
             check()
+        trimmer()
         acts.append(capture(model, boundary, x.to(device)).cpu())
         labels.append(torch.as_tensor(y))
         done += len(y)

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from transfer_gui.engine.memory import Trimmer
+
 _MEMORY: dict[str, "FeatureSet"] = {}
 _MEMORY_LIMIT_BYTES = 1 << 30  # keep at most this much of earlier runs' features in the process
 
@@ -61,9 +63,11 @@ def compute(backbone: nn.Module, loader: DataLoader, device: torch.device, autoc
     feats, labels = [], []
     total = len(loader.dataset)  # type: ignore[arg-type]
     done = 0
+    trimmer = Trimmer()
     for x, y, _idx in loader:
         if check:
             check()
+        trimmer()
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             f = backbone(x)

@@ -46,16 +46,11 @@ def release_memory() -> None:
     """Hand memory freed by a finished run (model, caches) back to the system, so a window
     that trains many times does not keep the high-water mark of every run (glibc only)."""
     import gc
-    import sys
+
+    from transfer_gui.engine.memory import trim
 
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    trim()
 
 
 class _Worker(QObject):
