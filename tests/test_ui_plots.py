@@ -94,15 +94,19 @@ def test_y_range_grows_only_when_data_outgrows_it(plots):
     m.ingest(_started())
     m.ingest(_batch(0, 1, 2.0))
     plots.update_from(m)
-    y = lambda: plots.loss_plot.getPlotItem().viewRange()[1]  # noqa: E731
-    assert y()[0] == pytest.approx(0) and y()[1] == pytest.approx(2.5)  # a round number above 2.0
+    def top() -> float:  # the range is [0, top] padded by the same amount at both ends
+        lo, hi = plots.loss_plot.getPlotItem().viewRange()[1]
+        assert -0.1 * hi < lo < 0  # just below 0, so the 0 tick is drawn
+        return hi + lo
+
+    assert top() == pytest.approx(2.5)  # a round number above 2.0
     for b, loss in ((2, 1.0), (3, math.nan), (4, math.inf)):  # falling, or not finite: unchanged
         m.ingest(_batch(0, b, loss))
         plots.update_from(m)
-        assert y()[1] == pytest.approx(2.5)
+        assert top() == pytest.approx(2.5)
     m.ingest(_batch(0, 5, 3.1))  # a spike above the range: the range follows
     plots.update_from(m)
-    assert y()[1] == pytest.approx(4.0)
+    assert top() == pytest.approx(4.0)
     lr_top = plots.lr_plot.getPlotItem().viewRange()[1][1]
     assert lr_top >= 5e-3 * 1.2  # room for the largest rate and the legend
 

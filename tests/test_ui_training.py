@@ -63,6 +63,8 @@ def test_lr_finder_suggests_and_applies(qtbot, window):
     w.training.lrfind_btn.click()
     assert w.training.is_running() and not w.training.start_btn.isEnabled()
     wait_for(qtbot, lambda: not w.training.is_running(), 120)
+    assert "finding" not in w.training.run_bar.format().lower()  # the bars say it has ended
+    assert "finished" in w.training.progress.epoch_bar.format().lower()
     dlg = w.training.lrfind_dialog
     assert dlg.isVisible()
     x, y = dlg.curve.getData()

@@ -74,3 +74,6 @@ class RunProgress(QWidget):
         self.epoch_bar.setRange(0, 1)
         self.epoch_bar.setValue(1)
         self.epoch_bar.setFormat("Learning-rate finder finished")
+        self.run_bar.setRange(0, 1)
+        self.run_bar.setValue(0)
+        self.run_bar.setFormat("No training running")

@@ -13,6 +13,9 @@ from transfer_gui.ui.theme import group_color, series_color
 from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 
 
+Y_PAD = 0.03
+
+
 class TrainPlots(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -120,7 +123,7 @@ class TrainPlots(QWidget):
         if peak <= 0 or peak <= self._tops.get(key, 0.0):
             return
         self._tops[key] = top = nice_ceiling(peak * 1.05)
-        w.getPlotItem().setYRange(0, top, padding=0)
+        w.getPlotItem().setYRange(0, top, padding=Y_PAD)  # a little below 0, so the 0 tick shows
 
     def lengths(self) -> dict[str, int]:
         """Points in each curve (for tests)."""
