@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_class_folders, tiny_config
@@ -147,6 +147,9 @@ _tables = st.recursive(_leaf, lambda inner: st.dictionaries(_keys, inner, max_si
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(_keys, _tables, max_size=5))
+@example({"version": 0})  # once found by chance: from_dict accepted it and loads refused it
+@example({"version": 1.0})
+@example({"version": True})
 def test_fuzz_config_tables_give_config_or_config_error(data):
     try:
         cfg = C.from_dict(data)

@@ -118,8 +118,8 @@ def test_scan_shows_progress_keeps_window_responsive_and_cancels(qtbot, window, 
     w.data.add_folders([str(ui_env["tmp"])])
     wait_for(qtbot, lambda: "images found" in w.data.scan_label.text())
     assert w.data.scan_box.isVisible() and w.project.scanning
-    qtbot.wait(300)
-    assert len(ticks) >= 5  # the event loop keeps running while the scan does
+    wait_for(qtbot, lambda: len(ticks) >= 5)  # the event loop keeps running while the scan does
+    assert w.project.scanning and not release.is_set()
     assert "Scanning" in readiness(w.project, "Data")
     w.data.scan_cancel.click()
     release.set()

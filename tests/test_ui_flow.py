@@ -12,6 +12,7 @@ import time  # noqa: E402
 
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from conftest_ui import drop_paths, make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
 from transfer_gui.ui.steps import readiness  # noqa: E402
@@ -101,7 +102,9 @@ def test_empty_window_to_exported_model(qtbot, window, ui_env):
     assert w.training.is_running()
     _click(qtbot, w.training.pause_btn)
     assert w.training.is_paused() and w.training.pause_btn.text() == "Resume"
-    qtbot.wait(1500)  # preparation goes on until its first pause point, then waits
+    # preparation goes on until its first pause point, then waits there
+    wait_for(qtbot, lambda: w.training.run.control.holding, 120)
+    QApplication.processEvents()  # deliver whatever the run sent before it stopped
     assert w.training.monitor.loss == [] and w.training.is_running()
     from PySide6.QtWidgets import QProgressBar
 
@@ -122,10 +125,13 @@ def test_empty_window_to_exported_model(qtbot, window, ui_env):
     _click(qtbot, w.training.start_btn)
     wait_for(qtbot, lambda: len(w.training.monitor.loss) >= 1, 60)
     _click(qtbot, w.training.pause_btn)
-    qtbot.wait(300)
+    wait_for(qtbot, lambda: w.training.run.control.holding, 60)  # the current batch has ended
+    QApplication.processEvents()  # deliver the batches that ran before the pause point
     n_paused = len(w.training.monitor.loss)
-    qtbot.wait(400)
-    assert len(w.training.monitor.loss) == n_paused
+    for _ in range(3):  # while it holds, no batch runs and none arrives
+        QApplication.processEvents()
+        assert w.training.run.control.holding
+        assert len(w.training.monitor.loss) == n_paused
     assert "paused" in w.training.run_bar.format().lower()
     _click(qtbot, w.training.pause_btn)  # resume
     wait_for(qtbot, lambda: not w.training.is_running(), 90)

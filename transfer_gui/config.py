@@ -268,6 +268,8 @@ def validate(cfg: RunConfig) -> None:
     for path, value in _numbers(cfg, ""):
         need(math.isfinite(value), path, f"must be a finite number, got {value}")
 
+    need(cfg.version == CONFIG_VERSION, "version",
+         f"unsupported config version {cfg.version}; this transfer_gui reads version {CONFIG_VERSION}")
     d, la, o, s, t = cfg.data, cfg.layers, cfg.optim, cfg.schedule, cfg.train
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
     need(d.image_size == 0 or 16 <= d.image_size <= 2048, "data.image_size",
@@ -352,9 +354,6 @@ def loads(text: str, source: str = "<config>") -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    version = data.get("version", CONFIG_VERSION)
-    if version != CONFIG_VERSION:
-        raise ConfigError(f"{source}: unsupported config version {version}", "version")
     try:
         return from_dict(data)
     except ConfigError as exc:

@@ -18,6 +18,7 @@ class RunControl:
         self._stop = threading.Event()
         self._running = threading.Event()  # set = not paused
         self._running.set()
+        self._holding = threading.Event()  # set while the loop waits at a pause point
 
     # --- called by the front end -------------------------------------------------
     def stop(self) -> None:
@@ -38,11 +39,22 @@ class RunControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    @property
+    def holding(self) -> bool:
+        """True while the loop is stopped at a pause point: from then until resume, no batch
+        runs. ``paused`` turns true at once; ``holding`` once the current batch has ended."""
+        return self._holding.is_set()
+
     # --- called by the loop -----------------------------------------------------------
     def checkpoint(self) -> None:
         """Block while paused; raise StopRequested if a stop was asked for."""
-        while not self._running.wait(timeout=0.1):
-            if self._stop.is_set():
-                break
+        if not self._running.is_set():
+            self._holding.set()
+            try:
+                while not self._running.wait(timeout=0.1):
+                    if self._stop.is_set():
+                        break
+            finally:
+                self._holding.clear()
         if self._stop.is_set():
             raise StopRequested()

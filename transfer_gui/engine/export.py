@@ -26,11 +26,10 @@ from torch import nn
 
 from transfer_gui.engine.atomic import atomic_path
 from transfer_gui.engine.catalog import CHECKPOINT_FORMAT, ModelError, build_architecture
+from transfer_gui.engine.formats import SUFFIXES
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 
-FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx")
-SUFFIXES = {"checkpoint": ".pt", "safetensors": ".safetensors", "torchscript": ".torchscript.pt",
-            "onnx": ".onnx"}
+FORMATS = tuple(SUFFIXES)
 CHECKPOINT_VERSION = 1
 META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
 TORCHSCRIPT_META = "transfer_gui.json"  # name of the extra file inside a TorchScript archive

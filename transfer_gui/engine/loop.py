@@ -11,7 +11,6 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +29,7 @@ from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChange
 from transfer_gui.engine.freezing import GroupError, apply_freeze, frozen_at_epoch, set_train_mode
 from transfer_gui.engine.optim import current_lrs, make_optimizer, set_lr_factor
 from transfer_gui.engine.prepare import Prepared, prepare
+from transfer_gui.engine.runs import new_run_dir
 from transfer_gui.engine.schedule import from_config, lr_factor
 
 
@@ -55,7 +55,9 @@ class RunResult:
 
 
 def default_run_dir() -> Path:
-    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    """``runs/<timestamp>`` under the working directory: the run folder of a config that names none
+    and comes from no project file (the command line gives a config file's runs folder itself)."""
+    return new_run_dir(Path("runs"))
 
 
 def _is_oom(exc: BaseException) -> bool:

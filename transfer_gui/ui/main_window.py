@@ -53,10 +53,12 @@ class MainWindow(QMainWindow):
         p.state_changed.connect(self._update_title)
         p.config_error.connect(lambda msg: self._status(f"Not changed: {msg}"))
         self.training.run_finished.connect(self.results.open_run)
+        self.training.running_changed.connect(lambda running: running or self.results.refresh_runs())
         self.training.running_changed.connect(self._update_run_actions)
         self.training.paused_changed.connect(self._update_run_actions)
         self.statusBar().showMessage("Drop image folders on the window to begin.", 8000)
         self._restore_settings()
+        self.results.refresh_runs()
         self.steps.select("Data")
         self._update_title()
         self._refresh()
@@ -233,6 +235,11 @@ class MainWindow(QMainWindow):
 
     def save_project_as(self) -> bool:
         return self.files.save_as()
+
+    def restore_session(self) -> bool:
+        """Reopen the project that was open when the window last closed (with its runs)."""
+        path = self.settings.value("session/project", "", type=str)
+        return bool(path) and Path(path).is_file() and self.open_project(path)
 
     def recent_files(self) -> list[str]:
         return self.files.recent()

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
+from transfer_gui.engine import runs as runs_mod
 from transfer_gui.ui import dataset_view
 
 
@@ -67,6 +68,7 @@ class Project(QObject):
     scan_changed = Signal()
     groups_changed = Signal()
     run_changed = Signal()
+    runs_changed = Signal()  # the list of the project's runs
     training_changed = Signal(bool)
     config_error = Signal(str)  # a change was refused; the message names the field
 
@@ -86,7 +88,10 @@ class Project(QObject):
         self.model_problem = ""  # e.g. weights that still need a download
         self.run_dir: Path | None = None
         self.record = None  # engine.rundir.RunRecord of run_dir
+        self.runs: list[runs_mod.RunInfo] = []  # the project's runs (and any opened), newest first
+        self.opened_runs: list[Path] = []  # run folders opened from elsewhere, listed with the project's
         self.training = False
+        self.paused = False
         self.has_trained = False  # a run finished or was opened: free navigation
 
     # ------------------------------------------------------------------ config
@@ -125,20 +130,26 @@ class Project(QObject):
     def new(self) -> None:
         self.set_run(None, None)
         self.has_trained = False
+        self.opened_runs = []
         self.replace_config(default_config(), None)
+        self.set_runs([])
 
     def open(self, path: str | Path) -> None:
         cfg = config_mod.load(path)  # ConfigError with the file and field on problems
         self.set_run(None, None)
         self.has_trained = False
-        self.replace_config(cfg, Path(path))
+        self.opened_runs = []
+        self.replace_config(cfg, Path(path).absolute())
+        self.set_runs([])
 
     def save(self, path: str | Path | None = None) -> Path:
         target = Path(path) if path else self.path
         if target is None:
             raise ConfigError("no file name chosen")
         config_mod.save(self.cfg, target)
-        self.path = target
+        if self.path is None:  # the untitled project's runs stay listed with it
+            self.opened_runs.extend(r.run_dir for r in self.runs if r.run_dir not in self.opened_runs)
+        self.path = target.absolute()
         self.dirty = False
         self.state_changed.emit()
         return target
@@ -176,9 +187,34 @@ class Project(QObject):
             self.has_trained = True
         self.run_changed.emit()
 
+    def set_runs(self, runs: list) -> None:
+        self.runs = list(runs)
+        self.runs_changed.emit()
+
+    def runs_dir(self) -> Path:
+        """Where this project's runs go (a new time-stamped folder each) when output.dir is empty."""
+        return runs_mod.project_runs_dir(self.path)
+
+    def find_runs(self) -> list:
+        """The project's runs folder and the run folders opened with it, read from disk (no torch;
+        a few small files per run, so it may run on the GUI thread for a few hundred runs)."""
+        found = runs_mod.list_runs(self.runs_dir())
+        known = {r.run_dir.resolve() for r in found}
+        for folder in self.opened_runs:
+            info = runs_mod.run_info(folder)
+            if info is not None and info.run_dir.resolve() not in known:
+                found.append(info)
+        return sorted(found, key=lambda r: (r.started, r.run_dir.name), reverse=True)
+
     def set_training(self, training: bool) -> None:
         self.training = training
+        if not training:
+            self.paused = False
         self.training_changed.emit(training)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused and self.training
+        self.training_changed.emit(self.training)
 
     # ------------------------------------------------------------------ derived
     def class_counts(self) -> dict[str, int]:

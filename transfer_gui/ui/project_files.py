@@ -32,6 +32,8 @@ class ProjectFiles:
             return
         if self.confirm_discard():
             self.w.project.new()
+            self._remember_session()
+            self.w.results.refresh_runs()
             self.w.go_to("Data")
 
     def open_dialog(self) -> None:
@@ -53,6 +55,8 @@ class ProjectFiles:
             return False
         self.w.ctx.remember_dir("project", str(path))
         self._add_recent(str(Path(path).resolve()))
+        self._remember_session()
+        self.w.results.refresh_runs(open_latest=True)
         self.w._status(f"Opened {path}")
         self.w.go_to("Data")
         return True
@@ -79,8 +83,15 @@ class ProjectFiles:
             return False
         self.w.ctx.remember_dir("project", str(path))
         self._add_recent(str(path.resolve()))
+        self._remember_session()
+        self.w.results.refresh_runs()
         self.w._status(f"Saved {path}")
         return True
+
+    def _remember_session(self) -> None:
+        """The project to reopen when the window starts next time ("" = a new one)."""
+        path = self.w.project.path
+        self.w.settings.setValue("session/project", str(path.resolve()) if path else "")
 
     def recent(self) -> list[str]:
         value = self.w.settings.value("recent", [])

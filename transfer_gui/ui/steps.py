@@ -99,7 +99,7 @@ def summary(project: Project, step: str) -> str:
         return f"partly frozen · lr {lr}"
     if step == "Training":
         if project.training:
-            return "running…"
+            return "paused" if project.paused else "running…"
         return f"{cfg.train.epochs} epochs · batch {cfg.train.batch_size}"
     if step == "Results":
         rec = project.record
@@ -107,10 +107,26 @@ def summary(project: Project, step: str) -> str:
             return "no run yet"
         accs = [h.get("val_acc") for h in rec.history if isinstance(h.get("val_acc"), (int, float))]
         best = max((a for a in accs if not math.isnan(a)), default=None)
-        return f"best accuracy {best:.1%}" if best is not None else rec.run_dir.name
+        if best is not None:
+            return f"best accuracy {best:.1%}"
+        return f"{rec.run_dir.name} · no finished epoch" if not rec.history else rec.run_dir.name
     if step == "Export":
-        return "ready to export" if project.record is not None else "after training"
+        if project.record is None:
+            return "after training"
+        return "ready to export" if not readiness(project, "Export") else "nothing to export"
     return ""
+
+
+def shows_tick(project: Project, step: str) -> bool:
+    """The tick in the step list: this step is ready and so is every step it builds on (Model and
+    Layers are not "done" while there are no images to train on)."""
+    i = STEPS.index(step)
+    if step in ("Results", "Export"):
+        return not readiness(project, step)
+    g = project.groups
+    if step in ("Layers", "Training") and (g is None or g.model != project.cfg.model.name):
+        return False  # the layer table is still being read
+    return all(not readiness(project, s) for s in STEPS[:i + 1])
 
 
 def enabled(project: Project, step: str) -> bool:
@@ -206,7 +222,7 @@ class StepList(QListWidget):
             is_enabled = enabled(self.project, name)
             flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled if is_enabled else Qt.ItemFlag.NoItemFlags
             item.setFlags(flags)
-            item.setData(READY_ROLE, not why)
+            item.setData(READY_ROLE, shows_tick(self.project, name))
             item.setData(SUMMARY_ROLE, summary(self.project, name))
             tip = HELP[name] + ("\n\nReady." if not why else f"\n\nNot ready: {why}")
             if not is_enabled:

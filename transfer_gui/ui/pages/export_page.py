@@ -7,12 +7,13 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
+from transfer_gui.engine.formats import SUFFIXES, file_stem
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
@@ -30,7 +31,7 @@ FORMATS = (
 PARITY_IMAGES = 8
 
 
-def export_job(task, source: str, formats: list[str], folder: str, parity: list[str]) -> list[tuple]:
+def export_job(task, source: str, formats: list[str], folder: str, parity: list[str], stem: str = "") -> list[tuple]:
     from transfer_gui.engine.export import ExportError, export_model
 
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,8 @@ def export_job(task, source: str, formats: list[str], folder: str, parity: list[
         if takes_progress:
             kwargs["progress"] = lambda stage, frac, i=i, fmt=fmt: task.report((i, len(formats), fmt, stage, frac))
         try:
-            out.append(("ok", fmt, export_model(source, fmt, folder, **kwargs)))
+            target = Path(folder) / f"{stem}{SUFFIXES[fmt]}" if stem else folder
+            out.append(("ok", fmt, export_model(source, fmt, target, **kwargs)))
         except ExportError as exc:
             out.append(("error", fmt, str(exc)))
         except ImportError as exc:
@@ -79,7 +81,7 @@ class ExportPage(QWidget):
             cb = QCheckBox(label)
             cb.setToolTip(tip)
             cb.setChecked(key in ("checkpoint", "onnx"))
-            cb.toggled.connect(lambda _on: self._update_enabled())
+            cb.toggled.connect(lambda _on: (self._update_enabled(), self._show_targets()))
             desc = QLabel(tip)
             desc.setWordWrap(True)
             desc.setStyleSheet(f"QLabel {{ color: {status_colors()['muted']}; margin-left: 22px; }}")
@@ -87,11 +89,20 @@ class ExportPage(QWidget):
             fl.addWidget(desc)
             self.checks[key] = cb
         self.folder = QLineEdit()
-        self.folder.setToolTip("Where the files are written; files are named after the run.")
+        self.folder.setAccessibleName("Export folder")
+        self.folder.setToolTip("Where the files are written.")
         self.folder.setPlaceholderText("the run folder's export/ sub-folder")
-        self.folder_btn = QPushButton("Choose…")
-        self.folder_btn.setToolTip("Choose the folder to export to.")
-        self.folder_btn.clicked.connect(self._choose_folder)
+        self.folder.textChanged.connect(lambda _t: self._show_targets())
+        self.name = QLineEdit()
+        self.name.setAccessibleName("File name")
+        self.name.setToolTip("The file name, without its extension: each format adds its own (.pt, .onnx, ...).")
+        self.name.textChanged.connect(lambda _t: self._show_targets())
+        self.folder_btn = QPushButton("Save &as…")
+        self.folder_btn.setToolTip("Choose the folder and the file name to export to.")
+        self.folder_btn.clicked.connect(self._choose_target)
+        self.targets = QLabel()
+        self.targets.setWordWrap(True)
+        self.targets.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.export_btn = QPushButton("Export")
         self.export_btn.setToolTip("Write the chosen formats and check each against the PyTorch model.")
         self.export_btn.clicked.connect(self.export)
@@ -122,8 +133,14 @@ class ExportPage(QWidget):
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
 
         row = QHBoxLayout()
-        row.addWidget(QLabel("Folder"))
-        row.addWidget(self.folder, 1)
+        folder_label = QLabel("&Folder")
+        folder_label.setBuddy(self.folder)
+        name_label = QLabel("&Name")
+        name_label.setBuddy(self.name)
+        row.addWidget(folder_label)
+        row.addWidget(self.folder, 2)
+        row.addWidget(name_label)
+        row.addWidget(self.name, 1)
         row.addWidget(self.folder_btn)
         actions = QHBoxLayout()
         actions.addWidget(self.export_btn)
@@ -134,6 +151,7 @@ class ExportPage(QWidget):
         left.addWidget(self.source)
         left.addWidget(box)
         left.addLayout(row)
+        left.addWidget(self.targets)
         left.addLayout(actions)
         left.addWidget(self.message)
         left.addStretch(1)
@@ -153,11 +171,35 @@ class ExportPage(QWidget):
         rd = self.project.run_dir
         return str(rd / "export") if rd else ""
 
-    def _choose_folder(self) -> None:
-        path = dialogs.choose_folder(self, "Export to folder", self.target_folder() or self.ctx.last_dir("export"))
+    def target_stem(self) -> str:
+        stem = file_stem(self.name.text())
+        if stem:
+            return stem
+        rd = self.project.run_dir
+        return rd.name if rd else "model"
+
+    def target_files(self) -> list[Path]:
+        folder = self.target_folder()
+        if not folder:
+            return []
+        return [Path(folder) / f"{self.target_stem()}{SUFFIXES[f]}" for f in self.selected_formats()]
+
+    def _show_targets(self) -> None:
+        files = self.target_files()
+        muted = status_colors()["muted"]
+        self.targets.setText(f"<span style='color:{muted}'>Writes " + ", ".join(f.name for f in files) + "</span>"
+                             if files else "")
+
+    def _choose_target(self) -> None:
+        start = Path(self.target_folder() or self.ctx.last_dir("export")) / self.target_stem()
+        fmts = self.selected_formats()
+        suffix = SUFFIXES[fmts[0]] if len(fmts) == 1 else ""
+        path = dialogs.save_file(self, "Export the model as", str(start) + suffix,
+                                 "Model files (*.pt *.safetensors *.onnx);;All files (*)")
         if path:
-            self.folder.setText(path)
-            self.ctx.remember_dir("export", path)
+            self.folder.setText(str(Path(path).parent))
+            self.name.setText(file_stem(Path(path).name))
+            self.ctx.remember_dir("export", str(Path(path).parent))
 
     def selected_formats(self) -> list[str]:
         return [k for k, cb in self.checks.items() if cb.isChecked()]
@@ -176,7 +218,9 @@ class ExportPage(QWidget):
             self.source.setText(f"Exporting the <b>{which}</b> of run <b>{rec.run_dir.name}</b> "
                                 f"({rec.config.model.name}, {len(rec.classes)} classes)." if ck else
                                 f"Run {rec.run_dir.name} has no checkpoint to export.")
+        self.name.setPlaceholderText(rec.run_dir.name if rec is not None else "model")
         self._update_enabled()
+        self._show_targets()
 
     def _update_enabled(self) -> None:
         rec = self.project.record
@@ -190,6 +234,10 @@ class ExportPage(QWidget):
         if rec is None or rec.best_checkpoint is None:
             return
         formats = self.selected_formats()
+        existing = [f for f in self.target_files() if f.exists()]
+        if existing and not dialogs.ask_yes_no(self, "Replace files?", "These files exist already and will be "
+                                               "replaced:\n" + "\n".join(str(f) for f in existing)):
+            return
         parity = [p["path"] for p in rec.predictions[:PARITY_IMAGES] if Path(p.get("path", "")).is_file()]
         self.reports = []
         self.table.setRowCount(0)
@@ -198,7 +246,8 @@ class ExportPage(QWidget):
         self.progress.setValue(0)
         self.cancel_btn.setVisible(True)
         self.message.setText("")
-        self.ctx.tasks.start("export", export_job, str(rec.run_dir), formats, self.target_folder(), parity, heavy=True,
+        self.ctx.tasks.start("export", export_job, str(rec.run_dir), formats, self.target_folder(), parity,
+                             self.target_stem(), heavy=True,
                              on_progress=self._progress, on_done=self._done, on_error=self._error)
         self._update_enabled()
 

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
@@ -47,6 +47,7 @@ class ResultsPage(QWidget):
         self.project = ctx.project
         self._build()
         self.project.run_changed.connect(self._show_record)
+        self.project.runs_changed.connect(self._fill_runs)
         self._show_record()
 
     def _build(self) -> None:
@@ -61,8 +62,18 @@ class ResultsPage(QWidget):
         self.skipped_btn.setToolTip("Files this run could not use, and why.")
         self.skipped_btn.clicked.connect(self._show_skipped)
         self.skipped_btn.setVisible(False)
+        self.run_list = QComboBox()
+        self.run_list.setAccessibleName("Runs of this project")
+        self.run_list.setToolTip("Every run in this project's runs folder, and any run folder you opened, newest "
+                                 "first. Choose one to see its results.")
+        self.run_list.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_list.setMinimumContentsLength(24)
+        self.run_list.activated.connect(self._run_chosen)
+        runs_label = QLabel("&Run")
+        runs_label.setBuddy(self.run_list)
         top = QHBoxLayout()
-        top.addWidget(self.summary, 1)
+        top.addWidget(runs_label)
+        top.addWidget(self.run_list, 1)
         top.addWidget(self.skipped_btn)
         top.addWidget(self.open_btn)
 
@@ -104,14 +115,66 @@ class ResultsPage(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
+        lay.addWidget(self.summary)
         lay.addWidget(self.tabs, 1)
 
     # ------------------------------------------------------------------ loading
+    def runs_start_dir(self) -> str:
+        """Where the Open Run Folder dialog starts: the project's runs folder (created if need be,
+        so that a hidden default such as ~/.local/share/... is where the dialog opens)."""
+        root = self.project.runs_dir()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return self.ctx.last_dir("runs")
+        return str(root)
+
     def open_run_dialog(self) -> None:
-        path = dialogs.choose_folder(self, "Open a run folder", self.ctx.last_dir("runs"))
+        path = dialogs.choose_folder(self, "Open a run folder", self.runs_start_dir())
         if path:
             self.ctx.remember_dir("runs", str(Path(path).parent))
+            if Path(path).absolute().parent != self.project.runs_dir().absolute():
+                self.project.opened_runs.append(Path(path))
             self.open_run(path)
+
+    def refresh_runs(self, open_latest: bool = False) -> None:
+        """Read the project's runs again; with ``open_latest`` show the newest with a finished epoch."""
+        self.project.set_runs(self.project.find_runs())
+        if open_latest and self.project.record is None:
+            from transfer_gui.engine.runs import latest_finished
+
+            latest = latest_finished(self.project.runs)
+            if latest is not None:
+                self.open_run(str(latest.run_dir), show=False)
+
+    def _fill_runs(self) -> None:
+        self.run_list.blockSignals(True)
+        try:
+            self.run_list.clear()
+            for info in self.project.runs:
+                self.run_list.addItem(info.label, str(info.run_dir))
+                self.run_list.setItemData(self.run_list.count() - 1, str(info.run_dir), Qt.ItemDataRole.ToolTipRole)
+            if not self.project.runs:
+                self.run_list.addItem("no runs yet in " + str(self.project.runs_dir()), "")
+            self._select_shown_run()
+        finally:
+            self.run_list.blockSignals(False)
+        self.run_list.setEnabled(bool(self.project.runs))
+
+    def _select_shown_run(self) -> None:
+        shown = self.project.run_dir
+        index = -1
+        if shown is not None:
+            for i in range(self.run_list.count()):
+                data = self.run_list.itemData(i)
+                if data and Path(data).absolute() == shown.absolute():
+                    index = i
+        self.run_list.setCurrentIndex(index)
+
+    def _run_chosen(self, index: int) -> None:
+        run_dir = self.run_list.itemData(index)
+        if run_dir and (self.project.run_dir is None or Path(run_dir).absolute() != self.project.run_dir.absolute()):
+            self.open_run(run_dir)
 
     def open_run(self, run_dir: str, show: bool = True) -> None:
         self.summary.setText(f"Loading {run_dir}…")
@@ -120,6 +183,8 @@ class ResultsPage(QWidget):
 
     def _loaded(self, run_dir: str, record, show: bool) -> None:
         self.project.set_run(run_dir, record)
+        if not any(Path(r.run_dir).absolute() == Path(run_dir).absolute() for r in self.project.runs):
+            self.refresh_runs()  # a run this list has not seen yet (just trained, or opened)
         if show:
             self.ctx.go_to("Results")
 
@@ -138,9 +203,14 @@ class ResultsPage(QWidget):
 
     def _show_record(self) -> None:
         rec = self.project.record
+        self.run_list.blockSignals(True)
+        self._select_shown_run()
+        self.run_list.blockSignals(False)
         self.try_it.set_source(str(rec.run_dir) if rec is not None and rec.best_checkpoint else None)
         if rec is None:
-            self.summary.setText("No run yet: train a model, or open a run folder.")
+            n = len(self.project.runs)
+            self.summary.setText(f"No run shown: choose one of this project's {n} run(s) above, or train a model."
+                                 if n else "No run yet: train a model, or open a run folder.")
             self.confusion.set_matrix([], [])
             self.per_class.setRowCount(0)
             self.mistakes.set_predictions([], [])

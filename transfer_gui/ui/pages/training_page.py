@@ -16,6 +16,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from transfer_gui.engine import events as ev
+from transfer_gui.engine import runs as runs_mod
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.run_monitor import RunMonitor
@@ -23,7 +24,7 @@ from transfer_gui.ui.steps import readiness
 from transfer_gui.ui.theme import status_colors
 from transfer_gui.ui.widgets.run_progress import RunProgress
 from transfer_gui.ui.widgets.train_plots import TrainPlots
-from transfer_gui.ui.widgets.train_settings import TrainSettings, new_run_dir, runs_root
+from transfer_gui.ui.widgets.train_settings import TrainSettings
 from transfer_gui.ui.worker import EngineRun, fit_job
 
 
@@ -129,7 +130,7 @@ class TrainingPage(QWidget):
     def _run_config(self):
         cfg = self.project.cfg
         if not cfg.output.dir:
-            cfg = cfg.replace(**{"output.dir": str(new_run_dir())})
+            cfg = cfg.replace(**{"output.dir": str(runs_mod.new_run_dir(self.project.runs_dir()))})
         return cfg
 
     def _begin(self, job, kind: str, cfg) -> bool:
@@ -183,7 +184,7 @@ class TrainingPage(QWidget):
             return
         cfg = self.project.cfg
         if not cfg.output.dir:
-            cfg = cfg.replace(**{"output.dir": str(runs_root() / "lr_find")})  # lr_find writes nothing there
+            cfg = cfg.replace(**{"output.dir": str(runs_mod.user_runs_root() / "lr_find")})  # writes nothing there
 
         def job(emit, control):
             from transfer_gui.engine.lrfind import lr_find
@@ -205,12 +206,15 @@ class TrainingPage(QWidget):
             self.active.pause()
             self._log("Paused: training waits between batches. Press Resume to continue.", "muted")
         self._update_buttons()
+        self._redraw()  # the run bar says "paused" at once, not at the next redraw
+        self.project.set_paused(self.run.paused)
         self.paused_changed.emit(self.run.paused)
 
     def stop(self) -> None:
         if self.is_running():
             self.run.stop()
             self.active.resume()
+            self.project.set_paused(False)
             self._log("Stopping after the current batch…", "muted")
             self.run_bar.setFormat("Stopping…")
             self._update_buttons()
@@ -237,8 +241,6 @@ class TrainingPage(QWidget):
             self._log(f"Training on {e.device} ({e.precision}): {e.train_size:,} training and {e.val_size:,} "
                       f"validation images, {len(e.classes)} classes, {e.total_steps:,} steps.{cache}", "muted")
             self.plots.reset(e.groups, e.trainable_groups)
-            if self.kind == "train":
-                self.project.set_run(e.run_dir, None)
         elif isinstance(e, ev.PhaseChanged):
             if e.message and e.phase not in ("train", "validate"):
                 self._log(e.message, "muted")
@@ -284,13 +286,23 @@ class TrainingPage(QWidget):
         f = self.last_finished
         if kind == "train":
             run_dir = f.run_dir if f is not None else (self.active.started.run_dir if self.active.started else "")
-            if run_dir and (Path(run_dir) / "config.toml").is_file():
-                show = f is not None and f.status in ("completed", "early_stopped")
-                self.run_finished.emit(run_dir, show)  # a failure stays here, with its message
+            self._run_ended(run_dir, f)
         elif kind == "lrfind":
             self.progress.finished_lr_find()
             self.active = self.monitor
             self._redraw()
+
+    def _run_ended(self, run_dir: str, f: ev.Finished | None) -> None:
+        """Show a run on Results once it has a finished epoch. A run stopped or failed before its
+        first epoch never replaces the run shown there (unless it reused that run's folder)."""
+        info = runs_mod.run_info(run_dir) if run_dir else None
+        if info is not None and info.has_finished_epoch:
+            show = f is not None and f.status in ("completed", "early_stopped")
+            self.run_finished.emit(run_dir, show)  # a failure stays here, with its message
+            return
+        shown = self.project.run_dir
+        if shown is not None and run_dir and Path(run_dir).absolute() == shown.absolute():
+            self.project.set_run(None, None)  # its files were replaced by the run that just ended
 
     # ------------------------------------------------------------------ drawing
     def _redraw(self) -> None:

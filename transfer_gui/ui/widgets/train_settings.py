@@ -3,9 +3,6 @@ stopping and the run folder."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton, QSpinBox
 
 from transfer_gui.ui import dialogs
@@ -15,23 +12,6 @@ PRECISIONS = (("Automatic", "auto", "bf16 on GPUs that support it, fp16 on other
               ("Full (fp32)", "fp32", "32-bit floats everywhere: slowest on GPUs, most exact."),
               ("Mixed bf16", "bf16", "Mixed precision with bfloat16 on CUDA: fast, no loss scaling needed."),
               ("Mixed fp16", "fp16", "Mixed precision with float16 on CUDA, with loss scaling."))
-
-
-def runs_root() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("transfer_gui")) / "runs"
-
-
-def new_run_dir() -> Path:
-    """A fresh ``runs/<timestamp>`` folder name under the user data directory."""
-    root = runs_root()
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, k = root / stamp, 1
-    while path.exists():
-        k += 1
-        path = root / f"{stamp}-{k}"
-    return path
 
 
 def devices_job(task) -> list[tuple[str, str]]:
@@ -93,8 +73,6 @@ class TrainSettings(QGroupBox):
                                                                      self.metric_box.currentData()))
         self.out_dir = QLineEdit()
         self.out_dir.setPlaceholderText("automatic: a new folder per run")
-        self.out_dir.setToolTip("The run folder (output.dir): checkpoints, metrics and predictions go here. "
-                                f"Empty = a new time-stamped folder under {runs_root()}.")
         self.out_dir.editingFinished.connect(lambda: self._set("output.dir", self.out_dir.text().strip()))
         self.out_btn = QPushButton("Choose…")
         self.out_btn.setToolTip("Choose the run folder.")
@@ -112,8 +90,10 @@ class TrainSettings(QGroupBox):
         form.addRow("Run folder", out_row)
         for field in (self.device, self.batch, self.epochs, self.precision, self.patience, self.metric_box):
             form.labelForField(field).setToolTip(field.toolTip())
-        form.labelForField(out_row).setToolTip(self.out_dir.toolTip())
+        self.out_label = form.labelForField(out_row)
         self.project.config_changed.connect(self._config_changed)
+        self.project.state_changed.connect(self._show_runs_dir)
+        self._show_runs_dir()
         self._config_changed({""})
 
     def load_devices(self) -> None:
@@ -135,10 +115,19 @@ class TrainSettings(QGroupBox):
         if not self._filling and value is not None:
             self.project.set(key, value)
 
+    def _out_tip(self) -> str:
+        return ("The run folder (output.dir): checkpoints, metrics and predictions go here. Empty = a new "
+                f"time-stamped folder for every run in this project's runs folder, {self.project.runs_dir()}.")
+
     def _choose_out(self) -> None:
-        path = dialogs.choose_folder(self, "Choose the run folder", str(runs_root().parent))
+        root = self.project.runs_dir()
+        path = dialogs.choose_folder(self, "Choose the run folder", str(root if root.is_dir() else root.parent))
         if path:
             self._set("output.dir", path)
+
+    def _show_runs_dir(self) -> None:
+        self.out_dir.setToolTip(self._out_tip())
+        self.out_label.setToolTip(self._out_tip())
 
     def set_running(self, running: bool) -> None:
         for w in (self.device, self.batch, self.epochs, self.precision, self.patience, self.out_dir, self.out_btn):
