@@ -199,3 +199,37 @@ def test_every_control_has_a_tooltip(qtbot, window):
                 missing.append(f"{name}: {type(widget).__name__} {text!r}")
     assert checked > 60
     assert not missing, missing
+
+
+def _spec(name, family="ResNet", status="download"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, family=family, params=11_000_000, input_size=224, top1=70.0,
+                           weights_status=status, description=name, source="torchvision")
+
+
+def test_catalog_sorts_numbers_by_value_counts_matches_and_keeps_the_highlight(qtbot):
+    from PySide6.QtCore import Qt
+
+    from transfer_gui.ui.widgets.catalog_table import CatalogTable
+
+    t = CatalogTable()
+    qtbot.addWidget(t)
+    t.load([_spec(n) for n in ("resnet101", "resnet18", "resnet152", "resnet34", "vgg11", "vgg16_bn")]
+           + [_spec("efficientnet_lite0", "EfficientNet", "installed")])
+    t.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    names = [t.proxy.index(r, 0).data() for r in range(t.proxy.rowCount())]
+    assert names == ["efficientnet_lite0", "resnet18", "resnet34", "resnet101", "resnet152", "vgg11", "vgg16_bn"]
+    assert t.note.text().startswith("7 models")
+
+    t.show_current("resnet34")
+    chosen = []
+    t.chosen.connect(chosen.append)
+    t.search.setText("vgg")
+    assert t.note.text().startswith("2 of 7 models shown")
+    assert not t.table.selectionModel().hasSelection()
+    t.search.clear()  # the clear button does the same
+    assert t.note.text().startswith("7 models")
+    rows = t.table.selectionModel().selectedRows()
+    assert [r.data() for r in rows] == ["resnet34"]  # highlighted again...
+    assert chosen == []  # ...without choosing anything

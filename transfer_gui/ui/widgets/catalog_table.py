@@ -5,6 +5,7 @@ filtering move the current row too, and must not."""
 from __future__ import annotations
 
 import math
+import re
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
@@ -19,6 +20,12 @@ COLUMNS = ("Model", "Family", "Parameters", "Input", "ImageNet top-1", "Weights"
 WEIGHTS = 5
 SPEC_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+def natural_key(name: str) -> str:
+    """A sort key that orders numbers by value: resnet18 < resnet34 < resnet101 (as text, resnet101
+    sorts first). Numbers are zero-padded so that the key still sorts as text in the model."""
+    return re.sub(r"\d+", lambda m: m.group().zfill(8), name.lower())
 
 
 def fmt_params(n: int) -> str:
@@ -102,17 +109,15 @@ class CatalogTable(QWidget):
             self.table.sortByColumn(WEIGHTS, Qt.SortOrder.AscendingOrder)
         finally:
             self._quiet = False
-        self.note.setText(f"{len(specs)} models, those usable right away first. The offline model "
-                          f"{OFFLINE_MODEL} works without a network.")
         self._filter()
 
     def _row(self, s) -> list[QStandardItem]:
         top1 = "" if math.isnan(s.top1) else f"{s.top1:.1f} %"
         key = self.status_key(s)
         rank = str(STATUS_ORDER.index(key)) if key in STATUS_ORDER else "9"
-        values = [(s.name, s.name.lower()), (s.family, s.family), (fmt_params(s.params), s.params),
-                  (f"{s.input_size} px", s.input_size), (top1, -1.0 if math.isnan(s.top1) else s.top1),
-                  (self.status_text(s), rank + s.name.lower())]
+        values = [(s.name, natural_key(s.name)), (s.family, natural_key(s.family) + " " + natural_key(s.name)),
+                  (fmt_params(s.params), s.params), (f"{s.input_size} px", s.input_size),
+                  (top1, -1.0 if math.isnan(s.top1) else s.top1), (self.status_text(s), rank + natural_key(s.name))]
         items = []
         for text, sort_key in values:
             it = QStandardItem(text)
@@ -130,7 +135,7 @@ class CatalogTable(QWidget):
             if self.model.item(row, 0).text() == name:
                 item = self.model.item(row, WEIGHTS)
                 item.setText(STATUS_TEXT["cached"])
-                item.setData("1" + name.lower(), SORT_ROLE)
+                item.setData("1" + natural_key(name), SORT_ROLE)
 
     def _filter(self, *_args) -> None:
         self._quiet = True
@@ -141,6 +146,15 @@ class CatalogTable(QWidget):
         finally:
             self._quiet = False
         self.show_current(self.current)
+        self._show_count()
+
+    def _show_count(self) -> None:
+        total, shown = self.model.rowCount(), self.proxy.rowCount()
+        if not total:
+            return
+        what = f"{total} models" if shown == total else f"{shown} of {total} models shown"
+        self.note.setText(f"{what}, those usable right away first. The offline model {OFFLINE_MODEL} works "
+                          f"without a network.")
 
     def show_current(self, name: str) -> None:
         """Highlight ``name`` without choosing anything."""
