@@ -56,6 +56,7 @@ def build_actions(w) -> None:
 
 
 def build_menus(w) -> None:
+    K = QKeySequence.StandardKey
     mb = w.menuBar()
     m = mb.addMenu("&File")
     m.setToolTipsVisible(True)
@@ -83,6 +84,18 @@ def build_menus(w) -> None:
     for act in w.theme_actions.values():
         v.addAction(act)
     h = mb.addMenu("&Help")
+    h.setToolTipsVisible(True)
+    from transfer_gui.ui import help as help_pages
+
+    w.act_guide = _action(w, "&Guide to Transfer Learning", lambda: help_pages.show_guide(w), K.HelpContents,
+                          "What freezing, per-group learning rates and warmup do, with pictures of this project (F1).")
+    w.act_shortcuts = _action(w, "&Keyboard Shortcuts", lambda: help_pages.show_shortcuts(w), "Ctrl+/",
+                              "Every shortcut of the window (Ctrl+/).")
+    w.act_locations = _action(w, "&Where Files Are Kept", lambda: help_pages.show_locations(w), None,
+                              "Where runs, logs, settings and downloaded weights are kept.")
+    for act in (w.act_guide, w.act_shortcuts, w.act_locations):
+        h.addAction(act)
+    h.addSeparator()
     h.addAction(_action(w, "&About transfer_gui", lambda: show_about(w), None, "Version and licence."))
 
 

@@ -1,0 +1,110 @@
+"""The Help menu: the guide draws the open project's own groups and the engine's schedule, the
+shortcut list is read from the window's actions, and the locations are the real ones; the
+application log and the handler of uncaught errors."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from PySide6.QtCore import Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QColor, QKeySequence  # noqa: E402
+
+from conftest_ui import make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
+from transfer_gui.ui import applog, help as help_pages  # noqa: E402
+
+
+def _image(dlg, name):
+    doc = dlg.browser.document()
+    return doc.resource(doc.ResourceType.ImageResource.value, QUrl(f"tg:{name}"))
+
+
+def test_guide_shows_the_projects_groups_frozen_and_trainable(qtbot, window, ui_env):
+    w, p = window, window.project
+    make_class_folders(ui_env["tmp"] / "data", {"red": 4, "blue": 4})
+    w.data.add_folders([str(ui_env["tmp"] / "data")])
+    wait_for(qtbot, lambda: p.groups is not None and p.groups.model == p.cfg.model.name, 120)
+    qtbot.keyClick(w, Qt.Key.Key_F1)  # F1 opens it
+    dlg = w.help_dialog
+    assert dlg.isVisible() and dlg.windowTitle() == "Guide to transfer learning"
+    text = dlg.browser.toPlainText()
+    assert "Freezing" in text and "Warmup" in text and p.cfg.model.name in text
+    pic = _image(dlg, "freezing")
+    n = len(p.groups.names)
+    assert not pic.isNull() and pic.width() >= n * 50
+    # head only: the last box is coloured (trains), the first grey (frozen)
+    box = pic.width() / pic.devicePixelRatio() / n
+    y = int(30 * pic.devicePixelRatio())
+    first = QColor(pic.pixel(int(box / 2 * pic.devicePixelRatio()), y))
+    last = QColor(pic.pixel(int((pic.width() / pic.devicePixelRatio() - box / 2) * pic.devicePixelRatio()), y))
+    assert first.saturation() < 40 < last.saturation()
+    assert not _image(dlg, "schedule").isNull()
+    dlg.close()
+
+
+def test_schedule_picture_starts_at_zero_and_follows_the_engine():
+    img = help_pages.schedule_picture({"head": 1e-3}, total_steps=100, warmup_steps=50, name="constant")
+    # a constant schedule after warmup: the top of the curve is flat on the right half
+    ys = []
+    for x in (int(img.width() * 0.8), int(img.width() * 0.95)):
+        col = [y for y in range(img.height()) if QColor(img.pixel(x, y)).alpha() > 200
+               and QColor(img.pixel(x, y)).saturation() > 100]
+        ys.append(min(col))
+    assert abs(ys[0] - ys[1]) <= 1
+    near_start = [y for y in range(img.height()) if QColor(img.pixel(40, y)).saturation() > 100
+                  and QColor(img.pixel(40, y)).alpha() > 200]
+    assert near_start and min(near_start) > ys[0] + 50  # warmup: starts near 0, far below the target
+
+
+def test_shortcut_list_is_every_action_with_a_shortcut(window):
+    w = window
+    w.act_shortcuts.trigger()
+    text = w.help_dialog.browser.toPlainText()
+    for act in w.actions():
+        for key in act.shortcuts():
+            assert key.toString(QKeySequence.SequenceFormat.NativeText) in text, act.text()
+    assert "Start Training" in text and "Tab" in text
+
+
+def test_locations_name_the_runs_folder_log_and_settings(window, ui_env):
+    w = window
+    w.act_locations.trigger()
+    text = w.help_dialog.browser.toPlainText()
+    assert str(w.project.runs_dir()) in text and str(applog.log_file()) in text
+    assert w.settings.fileName() in text and str(ui_env["tmp"]) in w.settings.fileName()
+
+
+def test_uncaught_error_is_logged_and_told_in_a_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(applog, "_state", {})
+    logger = logging.getLogger(applog.LOGGER)
+    before = list(logger.handlers)
+    shown = []
+    old_hook = sys.excepthook
+    try:
+        path = applog.setup_logging()
+        assert path is not None and str(path).startswith(str(tmp_path))
+        applog.install_excepthook(shown.append)
+        try:
+            raise RuntimeError("the disk said no\nsecond line")
+        except RuntimeError:
+            sys.excepthook(*sys.exc_info())
+        assert shown == [f"Something went wrong: RuntimeError: the disk said no. The details are in {path}. "
+                         f"Your project and runs are not affected."]
+        for h in logger.handlers:
+            h.flush()
+        logged = path.read_text()
+        assert "Traceback" in logged and "the disk said no" in logged
+    finally:
+        sys.excepthook = old_hook
+        import threading
+
+        threading.excepthook = threading.__excepthook__
+        for h in logger.handlers[:]:
+            if h not in before:
+                logger.removeHandler(h)
+                h.close()
