@@ -17,11 +17,45 @@ def run_app(argv: list[str] | None = None) -> int:
     """``argv`` as in ``sys.argv``: the program name first, then an optional project file.
 
     ``TRANSFER_GUI_QUIT_AFTER_MS`` quits after that many milliseconds (smoke tests of builds).
+    Returns 3 (``display_check.EXIT_DISPLAY``), with what to install or set on stderr, when the
+    display cannot be used (``TRANSFER_GUI_SKIP_DISPLAY_CHECK=1`` skips that check).
     """
     import os
 
     argv = list(sys.argv if argv is None else argv)
-    from PySide6.QtCore import QSettings, QTimer
+    from transfer_gui.ui import display_check  # before any Qt GUI module: Qt aborts where this explains
+
+    if not display_check.ready_for_qt():
+        return display_check.EXIT_DISPLAY
+    from PySide6.QtCore import QTimer
+
+    app, settings = _make_app(argv)
+    from transfer_gui.ui import applog
+    from transfer_gui.ui.main_window import MainWindow
+
+    applog.setup_logging()
+    window = MainWindow(settings)
+    applog.install_excepthook(window.error_reported.emit)  # a signal: safe from any thread
+    window.show()
+    _warn_about_binding(window)
+    projects = [a for a in argv[1:] if not a.startswith("-")]
+    if projects:
+        path = Path(projects[0])
+        QTimer.singleShot(0, lambda: window.open_project(path))
+    else:
+        QTimer.singleShot(0, window.restore_session)  # the project that was open last time
+    QTimer.singleShot(150, window.start_background_work)
+    quit_after = os.environ.get("TRANSFER_GUI_QUIT_AFTER_MS", "")
+    if quit_after.isdigit():
+        QTimer.singleShot(int(quit_after), window.close)
+        QTimer.singleShot(int(quit_after) + 50, app.quit)
+    return app.exec()
+
+
+def _make_app(argv: list[str]):
+    """The QApplication with its names, theme and icon, and the settings it remembers."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from transfer_gui import __version__
@@ -36,17 +70,15 @@ def run_app(argv: list[str] | None = None) -> int:
     settings = QSettings()
     name = settings.value("theme", "light", type=str)
     theme.apply_theme(app, name if name in theme.THEMES else "light")
-
-    from transfer_gui.ui.main_window import MainWindow
-
     icon = Path(__file__).resolve().parent.parent / "resources" / "icons" / "transfer-gui.png"
     if icon.is_file():
-        from PySide6.QtGui import QIcon
-
         app.setWindowIcon(QIcon(str(icon)))
+    return app, settings
 
-    window = MainWindow(settings)
-    window.show()
+
+def _warn_about_binding(window) -> None:
+    from PySide6.QtCore import QTimer
+
     from transfer_gui.ui.qt_check import binding_problem
 
     problem = binding_problem()
@@ -55,16 +87,6 @@ def run_app(argv: list[str] | None = None) -> int:
         from PySide6.QtWidgets import QMessageBox
 
         QTimer.singleShot(0, lambda: QMessageBox.warning(window, "Qt binding defect", problem))
-    projects = [a for a in argv[1:] if not a.startswith("-")]
-    if projects:
-        path = Path(projects[0])
-        QTimer.singleShot(0, lambda: window.open_project(path))
-    QTimer.singleShot(150, window.start_background_work)
-    quit_after = os.environ.get("TRANSFER_GUI_QUIT_AFTER_MS", "")
-    if quit_after.isdigit():
-        QTimer.singleShot(int(quit_after), window.close)
-        QTimer.singleShot(int(quit_after) + 50, app.quit)
-    return app.exec()
 
 
 if __name__ == "__main__":
