@@ -8,6 +8,10 @@
     transfer-gui export RUN_DIR --format onnx --out FILE
     transfer-gui lr-find CONFIG.toml | --data DIR ...
     transfer-gui models [--json]
+
+Arguments, paths and model names are checked before torch is imported, so a mistake is
+refused (exit code 2, one line ``transfer-gui: error: ...``) in a fraction of a second. Keep
+the module-level imports free of torch: ``tests/test_cli_fast.py`` holds that.
 """
 
 from __future__ import annotations
@@ -22,38 +26,80 @@ from transfer_gui import __version__
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
 
+PROG = "transfer-gui"
+EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx")  # engine.export.FORMATS (a test holds them equal)
+_D = RunConfig()  # the defaults shown in the help
+
 
 class CliError(Exception):
     """A one-line message for the user; exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line, like every other refusal of the command line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps one-paragraph text; keeps text with line breaks (the examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _add_quick_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="a run config (.toml) saved by the window or written by hand")
+    p.add_argument("config", nargs="?", metavar="CONFIG",
+                   help="a run config (.toml) saved by the window or written by hand; the options below override it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
-    q = p.add_argument_group("quick form (no config file)")
+                   help="override a config value, e.g. --set train.epochs=5 (value read as TOML; repeatable)")
+    q = p.add_argument_group("quick form (no config file needed; each option overrides the file's value)")
     q.add_argument("--data", action="append", default=[], metavar="DIR",
-                   help="a folder of class folders, or a class folder (repeatable)")
-    q.add_argument("--val-data", action="append", default=[], metavar="DIR", help="separate validation folder")
-    q.add_argument("--out", metavar="DIR", help="the run folder to write")
-    q.add_argument("--model", help="model name (see `transfer-gui models`); default efficientnet_lite0")
-    q.add_argument("--weights", help="pretrained | none | a weights file")
-    q.add_argument("--freeze", metavar="GROUP,...", help="layer groups to freeze")
-    q.add_argument("--train-from", metavar="GROUP", help="freeze every group before GROUP")
-    q.add_argument("--lr", action="append", default=[], metavar="GROUP=VALUE", help="learning rate of one group")
-    q.add_argument("--head-lr", type=float, help="learning rate of the new head")
-    q.add_argument("--lr-decay", type=float, help="each group below the head gets lr x this factor per step down")
+                   help="a folder of class folders, or one class folder (repeatable)")
+    q.add_argument("--val-data", action="append", default=[], metavar="DIR",
+                   help="a separate validation folder (repeatable); default: hold out "
+                        f"{_D.data.val_fraction * 100:g}%% of --data, stratified by class")
+    q.add_argument("--out", metavar="DIR", help="the run folder to write (default: a new timestamped run folder)")
+    q.add_argument("--model", metavar="NAME",
+                   help=f"model name: {_D.model.name} (offline, the default), a torchvision name such as "
+                        "resnet50, or timm:NAME; `transfer-gui models` lists them")
+    q.add_argument("--weights", metavar="WEIGHTS",
+                   help="pretrained (default) | none (random init) | a weights file (.pt, .pth, .safetensors "
+                        "or a transfer_gui checkpoint)")
+    q.add_argument("--freeze", metavar="GROUP,...", help="comma-separated layer groups that do not train")
+    q.add_argument("--train-from", metavar="GROUP",
+                   help=f"freeze every layer group before GROUP (default: {_D.layers.train_from}, i.e. only the "
+                        "new head trains)")
+    q.add_argument("--lr", action="append", default=[], metavar="GROUP=VALUE",
+                   help="learning rate of one layer group, e.g. --lr layer4=1e-4 (repeatable; wins over "
+                        "--lr-decay)")
+    q.add_argument("--head-lr", type=float, metavar="LR",
+                   help=f"learning rate of the new head (default: {_D.layers.head_lr:g})")
+    q.add_argument("--lr-decay", type=float, metavar="FACTOR",
+                   help="each group below the head gets lr x FACTOR per step down, in (0, 1] "
+                        f"(default: {_D.layers.lr_decay:g} = same rate)")
     w = q.add_mutually_exclusive_group()
-    w.add_argument("--warmup-steps", type=int, help="linear warmup from 0 over N steps")
-    w.add_argument("--warmup-epochs", type=float, help="linear warmup from 0 over N epochs")
-    q.add_argument("--schedule", choices=config_mod.SCHEDULES)
-    q.add_argument("--optimizer", choices=config_mod.OPTIMIZERS)
-    q.add_argument("--epochs", type=int)
-    q.add_argument("--batch-size", type=int)
-    q.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
-    q.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    q.add_argument("--no-augment", action="store_true", help="turn off random augmentation")
-    q.add_argument("--seed", type=int)
+    w.add_argument("--warmup-steps", type=int, metavar="N",
+                   help=f"linear warmup from 0 over N optimizer steps (default: {_D.schedule.warmup_steps})")
+    w.add_argument("--warmup-epochs", type=float, metavar="N",
+                   help=f"linear warmup from 0 over N epochs, fractions allowed (default: "
+                        f"{_D.schedule.warmup_epochs:g})")
+    q.add_argument("--schedule", choices=config_mod.SCHEDULES,
+                   help=f"learning-rate schedule after warmup (default: {_D.schedule.name})")
+    q.add_argument("--optimizer", choices=config_mod.OPTIMIZERS, help=f"optimizer (default: {_D.optim.name})")
+    q.add_argument("--epochs", type=int, metavar="N",
+                   help=f"passes over the training images (default: {_D.train.epochs})")
+    q.add_argument("--batch-size", type=int, metavar="N", help=f"images per step (default: {_D.train.batch_size})")
+    q.add_argument("--image-size", type=int, metavar="PX",
+                   help="input size in pixels, 16-2048 (default: the model's own, e.g. 224)")
+    q.add_argument("--device", help=f"auto | cpu | cuda | cuda:N | mps (default: {_D.train.device})")
+    q.add_argument("--no-augment", action="store_true",
+                   help="turn off random augmentation (off unless the config file turns it on)")
+    q.add_argument("--seed", type=int, metavar="N",
+                   help=f"random seed for the split, shuffling and init, 0-2147483647 (default: {_D.train.seed})")
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -92,6 +138,58 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = config_mod.apply_overrides(cfg, args.overrides)
     if not cfg.data.folders:
         raise CliError("no image folders: give a config file or --data DIR")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- checks (no torch)
+
+
+def _check_model_name(name: str) -> None:
+    """Refuse an unknown model name from the bundled name lists, without importing torch."""
+    from transfer_gui.model_names import model_name_problem
+
+    problem = model_name_problem(name)
+    if problem:
+        raise CliError(problem)
+
+
+def _check_run_config(cfg: RunConfig) -> None:
+    """Everything about a run that can be known without torch: folders, weights file, model name."""
+    config_mod.check_paths(cfg)
+    out = cfg.output.dir
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"is a file, not a folder: {out}", "output.dir")
+    _check_model_name(cfg.model.name)
+
+
+def _check_checkpoint_source(path: str, missing: str) -> None:
+    """A run folder must hold a checkpoint; anything else must be a file (the engine reads it)."""
+    p = Path(path)
+    if p.is_dir():
+        # the places engine.export.find_checkpoint looks
+        if not any((p / sub).is_file() for sub in ("checkpoints/best.pt", "checkpoints/last.pt", "best.pt", "last.pt")):
+            raise CliError(f"no checkpoint in run folder {p}: expected checkpoints/best.pt or checkpoints/last.pt "
+                           f"(has the run finished an epoch?)")
+    elif not p.is_file():
+        raise CliError(f"{missing}: {p}")
+
+
+def _train_config(args: argparse.Namespace) -> RunConfig:
+    if not args.resume:
+        cfg = _config_from_args(args)
+        _check_run_config(cfg)
+        return cfg
+    run_dir = Path(args.resume)
+    if not run_dir.is_dir():
+        raise CliError(f"cannot resume {run_dir}: no such folder")
+    if not (run_dir / "config.toml").is_file():
+        raise CliError(f"cannot resume {run_dir}: no config.toml there")
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise CliError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
+    cfg = config_mod.apply_overrides(config_mod.load(run_dir / "config.toml"), args.overrides)
+    cfg = cfg.replace(**{"output.dir": str(run_dir)})
+    config_mod.check_paths(cfg)
+    _check_model_name(cfg.model.name)
     return cfg
 
 
@@ -158,22 +256,14 @@ class ConsoleProgress:
 
 
 # ----------------------------------------------------------------------------- commands
+# Each command checks everything it can first, then imports the engine (and with it torch).
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from transfer_gui.engine.loop import Trainer
+    cfg = _train_config(args)
 
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.toml").is_file():
-            raise CliError(f"cannot resume {run_dir}: no config.toml there")
-        cfg = config_mod.apply_overrides(config_mod.load(run_dir / "config.toml"), args.overrides)
-        cfg = cfg.replace(**{"output.dir": str(run_dir)})
-    else:
-        cfg = _config_from_args(args)
-        config_mod.check_paths(cfg)
-        _check_model_name(cfg.model.name)
     from transfer_gui.engine import distributed
+    from transfer_gui.engine.loop import Trainer
 
     progress = ConsoleProgress(quiet=args.quiet or not distributed.is_main_process())
     result = distributed.fit(cfg, progress, resume=bool(args.resume)) if distributed.is_distributed() else \
@@ -182,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.status == "failed":
         if result.bad_input:
             raise CliError(result.message)
-        print(f"transfer-gui: {result.message}", file=sys.stderr)
+        print(f"{PROG}: {result.message}", file=sys.stderr)
         if result.run_dir.is_dir():
             print(f"run folder: {result.run_dir}", file=sys.stderr)
         return 1
@@ -192,22 +282,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_model_name(name: str) -> None:
-    """Fail before any work when the model name is unknown (timm names are checked by timm)."""
-    from transfer_gui.engine.catalog import get_spec
-
-    if not name.startswith("timm:"):
-        get_spec(name)
-
-
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from transfer_gui.engine.lrfind import lr_find
-
-    cfg = _config_from_args(args)
-    config_mod.check_paths(cfg)
     if args.steps < 2 or not 0 < args.start_lr < args.end_lr:
         raise CliError(f"lr-find needs --steps >= 2 and 0 < --start-lr < --end-lr (got {args.steps}, "
                        f"{args.start_lr:g}, {args.end_lr:g})")
+    cfg = _config_from_args(args)
+    config_mod.check_paths(cfg)
+    _check_model_name(cfg.model.name)
+
+    from transfer_gui.engine.lrfind import lr_find
+
     progress = ConsoleProgress(quiet=args.quiet)
     res = lr_find(cfg, progress, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr)
     progress.close()
@@ -223,6 +307,13 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise CliError(f"--top-k must be >= 1, got {args.top_k}")
+    _check_checkpoint_source(args.model, "model file not found")
+    for item in args.images:
+        if not Path(item).exists():
+            raise CliError(f"image file or folder not found: {item}")
+
     from transfer_gui.engine.predict import Predictor
 
     predictor = Predictor.load(args.model)
@@ -242,16 +333,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _check_checkpoint_source(args.run_dir, "run folder or checkpoint not found")
+    if args.parity_images and not Path(args.parity_images).is_dir():
+        raise CliError(f"--parity-images: folder does not exist: {args.parity_images}")
+    out = Path(args.out)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise CliError(f"--out: {out.parent} is a file, not a folder")
+
+    from transfer_gui.engine.atomic import remove_stale_parts
     from transfer_gui.engine.export import export_model
 
     images = None
     if args.parity_images:
-        from transfer_gui.engine.scan import IMAGE_EXTENSIONS  # noqa: F401 - same list as the scanner
+        from transfer_gui.engine.scan import IMAGE_EXTENSIONS  # same list as the scanner
 
-        images = [str(p) for p in sorted(Path(args.parity_images).rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS][:32]
-    from transfer_gui.engine.atomic import remove_stale_parts
-
-    out = Path(args.out)
+        found = sorted(Path(args.parity_images).rglob("*"))
+        images = [str(p) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS][:32]
     remove_stale_parts(out.parent, out.name)  # left by an export that was killed
     report = export_model(args.run_dir, args.format, args.out, parity_images=images)
     print(report.message)
@@ -277,43 +374,100 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from transfer_gui.ui.app import run_app
 
     project = getattr(args, "project", None)
-    return run_app(["transfer-gui", project] if project else ["transfer-gui"])
+    return run_app([PROG, project] if project else [PROG])
+
+
+# ----------------------------------------------------------------------------- parser
+
+EPILOG = f"""\
+examples:
+  {PROG} train --data photos/ --out runs/first --epochs 5
+  {PROG} train project.toml --set train.epochs=3 --set model.name='resnet50'
+  {PROG} lr-find --data photos/ --model resnet18
+  {PROG} predict runs/first cat.jpg more_photos/ --top-k 3
+  {PROG} export runs/first --format onnx --out model.onnx
+
+A mistyped folder or model name is refused at once: exit code 2 and one line
+'{PROG}: error: ...'. `{PROG} COMMAND --help` describes each command."""
+
+
+def _sub(sub, name: str, summary: str, description: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=description, epilog=f"example:\n  {PROG} {example}",
+                          formatter_class=_Formatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transfer-gui", description="Transfer learning of image classifiers.")
-    parser.add_argument("--version", action="version", version=f"transfer-gui {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("gui", help="start the window (the default)")
-    p.add_argument("project", nargs="?", help="a project/config file to open")
+    parser = _Parser(prog=PROG, description="Transfer learning of image classifiers: the window, or these commands "
+                                            "on the same engine and config files. With no command, the window opens.",
+                     epilog=EPILOG, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND",
+                                help="one of the commands below (default: gui)")
+
+    p = _sub(sub, "gui", "start the window (the default)", "Open the window, optionally with a project.",
+             "gui project.toml")
+    p.add_argument("project", nargs="?", metavar="PROJECT", help="a project/config file (.toml) to open")
     p.set_defaults(func=cmd_gui)
-    p = sub.add_parser("train", help="train from a config file or the quick form")
+
+    p = _sub(sub, "train", "train a model from a config file or the quick form",
+             "Train from a config file (CONFIG), from options alone (the quick form), or continue a stopped "
+             "run (--resume). Folders, weights file and model name are checked before anything loads.",
+             "train --data photos/ --out runs/first --model resnet18 --epochs 5")
     _add_quick_options(p)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped or killed run from its last checkpoint (uses RUN_DIR/config.toml; "
+                        "--set still applies)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines; only the result")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
+
+    p = _sub(sub, "lr-find", "sweep the learning rate and suggest one",
+             "Train for a few steps with the learning rate rising exponentially from --start-lr to --end-lr, "
+             "plot the loss, and suggest a head learning rate. Takes the same config/quick-form options as "
+             "train; nothing is saved.",
+             "lr-find --data photos/ --model resnet18 --steps 50")
     _add_quick_options(p)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--start-lr", type=float, default=1e-7)
-    p.add_argument("--end-lr", type=float, default=1.0)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--steps", type=int, default=100, metavar="N", help="steps in the sweep, >= 2 (default: 100)")
+    p.add_argument("--start-lr", type=float, default=1e-7, metavar="LR",
+                   help="learning rate of the first step (default: 1e-7)")
+    p.add_argument("--end-lr", type=float, default=1.0, metavar="LR",
+                   help="learning rate of the last step, > --start-lr (default: 1)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"lrs": [...], "losses": [...], "suggestion": LR} instead of the text plot')
+    p.add_argument("--quiet", action="store_true", help="no progress bars; only the result")
     p.set_defaults(func=cmd_lr_find)
-    p = sub.add_parser("predict", help="classify images with an exported model or a run folder")
-    p.add_argument("model", help="a run folder, checkpoint, .safetensors, TorchScript or .onnx file")
-    p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true")
+
+    p = _sub(sub, "predict", "classify images with an exported model or a run folder",
+             "Print the most likely classes of each image. Folders are searched recursively; files that "
+             "cannot be decoded are reported and skipped.",
+             "predict model.onnx photos/ --top-k 2 --json")
+    p.add_argument("model", metavar="MODEL",
+                   help="a run folder, checkpoint (.pt), .safetensors, TorchScript or .onnx file")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per image (default: 3)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list of {"path", "top": [[class, probability], ...]} (or "error")')
     p.set_defaults(func=cmd_predict)
-    p = sub.add_parser("export", help="export a trained run")
-    p.add_argument("run_dir", help="a run folder or checkpoint")
-    p.add_argument("--format", required=True, choices=("checkpoint", "safetensors", "torchscript", "onnx"))
-    p.add_argument("--out", required=True, help="the file to write")
-    p.add_argument("--parity-images", metavar="DIR", help="images for the ONNX parity check (default: synthetic)")
+
+    p = _sub(sub, "export", "export a trained run as a checkpoint, safetensors, TorchScript or ONNX",
+             "Write a run's best checkpoint in another format, then load the written file back and check that "
+             "it reproduces the PyTorch outputs (parity check).",
+             "export runs/first --format onnx --out model.onnx")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder (its best checkpoint is used) or a checkpoint file")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the file format to write (required)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the file to write (required); an existing folder gets a file named after the run, and "
+                        "a name without suffix gets the format's")
+    p.add_argument("--parity-images", metavar="DIR",
+                   help="up to 32 images from DIR for the parity check (default: synthetic images)")
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("models", help="list the models")
-    p.add_argument("--json", action="store_true")
+
+    p = _sub(sub, "models", "list the models you can train",
+             "List the offline model, torchvision's classification models and featured timm models, with size, "
+             "input size, ImageNet top-1 and whether the weights are installed, cached or must be downloaded. "
+             "Any timm model works as timm:NAME.",
+             "models --json")
+    p.add_argument("--json", action="store_true", help="print a JSON list of the models with all their fields")
     p.set_defaults(func=cmd_models)
     return parser
 
@@ -332,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
     except (CliError, ConfigError) as exc:
-        parser.exit(2, f"transfer-gui: error: {exc}\n")
+        parser.exit(2, f"{PROG}: error: {_one_line(exc)}\n")
     except Exception as exc:  # noqa: BLE001 - known engine errors become one line
         from transfer_gui.engine.catalog import ModelError
         from transfer_gui.engine.freezing import GroupError
@@ -346,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
         if isinstance(exc, known):
-            parser.exit(2, f"transfer-gui: error: {exc}\n")
+            parser.exit(2, f"{PROG}: error: {_one_line(exc)}\n")
         raise
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
