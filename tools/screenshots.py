@@ -1,9 +1,10 @@
 """Save a screenshot of every step of the window during a real run on the bundled sample data.
 
-    python tools/screenshots.py [--out docs/screenshots] [--size 1280x800]
+    python tools/screenshots.py [--out docs/screenshots] [--size 1280x800] [--scale 2 --prefix hidpi-]
 
-Runs headless (Qt's offscreen platform) unless a display is wanted with ``--show``. Writes
-``NN-step.png`` in the light theme and ``dark-NN-step.png`` in the dark one. Settings and run
+Runs headless (Qt's offscreen platform) unless a display is wanted with ``--show`` (e.g. an
+Xvfb screen of 2732x1536 with ``--scale 2 --size 1366x768`` for a 200 % desktop). Writes
+``NN-step.png`` in the light theme and ``dark-NN-step.png`` in the dark one, after ``--prefix``. Settings and run
 folders go to a temporary directory, so nothing of the user's is touched.
 """
 
@@ -26,9 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1280x800")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--show", action="store_true", help="use the real display instead of offscreen")
+    ap.add_argument("--scale", type=float, default=1.0, help="Qt scale factor (QT_SCALE_FACTOR), e.g. 2 for HiDPI")
+    ap.add_argument("--prefix", default="", help="put before every file name, e.g. hidpi-")
+    ap.add_argument("--no-dark", action="store_true", help="skip the dark-theme screenshots")
     args = ap.parse_args(argv)
     if not args.show:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    if args.scale != 1.0:
+        os.environ["QT_SCALE_FACTOR"] = f"{args.scale:g}"
     work = Path(tempfile.mkdtemp(prefix="transfer_gui_shots_"))
     os.environ["XDG_DATA_HOME"] = str(work / "data")
     os.environ["XDG_CONFIG_HOME"] = str(work / "config")
@@ -78,7 +84,7 @@ def _run(args, work: Path) -> int:
         target.grab().save(str(path))
         print("wrote", path)
 
-    prefix = ""
+    prefix = args.prefix
     p = win.project
     # 1. Data: the sample data, with thumbnails and the augmentation preview
     win.data.load_sample()
@@ -137,8 +143,13 @@ def _run(args, work: Path) -> int:
         shoot("07-lr-finder", dialog)
         dialog.close()
 
+    if args.no_dark:
+        p.dirty = False
+        win.close()
+        win.tasks.shutdown()
+        return 0
     # the same steps in the dark theme
-    prefix = "dark-"
+    prefix = args.prefix + "dark-"
     win.set_theme("dark")
     win.results.tabs.setCurrentIndex(0)
     for i, step in enumerate(("Data", "Model", "Layers", "Training", "Results", "Export"), start=1):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow,
-                               QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton,
+                               QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from transfer_gui.ui import dialogs, theme
 from transfer_gui.ui.context import Context
@@ -22,7 +22,25 @@ from transfer_gui.ui.project_files import ProjectFiles
 from transfer_gui.ui.steps import HELP, STEPS, StepList, enabled, readiness
 from transfer_gui.ui.tasks import TaskRunner
 
+PREFERRED_SIZE = (1280, 800)
+MINIMUM_SIZE = (720, 480)  # smaller than any page needs: below a page's own minimum it scrolls
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class _PageFrame(QWidget):
+    """Holds one page in its scroll area. Asked how tall it must be at a width, it answers with the
+    page's minimum there, not its preferred height, so the page fills the window and scrolls only
+    when the window is smaller than the page can be (QScrollArea asks for the preferred one when a
+    page has word-wrapped text, which made every such page scroll)."""
+
+    def __init__(self, page: QWidget):
+        super().__init__()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(page)
+
+    def heightForWidth(self, width: int) -> int:
+        return self.layout().totalMinimumHeightForWidth(width)
 
 
 def preload_engine_job(task) -> bool:
@@ -32,6 +50,8 @@ def preload_engine_job(task) -> bool:
 
 
 class MainWindow(QMainWindow):
+    error_reported = Signal(str)  # an error nobody caught, in a sentence (from any thread)
+
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.settings = settings if settings is not None else QSettings()
@@ -40,7 +60,7 @@ class MainWindow(QMainWindow):
         self.ctx = Context(self.project, self.tasks, self.settings, self._status, self.go_to)
         self.files = ProjectFiles(self)
         self.setAcceptDrops(True)
-        self.setMinimumSize(960, 640)
+        self.setMinimumSize(*MINIMUM_SIZE)
         self._build_pages()
         build_actions(self)
         build_menus(self)
@@ -52,6 +72,7 @@ class MainWindow(QMainWindow):
             sig.connect(lambda *_: self._refresh_timer.start())
         p.state_changed.connect(self._update_title)
         p.config_error.connect(lambda msg: self._status(f"Not changed: {msg}"))
+        self.error_reported.connect(self._show_uncaught)
         self.training.run_finished.connect(self.results.open_run)
         self.training.running_changed.connect(lambda running: running or self.results.refresh_runs())
         self.training.running_changed.connect(self._update_run_actions)
@@ -83,8 +104,15 @@ class MainWindow(QMainWindow):
         self.pages = dict(zip(STEPS, (self.data, self.model, self.layers, self.training, self.results,
                                       self.export)))
         self.stack = QStackedWidget()
-        for page in self.pages.values():
-            self.stack.addWidget(page)
+        self.scrollers: dict[str, QScrollArea] = {}
+        for name, page in self.pages.items():
+            # a page never gets less room than it needs: on a small screen (or at 2x) it scrolls
+            scroller = QScrollArea()
+            scroller.setWidget(_PageFrame(page))
+            scroller.setWidgetResizable(True)
+            scroller.setFrameShape(QFrame.Shape.NoFrame)
+            self.scrollers[name] = scroller
+            self.stack.addWidget(scroller)
 
         self.heading = QLabel()
         self.heading.setObjectName("PageHeading")
@@ -163,7 +191,7 @@ class MainWindow(QMainWindow):
         return STEPS[self.stack.currentIndex()]
 
     def _show_step(self, name: str) -> None:
-        self.stack.setCurrentWidget(self.pages[name])
+        self.stack.setCurrentWidget(self.scrollers[name])
         self.heading.setText(f"{STEPS.index(name) + 1}. {name}")
         self.subheading.setText(HELP[name])
         self._refresh()
@@ -208,6 +236,10 @@ class MainWindow(QMainWindow):
         self.act_pause.setEnabled(running)
         self.act_pause.setText("&Resume" if self.training.is_paused() else "&Pause")
         self.act_stop.setEnabled(running)
+
+    def _show_uncaught(self, text: str) -> None:
+        self._status(text)
+        dialogs.show_error(self, "Something went wrong", text)
 
     def _status(self, message: str) -> None:
         self.statusBar().showMessage(message, 10000)
@@ -300,8 +332,7 @@ class MainWindow(QMainWindow):
         geo = s.value("window/geometry")
         if geo is not None:
             self.restoreGeometry(geo)
-        else:
-            self.resize(1280, 800)
+        self.fit_to_screen(resize=geo is None)
         state = s.value("window/state")
         if state is not None:
             self.restoreState(state)
@@ -309,6 +340,22 @@ class MainWindow(QMainWindow):
         if split is not None:
             self.splitter.restoreState(split)
         self.theme_actions[theme.current_theme()].setChecked(True)
+
+    def fit_to_screen(self, resize: bool = True) -> None:
+        """Keep the window on its screen: the preferred size where it fits, else what the screen
+        has (a 1366x768 laptop, or a 1600x1000 screen at 200 %), with the minimum lowered to it."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        room_w, room_h = int(avail.width() * 0.96), int(avail.height() * 0.94)
+        self.setMinimumSize(min(MINIMUM_SIZE[0], room_w), min(MINIMUM_SIZE[1], room_h))
+        want_w, want_h = (PREFERRED_SIZE if resize else (self.width(), self.height()))
+        w, h = min(want_w, room_w), min(want_h, room_h)
+        if resize or (w, h) != (self.width(), self.height()):
+            self.resize(w, h)
+        if not avail.contains(self.frameGeometry().topLeft()):
+            self.move(avail.topLeft())
 
     def _save_settings(self) -> None:
         s = self.settings
