@@ -189,3 +189,18 @@ def test_sidebar_ticks_only_what_is_done(qtbot, window, ui_env):
     wait_for(qtbot, lambda: p.scan is not None and p.groups is not None, 120)
     assert ticks()[:4] == [True, True, True, True] and ticks()[4:] == [False, False]
     assert summary(p, "Export") == "after training" and summary(p, "Results") == "no run yet"
+
+
+def test_a_run_started_headless_shows_up_in_the_window(qtbot, window, ui_env, trained, capsys):
+    from transfer_gui import cli
+
+    w, p = window, window.project
+    project, run = _copy_project(trained, ui_env["tmp"])
+    assert cli.main(["train", str(project), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    runs = runs_mod.list_runs(runs_mod.project_runs_dir(project))
+    assert len(runs) == 2 and str(runs[0].run_dir) in printed  # beside the project, in cells-runs/
+    assert w.open_project(project)
+    wait_for(qtbot, lambda: p.record is not None, 60)
+    assert p.run_dir == runs[0].run_dir  # the newest finished run is the headless one
+    assert w.results.run_list.count() == 2

@@ -25,6 +25,7 @@ from pathlib import Path
 from transfer_gui import __version__
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
+from transfer_gui.engine.runs import project_runs_dir
 
 PROG = "transfer-gui"
 EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx")  # engine.export.FORMATS (a test holds them equal)
@@ -266,8 +267,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from transfer_gui.engine.loop import Trainer
 
     progress = ConsoleProgress(quiet=args.quiet or not distributed.is_main_process())
-    result = distributed.fit(cfg, progress, resume=bool(args.resume)) if distributed.is_distributed() else \
-        Trainer().fit(cfg, progress, resume=bool(args.resume))
+    # a config file's runs go beside it, in <stem>-runs/, where the window lists them too
+    root = project_runs_dir(args.config) if getattr(args, "config", None) and not args.resume else None
+    if distributed.is_distributed():
+        result = distributed.fit(cfg, progress, resume=bool(args.resume), runs_root=root)
+    else:
+        result = Trainer().fit(cfg, progress, resume=bool(args.resume), runs_root=root)
     progress.close()
     if result.status == "failed":
         if result.bad_input:

@@ -148,13 +148,13 @@ def init_from_env() -> Dist:
     return Dist(tdist.get_rank(), tdist.get_world_size(), local)
 
 
-def fit(cfg, on_event=None, resume: bool = False):
-    """``Trainer().fit`` as one rank of a torchrun job."""
+def fit(cfg, on_event=None, resume: bool = False, runs_root=None):
+    """``Trainer().fit`` as one rank of a torchrun job (rank 0 names the run folder for all)."""
     from transfer_gui.engine.loop import Trainer
 
     dist = init_from_env()
     try:
-        return Trainer().fit(cfg, on_event, resume=resume, dist=dist)
+        return Trainer().fit(cfg, on_event, resume=resume, dist=dist, runs_root=runs_root)
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()

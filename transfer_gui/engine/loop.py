@@ -54,10 +54,10 @@ class RunResult:
     bad_input: bool = False  # failed because of the config, data or weights the user gave
 
 
-def default_run_dir() -> Path:
-    """``runs/<timestamp>`` under the working directory: the run folder of a config that names none
-    and comes from no project file (the command line gives a config file's runs folder itself)."""
-    return new_run_dir(Path("runs"))
+def default_run_dir(runs_root: Path | None = None) -> Path:
+    """A new time-stamped folder in ``runs_root`` (a project's runs folder), by default in ``runs/``
+    under the working directory: where a run goes when its config names no ``output.dir``."""
+    return new_run_dir(runs_root if runs_root is not None else Path("runs"))
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -69,12 +69,13 @@ class Trainer:
     whose message says what to change (and emits the same as a ``Finished`` event)."""
 
     def fit(self, cfg: RunConfig, on_event: Callable[[object], None] | None = None,
-            control: RunControl | None = None, resume: bool = False, dist: Dist = SINGLE) -> RunResult:
+            control: RunControl | None = None, resume: bool = False, dist: Dist = SINGLE,
+            runs_root: Path | None = None) -> RunResult:
         emit = on_event or (lambda e: None)
         control = control or RunControl()
         self.dist = dist
         t0 = time.perf_counter()
-        run_dir = Path(cfg.output.dir) if cfg.output.dir else Path(dist.broadcast_object(str(default_run_dir())))
+        run_dir = Path(cfg.output.dir) if cfg.output.dir else Path(dist.broadcast_object(str(default_run_dir(runs_root))))
         if not cfg.output.dir:
             cfg = cfg.replace(**{"output.dir": str(run_dir)})
         self.history: list[dict] = []
