@@ -43,7 +43,7 @@ def freezing_picture(groups: list[str], frozen: set[str], scale: float = 1.0) ->
         p.setPen(QPen(fill.darker(140), 1.4))
         p.setBrush(fill)
         p.drawRoundedRect(r, 6, 6)
-        p.setPen(QColor("#ffffff") if on else QColor("#2b2b2e"))
+        p.setPen(QColor(theme.text_on(fill)) if on else QColor("#2b2b2e"))
         f = QFont()
         f.setPointSizeF(8.5)
         p.setFont(f)
@@ -76,7 +76,7 @@ def schedule_picture(rates: dict[str, float], total_steps: int = 200, warmup_ste
             x = pad + (w - 8 - pad) * step / total_steps
             y = (h - pad) - (h - pad - 8) * lr * schedule_mod.lr_factor(step, sched) / top
             path.moveTo(x, y) if step == 0 else path.lineTo(x, y)
-        p.setPen(QPen(QColor(theme.group_color(i, len(rates))), 2.2))
+        p.setPen(QPen(QColor(theme.readable(theme.group_color(i, len(rates)))), 2.2))
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawPath(path)
         p.drawText(QPointF(w - 150, 20 + 14 * i), f"{group}: {lr:.0e}")

@@ -14,7 +14,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton,
                                QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
-from transfer_gui.ui import dialogs, theme
+from transfer_gui.ui import access, dialogs, theme
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.menus import build_actions, build_menus
 from transfer_gui.ui.project import Project
@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.files = ProjectFiles(self)
         self.setAcceptDrops(True)
         self.setMinimumSize(*MINIMUM_SIZE)
+        access.install(QApplication.instance())
         self._build_pages()
         build_actions(self)
         build_menus(self)
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.results.refresh_runs()
         self.steps.select("Data")
+        access.name_controls(self)
         self._update_title()
         self._refresh()
         self._update_run_actions()
@@ -195,6 +197,7 @@ class MainWindow(QMainWindow):
         self.heading.setText(f"{STEPS.index(name) + 1}. {name}")
         self.subheading.setText(HELP[name])
         self._refresh()
+        access.name_controls(self.pages[name])  # controls a page built since it was last shown
         shown = getattr(self.pages[name], "on_shown", None)
         if shown is not None:
             shown()

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QListWidget, QListWidgetItem, 
                                QStyledItemDelegate, QStyleOptionViewItem)
 
 from transfer_gui.ui.project import Project, frozen_set
-from transfer_gui.ui.theme import status_colors
+from transfer_gui.ui.theme import status_colors, text_on
 
 STEPS = ("Data", "Model", "Layers", "Training", "Results", "Export")
 HELP = {
@@ -169,7 +169,7 @@ class _Delegate(QStyledItemDelegate):
         painter.setPen(QPen(badge_col, 1.6))
         painter.setBrush(badge_col if ready else Qt.BrushStyle.NoBrush)
         painter.drawEllipse(badge)
-        painter.setPen(QColor("#ffffff") if ready else badge_col)
+        painter.setPen(QColor(text_on(badge_col)) if ready else badge_col)
         f = QFont(option.font)
         f.setBold(True)
         painter.setFont(f)

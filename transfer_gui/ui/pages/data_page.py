@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListWidg
 
 from transfer_gui.ui import dataset_view, dialogs
 from transfer_gui.ui.context import Context
-from transfer_gui.ui.theme import status_colors
+from transfer_gui.ui.theme import drop_zone_css, status_colors
 from transfer_gui.ui.widgets.class_table import THUMB, ClassTable
 from transfer_gui.ui.widgets.data_options import AugmentBox, ValidationBox
 from transfer_gui.ui.widgets.skipped_dialog import SkippedDialog
@@ -72,7 +72,7 @@ class DataPage(QWidget):
         self.drop_hint.setWordWrap(True)
         self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.drop_hint.setMinimumHeight(70)
-        self.drop_hint.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 8px; padding: 12px; }")
+        self.drop_hint.setStyleSheet(drop_zone_css("padding: 12px;"))
 
         self.scan_bar = QProgressBar()
         self.scan_bar.setRange(0, 0)
@@ -296,6 +296,7 @@ class DataPage(QWidget):
         self.warnings.setVisible(True)
 
     def on_theme_changed(self) -> None:
+        self.drop_hint.setStyleSheet(drop_zone_css("padding: 12px;"))
         self._show_scan()  # message colours follow the palette
 
     def _warning_clicked(self, item: QListWidgetItem) -> None:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeade
 
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.project import GroupInfo, freeze_changes, frozen_set
-from transfer_gui.ui.theme import group_color, status_colors
+from transfer_gui.ui.theme import group_color, readable, status_colors
 from transfer_gui.ui.widgets.lr_panel import LRPanel
 from transfer_gui.ui.widgets.sci_spin import SciSpinBox
 
@@ -192,7 +192,7 @@ class LayersPage(QWidget):
                 box.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
                 box.setToolTip(FREEZE_TIP)
                 self.table.setItem(r, FROZEN, box)
-                label = QTableWidgetItem(_swatch(group_color(r, n)), name + ("  (new classifier)" if name == "head" else ""))
+                label = QTableWidgetItem(_swatch(readable(group_color(r, n))), name + ("  (new classifier)" if name == "head" else ""))
                 label.setToolTip(f"Layer group “{name}”, number {r + 1} of {n} from the input. The colour is "
                                  f"its curve in the learning-rate plots.")
                 self.table.setItem(r, NAME, label)
@@ -200,6 +200,7 @@ class LayersPage(QWidget):
                 params.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, PARAMS, params)
                 spin = SciSpinBox(0.0, 10.0, allow_zero=True)
+                spin.setAccessibleName(f"Learning rate of {name}")
                 spin.setFrame(False)
                 spin.setToolTip(f"Learning rate of “{name}”. " + ("This is the head rate (layers.head_lr)."
                                 if name == "head" else "Typing a value overrides the discriminative rate "

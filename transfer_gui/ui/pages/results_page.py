@@ -197,6 +197,7 @@ class ResultsPage(QWidget):
 
     # ------------------------------------------------------------------ showing
     def on_theme_changed(self) -> None:
+        self.try_it._style_drop_zone()
         self._show_record()
         if self.try_it.results:
             self.try_it._show(self.try_it.results)

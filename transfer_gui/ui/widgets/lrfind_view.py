@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from transfer_gui.ui.theme import series_color
+from transfer_gui.ui.theme import readable, series_color
 from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 from transfer_gui.ui.widgets.sci_spin import fmt_sci
 
@@ -34,9 +34,9 @@ class LRFindDialog(QDialog):
         self.curve.setData(lrs[keep], losses[keep])
         if self.suggestion > 0 and math.isfinite(self.suggestion):
             line = pg.InfiniteLine(pos=math.log10(self.suggestion), angle=90,
-                                   pen=pg.mkPen(series_color(1), width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+                                   pen=pg.mkPen(readable(series_color(1)), width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
                                    label=f"suggested {fmt_sci(self.suggestion)}",
-                                   labelOpts={"position": 0.9, "color": series_color(1)})
+                                   labelOpts={"position": 0.9, "color": readable(series_color(1))})
             self.plot.addItem(line)
         text = QLabel(f"Suggested head learning rate: <b>{fmt_sci(self.suggestion)}</b>. It is where the loss "
                       f"falls most steeply; the rates to its right make training unstable.")

@@ -29,6 +29,8 @@ def style_plot(w: pg.PlotWidget) -> None:
     title = getattr(w, "_title_text", "")
     if title:
         item.setTitle(title, color=fg, size="10pt")
+    for curve in item.listDataItems():
+        _pen_curve(curve, bg)
     legend = item.legend
     if legend is not None:
         legend.setLabelTextColor(fg)
@@ -62,19 +64,44 @@ def make_plot(title: str, left: str = "", bottom: str = "", legend: bool = False
 
 def add_curve(w: pg.PlotWidget, color: str, name: str | None = None, width: float = 2.0,
               alpha: int = 255, symbol: str | None = None, dash: bool = False) -> pg.PlotDataItem:
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QColor
-
-    c = QColor(color)
-    c.setAlpha(alpha)
-    pen = pg.mkPen(c, width=width, style=Qt.PenStyle.DashLine if dash else Qt.PenStyle.SolidLine)
-    kwargs = dict(pen=pen, name=name)
+    kwargs = dict(name=name)
     if symbol:
-        kwargs.update(symbol=symbol, symbolSize=7, symbolBrush=pg.mkBrush(c), symbolPen=pg.mkPen(c))
+        kwargs.update(symbol=symbol, symbolSize=7)
     curve = w.getPlotItem().plot([], [], **kwargs)
+    curve._tg_style = (color, alpha, width, dash)  # type: ignore[attr-defined]  # re-drawn per theme
+    _pen_curve(curve, _colors()[0])
     curve.setClipToView(True)
     curve.setDownsampling(auto=True, method="peak")
     return curve
+
+
+def curve_color(color: str, alpha: int, bg: str) -> "QColor":
+    """The colour a curve is drawn in on ``bg``: at least the minimum contrast, also when it is
+    drawn translucent (the opacity is raised until the blend stands out as much)."""
+    from PySide6.QtGui import QColor
+
+    from transfer_gui.ui import theme
+
+    c = QColor(theme.readable(color, bg))
+    a = alpha / 255
+    while a < 1.0 and theme.contrast(theme.blend(c, bg, a), bg) < theme.MIN_CONTRAST:
+        a = min(1.0, a + 0.05)
+    c.setAlphaF(a)
+    return c
+
+
+def _pen_curve(curve, bg: str) -> None:
+    from PySide6.QtCore import Qt
+
+    style = getattr(curve, "_tg_style", None)
+    if style is None:
+        return
+    color, alpha, width, dash = style
+    c = curve_color(color, alpha, bg)
+    curve.setPen(pg.mkPen(c, width=width, style=Qt.PenStyle.DashLine if dash else Qt.PenStyle.SolidLine))
+    if curve.opts.get("symbol"):
+        curve.setSymbolBrush(pg.mkBrush(c))
+        curve.setSymbolPen(pg.mkPen(c))
 
 
 def restyle_all(root: QWidget) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from transfer_gui.ui.run_monitor import RunMonitor
-from transfer_gui.ui.theme import group_color, series_color
+from transfer_gui.ui.theme import group_color, muted, series_color
 from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 
 
@@ -30,7 +30,8 @@ class TrainPlots(QWidget):
         self.acc_plot.getPlotItem().setYRange(0, 1, padding=0.02)
         self.lr_plot = make_plot("Learning rate of each group", "learning rate", "epoch", legend=True)
         self.lr_plot.setToolTip("The learning rate every trainable layer group actually used, step by step.")
-        self.loss_raw = add_curve(self.loss_plot, series_color(0), "batch", width=1, alpha=90)
+        # every batch, thin and greyer, behind its moving average (both stand out from the background)
+        self.loss_raw = add_curve(self.loss_plot, muted(series_color(0)), "batch", width=1, alpha=150)
         self.loss_smooth = add_curve(self.loss_plot, series_color(0), "smoothed", width=2.5)
         self.train_loss = add_curve(self.val_plot, series_color(0), "training", symbol="o")
         self.val_loss = add_curve(self.val_plot, series_color(1), "validation", symbol="s")

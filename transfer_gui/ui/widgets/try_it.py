@@ -41,8 +41,8 @@ class TryIt(QWidget):
         self.image = QLabel("Drop an image here")
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setFixedSize(240, 240)
-        self.image.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 8px; }")
-        self.open_btn = QPushButton("Open image…")
+        self._style_drop_zone()
+        self.open_btn = QPushButton("&Open image…")
         self.open_btn.setToolTip("Choose an image file to classify.")
         self.open_btn.clicked.connect(self._open)
         self.status = QLabel()
@@ -76,6 +76,11 @@ class TryIt(QWidget):
         lay.addLayout(right, 1)
         self.results: list[tuple[str, float]] = []
         self._clear_bars()
+
+    def _style_drop_zone(self) -> None:
+        from transfer_gui.ui.theme import drop_zone_css
+
+        self.image.setStyleSheet(drop_zone_css())
 
     def set_source(self, source: str | None) -> None:
         if source != self.source:
