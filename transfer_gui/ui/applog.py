@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import threading
+import time
 from pathlib import Path
+
+_LOADED = time.monotonic()
 
 LOGGER = "transfer_gui"
 _state: dict[str, object] = {}
@@ -40,6 +44,20 @@ def setup_logging() -> Path | None:
     logger.setLevel(logging.INFO)
     _state["handler"] = handler
     return log_file()
+
+
+def process_age() -> float:
+    """Seconds since this process started (from /proc on Linux; since this module loaded elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _LOADED
+
+
+def info(message: str) -> None:
+    logging.getLogger(LOGGER).info(message)
 
 
 def describe(exc: BaseException) -> str:

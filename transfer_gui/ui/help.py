@@ -145,7 +145,7 @@ def shortcuts_html(window) -> str:
             rows.append((act.text().replace("&", "").rstrip("…"), " or ".join(keys), act.toolTip()))
     rows += [("Move between steps", "Up / Down in the step list", "The step list on the left."),
              ("Move between controls", "Tab / Shift+Tab", "Every control can be reached and used from the keyboard."),
-             ("Use a labelled control", "Alt + the underlined letter", "For example Alt+R for the run list on Results.")]
+             ("Use a labelled control", "Alt + the underlined letter", "For example Alt+S for Load sample data, Alt+U for the run list on Results.")]
     body = "".join(f"<tr><td>{html.escape(a)}</td><td><b>{html.escape(k)}</b></td><td>{html.escape(t)}</td></tr>"
                    for a, k, t in rows)
     return (f"<h2>Keyboard shortcuts</h2><table cellspacing='0' cellpadding='5'>"

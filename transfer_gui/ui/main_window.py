@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton,
                                QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
-from transfer_gui.ui import access, dialogs, theme
+from transfer_gui.ui import access, applog, dialogs, theme
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.menus import build_actions, build_menus
 from transfer_gui.ui.project import Project
@@ -192,7 +192,16 @@ class MainWindow(QMainWindow):
     def current_step(self) -> str:
         return STEPS[self.stack.currentIndex()]
 
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and not getattr(self, "_painted", False):
+            self._painted = True
+            applog.info(f"first paint {applog.process_age():.2f} s after the process started "
+                        f"({self.width()}x{self.height()} at {self.devicePixelRatioF():g}x, "
+                        f"{QApplication.platformName()})")
+        return super().event(event)
+
     def _show_step(self, name: str) -> None:
+        applog.info(f"step: {name}")
         self.stack.setCurrentWidget(self.scrollers[name])
         self.heading.setText(f"{STEPS.index(name) + 1}. {name}")
         self.subheading.setText(HELP[name])

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from transfer_gui.config import ConfigError
-from transfer_gui.ui import dialogs
+from transfer_gui.ui import applog, dialogs
 
 PROJECT_FILTER = "transfer_gui project (*.toml);;All files (*)"
 MAX_RECENT = 8
@@ -58,6 +58,7 @@ class ProjectFiles:
         self._remember_session()
         self.w.results.refresh_runs(open_latest=True)
         self.w._status(f"Opened {path}")
+        applog.info(f"opened {path}")
         self.w.go_to("Data")
         return True
 
@@ -86,6 +87,7 @@ class ProjectFiles:
         self._remember_session()
         self.w.results.refresh_runs()
         self.w._status(f"Saved {path}")
+        applog.info(f"saved {path}")
         return True
 
     def _remember_session(self) -> None:

@@ -11,7 +11,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
 
-from transfer_gui.ui import dataset_view, dialogs
+from transfer_gui.ui import applog, dataset_view, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import drop_zone_css, status_colors
 from transfer_gui.ui.widgets.class_table import THUMB, ClassTable
@@ -51,15 +51,15 @@ class DataPage(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        self.add_btn = QPushButton("Add folder…")
+        self.add_btn = QPushButton("&Add folder…")
         self.add_btn.setToolTip("Add a folder of images: a parent with one sub-folder per class, or one "
                                 "class folder. You can also drop folders anywhere on the window.")
         self.add_btn.clicked.connect(self.add_folder_dialog)
-        self.sample_btn = QPushButton("Load sample data")
+        self.sample_btn = QPushButton("Load &sample data")
         self.sample_btn.setToolTip("Use the bundled sample: 240 Fashion-MNIST images in four classes "
                                    "(T-shirt, trouser, sneaker, bag). Replaces the current folders.")
         self.sample_btn.clicked.connect(self.load_sample)
-        self.remove_btn = QPushButton("Remove folder")
+        self.remove_btn = QPushButton("Re&move folder")
         self.remove_btn.setToolTip("Stop using the selected folder.")
         self.remove_btn.clicked.connect(self._remove_selected)
         self.folders = QListWidget()
@@ -193,6 +193,7 @@ class DataPage(QWidget):
                              on_progress=lambda v: self.scan_label.setText(v[1]))
 
     def _scan_done(self, index) -> None:
+        applog.info(f"scan: {len(index.samples)} images in {len(index.classes)} classes")
         self.project.set_scan(index)
         self.ctx.status(f"Found {len(index.samples):,} images in {len(index.classes)} class folders "
                         f"({index.seconds:.1f} s).")

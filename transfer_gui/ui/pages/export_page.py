@@ -133,7 +133,7 @@ class ExportPage(QWidget):
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
 
         row = QHBoxLayout()
-        folder_label = QLabel("&Folder")
+        folder_label = QLabel("F&older")
         folder_label.setBuddy(self.folder)
         name_label = QLabel("&Name")
         name_label.setBuddy(self.name)

@@ -69,7 +69,7 @@ class ResultsPage(QWidget):
         self.run_list.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.run_list.setMinimumContentsLength(24)
         self.run_list.activated.connect(self._run_chosen)
-        runs_label = QLabel("&Run")
+        runs_label = QLabel("R&un")
         runs_label.setBuddy(self.run_list)
         top = QHBoxLayout()
         top.addWidget(runs_label)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, 
 
 from transfer_gui.engine import events as ev
 from transfer_gui.engine import runs as runs_mod
-from transfer_gui.ui import dialogs
+from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.run_monitor import RunMonitor
 from transfer_gui.ui.steps import readiness
@@ -173,6 +173,7 @@ class TrainingPage(QWidget):
                 f"folder for every run."):
             return
         if self._begin(fit_job(cfg), "train", cfg):
+            applog.info(f"train started: {cfg.model.name}, {cfg.train.epochs} epochs, {cfg.output.dir}")
             self.log.clear()
             self._log(f"Starting: {cfg.model.name}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
                       f"run folder {cfg.output.dir}", "muted")
@@ -254,6 +255,7 @@ class TrainingPage(QWidget):
             self._log(f"Warning: {e.message}", "warn")
         elif isinstance(e, ev.Finished):
             self.last_finished = e
+            applog.info(f"{self.kind} {e.status}: {e.message} ({e.run_dir})")
             kind = {"completed": "ok", "early_stopped": "ok", "stopped": "warn"}.get(e.status, "error")
             self._log(e.message, kind)
             if e.status == "failed":
