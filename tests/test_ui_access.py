@@ -162,11 +162,21 @@ def test_the_whole_flow_by_keyboard(qtbot, window, ui_env, monkeypatch):
     _tab_to(qtbot, w.data.add_btn)
     qtbot.keyClick(w.data.add_btn, Qt.Key.Key_Space)
     wait_for(qtbot, lambda: p.scan is not None and p.groups is not None, 120)
-    p.update({"model.name": "resnet18", "model.weights": "none", "data.image_size": 32, "train.epochs": 1,
-              "train.batch_size": 8})
-    wait_for(qtbot, lambda: w.layers._info() is not None, 120)
-    # Layers: Tab into the table, then the slider; the arrow key trains one more group
+    # Model: type in the search, Tab to the table, an arrow key chooses; then random weights
     qtbot.keyClick(w, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)
+    assert w.current_step() == "Model"
+    wait_for(qtbot, lambda: w.model.catalog.model.rowCount() > 10, 120)
+    _tab_to(qtbot, w.model.search)
+    qtbot.keyClicks(w.model.search, "resnet18")
+    _tab_to(qtbot, w.model.table)
+    qtbot.keyClick(w.model.table, Qt.Key.Key_Down)
+    assert p.cfg.model.name == "resnet18"
+    _tab_to(qtbot, w.model.w_pre)  # Tab reaches the chosen radio button; arrows move among them
+    qtbot.keyClick(w.model.w_pre, Qt.Key.Key_Down)
+    assert w.model.w_none.isChecked() and p.cfg.model.weights == "none"
+    p.update({"data.image_size": 32, "train.epochs": 1, "train.batch_size": 8})  # small and quick
+    wait_for(qtbot, lambda: w.layers._info() is not None, 120)
+    # Layers: Tab past the table to the slider; the arrow key trains one more group
     qtbot.keyClick(w, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)
     assert w.current_step() == "Layers"
     _tab_to(qtbot, w.layers.slider)
