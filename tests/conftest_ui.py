@@ -66,6 +66,12 @@ def ui_env(tmp_path, monkeypatch, qapp):
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, what: answers["save_changes"])
     monkeypatch.setattr(dialogs, "ask_yes_no", lambda parent, title, text: answers["yes_no"])
     monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text: answers["errors"].append(text))
+
+    def no_file_dialog(parent, title, *args):  # a real one would block the test until its timeout
+        raise AssertionError(f"a test opened the file dialog {title!r} without answering it")
+
+    for name in ("open_file", "open_files", "save_file", "choose_folder"):
+        monkeypatch.setattr(dialogs, name, no_file_dialog)
     theme.apply_theme(qapp, "light")
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     return {"settings": settings, "answers": answers, "tmp": tmp_path}

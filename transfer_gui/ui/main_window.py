@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton,
                                QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
@@ -43,6 +43,20 @@ class _PageFrame(QWidget):
         return self.layout().totalMinimumHeightForWidth(width)
 
 
+class _FirstPaint(QObject):
+    """Logs when the window first paints, then removes itself. (A Python ``event()`` override on
+    the window would also run for its deferred deletion, holding the interpreter lock while Qt
+    waits for the task pool's threads, which may need that lock: a deadlock.)"""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Paint:
+            obj.removeEventFilter(self)
+            applog.info(f"first paint {applog.process_age():.2f} s after the process started "
+                        f"({obj.width()}x{obj.height()} at {obj.devicePixelRatioF():g}x, "
+                        f"{QApplication.platformName()})")
+        return False
+
+
 def preload_engine_job(task) -> bool:
     import transfer_gui.engine.loop  # noqa: F401 - imported for its side effect of loading
 
@@ -62,6 +76,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setMinimumSize(*MINIMUM_SIZE)
         access.install(QApplication.instance())
+        self._first_paint = _FirstPaint(self)
+        self.installEventFilter(self._first_paint)
         self._build_pages()
         build_actions(self)
         build_menus(self)
@@ -192,14 +208,6 @@ class MainWindow(QMainWindow):
     def current_step(self) -> str:
         return STEPS[self.stack.currentIndex()]
 
-    def event(self, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint and not getattr(self, "_painted", False):
-            self._painted = True
-            applog.info(f"first paint {applog.process_age():.2f} s after the process started "
-                        f"({self.width()}x{self.height()} at {self.devicePixelRatioF():g}x, "
-                        f"{QApplication.platformName()})")
-        return super().event(event)
-
     def _show_step(self, name: str) -> None:
         applog.info(f"step: {name}")
         self.stack.setCurrentWidget(self.scrollers[name])
@@ -210,6 +218,13 @@ class MainWindow(QMainWindow):
         shown = getattr(self.pages[name], "on_shown", None)
         if shown is not None:
             shown()
+
+    def next_step(self) -> None:
+        """Alt+Right: the next step when it is open, decided now (the Next button follows the
+        project on a short timer, so it may not show a change of the last few milliseconds)."""
+        i = STEPS.index(self.current_step()) + 1
+        if i < len(STEPS) and enabled(self.project, STEPS[i]):
+            self.go_to(STEPS[i])
 
     def step_by(self, delta: int) -> None:
         i = STEPS.index(self.current_step()) + delta

@@ -37,7 +37,7 @@ def build_actions(w) -> None:
                         "or cluster.")
     w.act_quit = _action(w, "&Quit", w.close, K.Quit, "Close the window.")
     w.act_back = _action(w, "Previous Step", lambda: w.step_by(-1), "Alt+Left", "Go to the previous step (Alt+Left).")
-    w.act_next = _action(w, "Next Step", lambda: w.next_btn.isEnabled() and w.step_by(1), "Alt+Right",
+    w.act_next = _action(w, "Next Step", w.next_step, "Alt+Right",
                          "Go to the next step when it is open (Alt+Right).")
     w.act_start = _action(w, "&Start Training", w.training.start, ["Ctrl+Return", "Ctrl+Enter"],
                           "Start training with the current settings (Ctrl+Return).")
