@@ -198,7 +198,8 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
 
 
 class ConsoleProgress:
-    """Engine events -> tqdm bars with ETA and one line per epoch."""
+    """Engine events -> tqdm bars with ETA, and the lines ``engine.wording`` gives (the window's
+    log shows the same sentences)."""
 
     def __init__(self, stream=None, quiet: bool = False):
         self.stream = stream or sys.stderr
@@ -223,6 +224,7 @@ class ConsoleProgress:
 
     def __call__(self, e) -> None:
         from transfer_gui.engine import events as ev
+        from transfer_gui.engine.wording import describe
 
         if isinstance(e, ev.Progress) and e.total:
             bar = self._bar(("p", e.phase), e.total, e.message or e.phase)
@@ -234,22 +236,11 @@ class ConsoleProgress:
             bar.set_postfix(loss=f"{e.loss:.3f}", lr=f"{e.lrs.get('head', 0):.1e}", img_s=f"{e.images_per_s:.0f}",
                             refresh=False)
             bar.refresh()
-        elif isinstance(e, ev.EpochEnd):
-            self.close()
-            mark = " *" if e.is_best else ""
-            self._print(f"epoch {e.epoch + 1}/{e.epochs}  train loss {e.train_loss:.4f} acc {e.train_acc:.1%}  "
-                        f"val loss {e.val_loss:.4f} acc {e.val_acc:.1%}  {e.seconds:.1f}s{mark}")
-        elif isinstance(e, ev.RunStarted):
-            self.close()
-            cache = "  (frozen backbone: features computed once)" if e.feature_cache else ""
-            self._print(f"{len(e.classes)} classes, {e.train_size} training / {e.val_size} validation images on "
-                        f"{e.device} ({e.precision}); training {', '.join(e.trainable_groups)}{cache}")
-        elif isinstance(e, ev.PhaseChanged) and e.phase in ("prepare", "features", "lr_find"):
-            self.close()
-            self._print(e.message)
-        elif isinstance(e, ev.Warning):
-            self.close()
-            self._print(f"warning: {e.message}")
+        elif not isinstance(e, ev.Finished):  # the command prints how the run ended itself
+            line = describe(e)
+            if line is not None:
+                self.close()
+                self._print(line[0])
 
     def _print(self, text: str) -> None:
         if not self.quiet:

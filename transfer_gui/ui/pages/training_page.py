@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import importlib.util
-import math
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, 
 
 from transfer_gui.engine import events as ev
 from transfer_gui.engine import runs as runs_mod
+from transfer_gui.engine.wording import describe
 from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.run_monitor import RunMonitor
@@ -237,31 +237,18 @@ class TrainingPage(QWidget):
     # ------------------------------------------------------------------ events
     def _on_event(self, e: object) -> None:
         self.active.ingest(e)
+        line = describe(e)  # the same sentence the command line prints
         if isinstance(e, ev.RunStarted) and self.kind == "train":
-            cache = " Frozen backbone: features computed once, only the head trains." if e.feature_cache else ""
-            self._log(f"Training on {e.device} ({e.precision}): {e.train_size:,} training and {e.val_size:,} "
-                      f"validation images, {len(e.classes)} classes, {e.total_steps:,} steps.{cache}", "muted")
             self.plots.reset(e.groups, e.trainable_groups)
-        elif isinstance(e, ev.PhaseChanged):
-            if e.message and e.phase not in ("train", "validate"):
-                self._log(e.message, "muted")
-        elif isinstance(e, ev.EpochEnd):
-            best = "  ★ best so far" if e.is_best else ""
-            val = (f"validation loss {e.val_loss:.3f}, accuracy {e.val_acc:.1%}" if math.isfinite(e.val_acc)
-                   else "no validation images")
-            self._log(f"Epoch {e.epoch + 1}/{e.epochs}: training loss {e.train_loss:.3f}, accuracy "
-                      f"{e.train_acc:.1%}; {val} ({e.seconds:.1f} s){best}", "ok" if e.is_best else "")
-        elif isinstance(e, ev.Warning):
-            self._log(f"Warning: {e.message}", "warn")
         elif isinstance(e, ev.Finished):
             self.last_finished = e
             applog.info(f"{self.kind} {e.status}: {e.message} ({e.run_dir})")
-            kind = {"completed": "ok", "early_stopped": "ok", "stopped": "warn"}.get(e.status, "error")
-            self._log(e.message, kind)
             if e.status == "failed":
                 self._show_message(f"<b>Training failed.</b> {html.escape(e.message)}", "error")
             elif e.status in ("stopped", "early_stopped"):
                 self._show_message(html.escape(e.message), "warn")
+        if line is not None and not (isinstance(e, ev.RunStarted) and self.kind != "train"):
+            self._log(*line)
 
     def _on_result(self, result: object) -> None:
         if self.kind == "lrfind" and result is not None and hasattr(result, "suggestion"):
