@@ -38,7 +38,7 @@ step "models" "$exe" models
 grep -q efficientnet_lite0 "$tmp/out.txt" || { echo "FAIL models does not list efficientnet_lite0"; fail=1; }
 
 if [ "$train" = 1 ]; then
-  data="$app_dir/_internal/transfer_gui/resources/sample_data"
+  data="$app_dir/_internal/resources/sample_data"
   step "train 2 epochs on the bundled sample data" "$exe" train --data "$data" --out "$tmp/run" --epochs 2 --quiet
   step "export ONNX with parity check" "$exe" export "$tmp/run" --format onnx --out "$tmp/m.onnx" \
     --parity-images "$data/Bag"

@@ -21,7 +21,7 @@ from transfer_gui import model_names
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "PySide6", "onnxruntime")
-REGENERATE = "run `python tools/make_model_names.py` and commit transfer_gui/resources/model_names.json"
+REGENERATE = "run `python tools/make_model_names.py` and commit resources/model_names.json"
 
 
 @pytest.fixture(autouse=True)

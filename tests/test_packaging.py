@@ -29,7 +29,7 @@ DESKTOP = PACKAGING / "transfer-gui.desktop"
 METAINFO = PACKAGING / "io.github.transfer_gui.TransferGui.metainfo.xml"
 SPEC = PACKAGING / "transfer_gui.spec"
 BUILD_SCRIPT = PACKAGING / "build_app.sh"  # smoke_app.sh runs a built application; neither runs here
-ICONS = ROOT / "transfer_gui" / "resources" / "icons"
+ICONS = ROOT / "resources" / "icons"
 ICON_NAME = "transfer-gui"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -195,7 +195,7 @@ def test_spec_builds_one_folder_app_from_main_with_all_resources(monkeypatch):
     assert calls["COLLECT"].kwargs["name"] == "transfer-gui"  # COLLECT = one folder
 
     collected = {(Path(src).resolve(), str(Path(dest).parent)) for dest, src, _ in analysis.datas}
-    resources = ROOT / "transfer_gui" / "resources"
+    resources = ROOT / "resources"
     expected = [p for p in resources.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert any(p.name == "CREDITS.txt" for p in expected) and any(p.suffix == ".svg" for p in expected)
     for path in expected:
@@ -249,8 +249,8 @@ def test_wheel_carries_the_resources_and_runs_from_a_fresh_environment(tmp_path)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "transfer_gui", src / "transfer_gui",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("transfer_gui", "resources"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wheels = tmp_path / "wheels"
     # pyproject's PEP 639 licence fields need setuptools >= 77; an older one here (a venv made by
     # Python 3.11 has 65.5) means building in an isolated environment, which needs the index.
@@ -294,10 +294,10 @@ def test_wheel_carries_the_resources_and_runs_from_a_fresh_environment(tmp_path)
     assert _run([venv / "bin" / "transfer-gui", "--version"], cwd=tmp_path).strip() == \
         f"transfer-gui {PYPROJECT['project']['version']}"
     probe = (
-        "import transfer_gui, importlib.resources\n"
-        "from transfer_gui.paths import sample_data_dir\n"
+        "import transfer_gui\n"
+        "from transfer_gui.paths import icon_file, sample_data_dir\n"
         "d = sample_data_dir()\n"
-        "icon = importlib.resources.files('transfer_gui') / 'resources' / 'icons' / 'transfer-gui.png'\n"
+        "icon = icon_file()\n"
         "print(transfer_gui.__file__); print(d); print(len(list(d.rglob('*.png')))); print(icon.is_file())\n"
     )
     module_file, data_dir, n_png, icon_ok = _run([fresh_python, "-c", probe], cwd=tmp_path).split("\n")[:4]
@@ -306,3 +306,26 @@ def test_wheel_carries_the_resources_and_runs_from_a_fresh_environment(tmp_path)
     assert int(n_png) == len(sample) and icon_ok == "True"
     # The dependencies (torch, timm, ...) resolve through the .pth: the CLI lists the catalog.
     assert "efficientnet_lite0" in _run([venv / "bin" / "transfer-gui", "models"], cwd=tmp_path, timeout=240)
+
+
+def test_the_package_list_names_every_package_and_the_resources():
+    from setuptools import find_packages
+
+    listed = PYPROJECT["tool"]["setuptools"]["packages"]
+    assert sorted(listed) == sorted(find_packages(str(ROOT), include=["transfer_gui*"]) + ["transfer_gui.resources"])
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"]["transfer_gui.resources"] == "resources"
+
+
+def test_resources_are_found_installed_and_from_a_bare_checkout(monkeypatch):
+    import importlib.resources
+
+    from transfer_gui import paths
+
+    assert (paths.resources_dir() / "model_names.json").is_file()  # the editable install's view
+    assert paths.icon_file().is_file() and paths.icon_file(48).is_file()
+
+    def not_installed(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    assert paths.resources_dir() == ROOT / "resources" and paths.sample_data_dir().is_dir()

@@ -2,11 +2,11 @@
 
 Run ``python tools/make_icons.py`` to (re)write
 
-* ``transfer_gui/resources/icons/hicolor/<N>x<N>/apps/transfer-gui.png`` for every size in
+* ``resources/icons/hicolor/<N>x<N>/apps/transfer-gui.png`` for every size in
   :data:`SIZES` (the freedesktop icon-theme layout, ready to copy under ``/usr/share/icons``),
-* ``transfer_gui/resources/icons/hicolor/scalable/apps/transfer-gui.svg``,
-* ``transfer_gui/resources/icons/transfer-gui.png`` (256 px, for the window icon) and
-  ``transfer_gui/resources/icons/transfer-gui.svg``.
+* ``resources/icons/hicolor/scalable/apps/transfer-gui.svg``,
+* ``resources/icons/transfer-gui.png`` (256 px, for the window icon) and
+  ``resources/icons/transfer-gui.svg``.
 
 The picture: the lower, pale-blue slabs are the pretrained layers that stay frozen; the warm
 amber slab on top is the new head that learns; the green badge says "it works". The drawing is
@@ -28,7 +28,7 @@ SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 NAME = "transfer-gui"
 UNITS = 512  # the drawing's coordinate square
 SMALL = 24  # sizes up to this get the simplified drawing
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "transfer_gui" / "resources" / "icons"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "resources" / "icons"
 
 Point = tuple[float, float]
 

@@ -1,4 +1,4 @@
-"""Write ``transfer_gui/resources/model_names.json``: the model names torchvision and timm know.
+"""Write ``resources/model_names.json``: the model names torchvision and timm know.
 
 The command line checks a model name against this file without importing torch (see
 ``transfer_gui/model_names.py``). Each section records the version of the library it was read
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from transfer_gui import model_names  # noqa: E402
 
-TARGET = ROOT / "transfer_gui" / "resources" / "model_names.json"
+TARGET = ROOT / "resources" / "model_names.json"
 
 
 def render(data: dict) -> str:

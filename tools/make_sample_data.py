@@ -1,7 +1,7 @@
 """Build small real image folders from Debian's Fashion-MNIST (package dataset-fashion-mnist).
 
 Run ``python tools/make_sample_data.py`` to (re)generate the bundled sample data in
-``transfer_gui/resources/sample_data/``: four classes x 60 greyscale 28x28 PNGs from the
+``resources/sample_data/``: four classes x 60 greyscale 28x28 PNGs from the
 training set, chosen with a fixed seed, plus ``CREDITS.txt``. Benchmarks and tests can call
 :func:`write_fashion_mnist_folders` for bigger or upscaled sets.
 
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parent.parent
     parser.add_argument("--out", type=Path,
-                        default=here / "transfer_gui" / "resources" / "sample_data")
+                        default=here / "resources" / "sample_data")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     args = parser.parse_args(argv)
     for name in CLASS_NAMES:  # remove only what this script writes, then write afresh

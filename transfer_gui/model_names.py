@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.metadata
-import importlib.resources
 import json
 import os
 import tempfile
@@ -85,7 +84,9 @@ def collect_all() -> dict:
 
 
 def bundled_path() -> Path:
-    return Path(str(importlib.resources.files("transfer_gui") / "resources" / "model_names.json"))
+    from transfer_gui.paths import resources_dir
+
+    return resources_dir() / "model_names.json"
 
 
 @functools.lru_cache(maxsize=1)

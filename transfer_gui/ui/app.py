@@ -70,7 +70,9 @@ def _make_app(argv: list[str]):
     settings = QSettings()
     name = settings.value("theme", "light", type=str)
     theme.apply_theme(app, name if name in theme.THEMES else "light")
-    icon = Path(__file__).resolve().parent.parent / "resources" / "icons" / "transfer-gui.png"
+    from transfer_gui.paths import icon_file
+
+    icon = icon_file()
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     return app, settings

@@ -23,13 +23,9 @@ SKIPPED_ROLE = Qt.ItemDataRole.UserRole + 10
 
 
 def sample_data_dir() -> Path:
-    try:
-        from transfer_gui.paths import sample_data_dir as find
-        return find()
-    except ImportError:
-        import transfer_gui
+    from transfer_gui.paths import sample_data_dir as find
 
-        return Path(transfer_gui.__file__).parent / "resources" / "sample_data"
+    return find()
 
 
 def scan_job(task, folders: list[str]):
