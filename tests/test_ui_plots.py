@@ -15,7 +15,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from transfer_gui.engine import events as ev  # noqa: E402
-from transfer_gui.ui.run_monitor import RunMonitor  # noqa: E402
+from transfer_gui.state.run_monitor import RunMonitor  # noqa: E402
 from transfer_gui.ui.widgets.train_plots import nice_ceiling  # noqa: E402
 
 EPOCHS, BATCHES = 4, 5

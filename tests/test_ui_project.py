@@ -14,8 +14,8 @@ from pathlib import Path  # noqa: E402
 
 from conftest_ui import close_window, new_window, ui_env, window  # noqa: E402,F401
 from transfer_gui import config as config_mod  # noqa: E402
+from transfer_gui.state.project import default_config  # noqa: E402
 from transfer_gui.ui import dialogs  # noqa: E402
-from transfer_gui.ui.project import default_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,6 +3,8 @@ learned about it (scan of the folders, layer groups of the model, the run being 
 
 Pages change the config only through :meth:`Project.set` / :meth:`Project.update` and redraw
 on :attr:`Project.config_changed`; the config stays the single description of a run.
+Plain Python (no Qt): the signals are :class:`transfer_gui.state.signals.Signal`, used on the GUI
+thread only.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
-
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import runs as runs_mod
-from transfer_gui.ui import dataset_view
+from transfer_gui.state import dataset_view
+from transfer_gui.state.signals import Signal
 
 
 def default_config() -> RunConfig:
@@ -62,18 +63,16 @@ def freeze_changes(names: list[str], frozen: set[str]) -> dict[str, Any]:
     return {"layers.train_from": "", "layers.frozen": [n for n in names if n in frozen]}
 
 
-class Project(QObject):
-    config_changed = Signal(object)  # set of changed top-level dotted keys ("" = everything)
-    state_changed = Signal()  # file, dirty flag
-    scan_changed = Signal()
-    groups_changed = Signal()
-    run_changed = Signal()
-    runs_changed = Signal()  # the list of the project's runs
-    training_changed = Signal(bool)
-    config_error = Signal(str)  # a change was refused; the message names the field
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
+class Project:
+    def __init__(self) -> None:
+        self.config_changed = Signal()  # (set of the dotted keys changed; {""} = everything)
+        self.state_changed = Signal()  # file, dirty flag
+        self.scan_changed = Signal()
+        self.groups_changed = Signal()
+        self.run_changed = Signal()
+        self.runs_changed = Signal()  # the list of the project's runs
+        self.training_changed = Signal()  # (training: bool)
+        self.config_error = Signal()  # (message: str) a change was refused; the message names the field
         self.cfg: RunConfig = default_config()
         self.path: Path | None = None
         self.dirty = False

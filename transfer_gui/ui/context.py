@@ -8,7 +8,7 @@ from typing import Callable
 
 from PySide6.QtCore import QSettings
 
-from transfer_gui.ui.project import Project
+from transfer_gui.state.project import Project
 from transfer_gui.ui.tasks import TaskRunner
 
 

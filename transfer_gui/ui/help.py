@@ -91,7 +91,7 @@ def schedule_picture(rates: dict[str, float], total_steps: int = 200, warmup_ste
 
 
 def _project_groups(project) -> tuple[list[str], set[str]]:
-    from transfer_gui.ui.project import frozen_set
+    from transfer_gui.state.project import frozen_set
 
     g = project.groups
     if g is not None and g.model == project.cfg.model.name:

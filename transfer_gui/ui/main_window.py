@@ -14,10 +14,10 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton,
                                QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
+from transfer_gui.state.project import Project
 from transfer_gui.ui import access, applog, dialogs, theme
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.menus import build_actions, build_menus
-from transfer_gui.ui.project import Project
 from transfer_gui.ui.project_files import ProjectFiles
 from transfer_gui.ui.steps import HELP, STEPS, StepList, enabled, readiness
 from transfer_gui.ui.tasks import TaskRunner
@@ -69,7 +69,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.settings = settings if settings is not None else QSettings()
-        self.project = Project(self)
+        self.project = Project()
         self.tasks = TaskRunner(self)
         self.ctx = Context(self.project, self.tasks, self.settings, self._status, self.go_to)
         self.files = ProjectFiles(self)

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QListWidget, QListWidgetItem, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem)
 
-from transfer_gui.ui.project import Project, frozen_set
+from transfer_gui.state.project import Project, frozen_set
 from transfer_gui.ui.theme import status_colors, text_on
 
 STEPS = ("Data", "Model", "Layers", "Training", "Results", "Export")

@@ -11,7 +11,8 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
 
-from transfer_gui.ui import applog, dataset_view, dialogs
+from transfer_gui.state import dataset_view
+from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import drop_zone_css, status_colors
 from transfer_gui.ui.widgets.class_table import THUMB, ClassTable

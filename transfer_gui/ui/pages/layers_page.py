@@ -14,8 +14,8 @@ from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSlider, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from transfer_gui.state.project import GroupInfo, freeze_changes, frozen_set
 from transfer_gui.ui.context import Context
-from transfer_gui.ui.project import GroupInfo, freeze_changes, frozen_set
 from transfer_gui.ui.theme import group_color, readable, status_colors
 from transfer_gui.ui.widgets.lr_panel import LRPanel
 from transfer_gui.ui.widgets.sci_spin import SciSpinBox

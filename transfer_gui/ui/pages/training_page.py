@@ -17,9 +17,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, 
 from transfer_gui.engine import events as ev
 from transfer_gui.engine import runs as runs_mod
 from transfer_gui.engine.wording import describe
+from transfer_gui.state.run_monitor import RunMonitor
 from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
-from transfer_gui.ui.run_monitor import RunMonitor
 from transfer_gui.ui.steps import readiness
 from transfer_gui.ui.theme import status_colors
 from transfer_gui.ui.widgets.run_progress import RunProgress

@@ -7,7 +7,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QTableWidget, QTableWidgetItem
 
-from transfer_gui.ui.dataset_view import ClassRow
+from transfer_gui.state.dataset_view import ClassRow
 from transfer_gui.ui.widgets.thumbnails import strip
 
 THUMB = 40

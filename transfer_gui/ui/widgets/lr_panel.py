@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from transfer_gui.engine import schedule as schedule_mod  # pure Python, no torch
-from transfer_gui.ui.project import Project
+from transfer_gui.state.project import Project
 from transfer_gui.ui.theme import group_color
 from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 from transfer_gui.ui.widgets.sci_spin import SciSpinBox, fmt_sci

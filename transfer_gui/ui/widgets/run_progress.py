@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from transfer_gui.ui.run_monitor import RunMonitor, fmt_duration
+from transfer_gui.state.run_monitor import RunMonitor, fmt_duration
 
 
 class RunProgress(QWidget):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from transfer_gui.ui.run_monitor import RunMonitor
+from transfer_gui.state.run_monitor import RunMonitor
 from transfer_gui.ui.theme import group_color, muted, series_color
 from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 
