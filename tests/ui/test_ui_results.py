@@ -4,16 +4,13 @@ and exports that fail with a message and leave nothing behind."""
 
 from __future__ import annotations
 
-import os
+import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from transfer_gui.ui import dialogs
+from transfer_gui.ui.steps import readiness
+from transfer_gui.ui.widgets.confusion import per_class_metrics
 
-import pytest  # noqa: E402
-
-from conftest_ui import drop_paths, make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui import dialogs  # noqa: E402
-from transfer_gui.ui.steps import readiness  # noqa: E402
-from transfer_gui.ui.widgets.confusion import per_class_metrics  # noqa: E402
+from .helpers import drop_paths, make_class_folders, wait_for
 
 
 @pytest.fixture(scope="module")

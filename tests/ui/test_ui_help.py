@@ -4,18 +4,15 @@ application log and the handler of uncaught errors."""
 
 from __future__ import annotations
 
-import os
+import logging
+import sys
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QKeySequence
 
-import logging  # noqa: E402
-import sys  # noqa: E402
+from transfer_gui.ui import applog, help as help_pages
 
-from PySide6.QtCore import Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QColor, QKeySequence  # noqa: E402
-
-from conftest_ui import make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui import applog, help as help_pages  # noqa: E402
+from .helpers import make_class_folders, wait_for
 
 
 def _image(dlg, name):

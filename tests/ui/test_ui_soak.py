@@ -7,12 +7,11 @@ import os
 import threading
 import time
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent
 
-import pytest  # noqa: E402
-from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
+from .helpers import close_window, new_window, wait_for
 
-from conftest_ui import close_window, new_window, ui_env, wait_for  # noqa: E402,F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

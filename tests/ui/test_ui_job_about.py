@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from transfer_gui import config as C
 
-import pytest  # noqa: E402
-
-from conftest_ui import ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui import config as C  # noqa: E402
+from .helpers import wait_for
 
 
 def test_export_as_job_writes_config_and_launchers(qtbot, window, ui_env):

@@ -3,19 +3,16 @@ focus ring, tooltips that wrap, a name for every control, and the whole flow by 
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolTip, QWidget
 
-from pathlib import Path  # noqa: E402
+from transfer_gui.ui import access, theme
 
-import pytest  # noqa: E402
-from PySide6.QtCore import QPoint, Qt  # noqa: E402
-from PySide6.QtGui import QColor  # noqa: E402
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolTip, QWidget  # noqa: E402
-
-from conftest_ui import make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui import access, theme  # noqa: E402
+from .helpers import make_class_folders, wait_for
 
 THEMES = ("light", "dark")
 

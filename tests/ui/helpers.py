@@ -1,22 +1,15 @@
-"""Shared helpers for the window tests (imported by tests/test_ui_*.py; not a pytest conftest,
-so the engine's tests never load Qt)."""
+"""What the window tests share besides fixtures: image folders to drop, simulated drops, opening
+and closing a window, and waiting for a condition. The fixtures are in ``conftest.py`` here."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from transfer_gui.ui import dialogs, theme  # noqa: E402
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 210), "grey": (128, 128, 128)}
 
@@ -57,26 +50,6 @@ def drop_paths(target, paths: list[Path]) -> tuple[bool, bool]:
     return True, drop.isAccepted()
 
 
-@pytest.fixture
-def ui_env(tmp_path, monkeypatch, qapp):
-    """Isolated settings and data folders, answered dialogs, light theme."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    answers = {"save_changes": dialogs.DISCARD, "yes_no": True, "errors": []}
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, what: answers["save_changes"])
-    monkeypatch.setattr(dialogs, "ask_yes_no", lambda parent, title, text: answers["yes_no"])
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text: answers["errors"].append(text))
-
-    def no_file_dialog(parent, title, *args):  # a real one would block the test until its timeout
-        raise AssertionError(f"a test opened the file dialog {title!r} without answering it")
-
-    for name in ("open_file", "open_files", "save_file", "choose_folder"):
-        monkeypatch.setattr(dialogs, name, no_file_dialog)
-    theme.apply_theme(qapp, "light")
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    return {"settings": settings, "answers": answers, "tmp": tmp_path}
-
-
 def new_window(qtbot, settings: QSettings, background: bool = True):
     from transfer_gui.ui.main_window import MainWindow
 
@@ -96,13 +69,6 @@ def close_window(w) -> None:
     w.close()
     w.tasks.shutdown()
     w.deleteLater()
-
-
-@pytest.fixture
-def window(qtbot, ui_env):
-    w = new_window(qtbot, ui_env["settings"])
-    yield w
-    close_window(w)
 
 
 def wait_for(qtbot, condition, timeout: float = 30.0) -> None:

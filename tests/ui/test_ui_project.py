@@ -4,20 +4,18 @@ and start-up: the window paints before torch is imported."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from transfer_gui import config as config_mod
+from transfer_gui.state.project import default_config
+from transfer_gui.ui import dialogs
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
+from .helpers import close_window, new_window
 
-from conftest_ui import close_window, new_window, ui_env, window  # noqa: E402,F401
-from transfer_gui import config as config_mod  # noqa: E402
-from transfer_gui.state.project import default_config  # noqa: E402
-from transfer_gui.ui import dialogs  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_new_project_defaults_are_the_fast_path(window):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from transfer_gui.ui import dialogs
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtGui import QKeySequence  # noqa: E402
-
-from conftest_ui import ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui import dialogs  # noqa: E402
+from .helpers import wait_for
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 

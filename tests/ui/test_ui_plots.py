@@ -5,18 +5,15 @@ axes still redraw when their range does change."""
 from __future__ import annotations
 
 import math
-import os
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
+from PySide6.QtWidgets import QApplication
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import pytest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from transfer_gui.engine import events as ev  # noqa: E402
-from transfer_gui.state.run_monitor import RunMonitor  # noqa: E402
-from transfer_gui.ui.widgets.train_plots import nice_ceiling  # noqa: E402
+from transfer_gui.engine import events as ev
+from transfer_gui.state.run_monitor import RunMonitor
+from transfer_gui.ui.widgets.train_plots import nice_ceiling
 
 EPOCHS, BATCHES = 4, 5
 

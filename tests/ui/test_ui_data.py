@@ -4,20 +4,17 @@ blocks the window."""
 
 from __future__ import annotations
 
-import os
+import threading
+import time
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PySide6.QtCore import QTimer, Qt
 
-import threading  # noqa: E402
-import time  # noqa: E402
+from transfer_gui.ui import dialogs
+from transfer_gui.ui.pages import data_page
+from transfer_gui.ui.pages.data_page import SKIPPED_ROLE
+from transfer_gui.ui.steps import readiness
 
-from PySide6.QtCore import QTimer, Qt  # noqa: E402
-
-from conftest_ui import drop_paths, make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui import dialogs  # noqa: E402
-from transfer_gui.ui.pages import data_page  # noqa: E402
-from transfer_gui.ui.pages.data_page import SKIPPED_ROLE  # noqa: E402
-from transfer_gui.ui.steps import readiness  # noqa: E402
+from .helpers import drop_paths, make_class_folders, wait_for
 
 
 def _warnings(w) -> list[str]:

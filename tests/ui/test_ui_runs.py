@@ -4,23 +4,21 @@ for the file name; the run-folder dialog starts where the runs are."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import time
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
+from PySide6.QtWidgets import QApplication
 
-import json  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from transfer_gui import config as config_mod
+from transfer_gui.engine import runs as runs_mod
+from transfer_gui.ui import dialogs
+from transfer_gui.ui.steps import READY_ROLE, STEPS, readiness, summary
 
-import pytest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from conftest_ui import close_window, make_class_folders, new_window, ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui import config as config_mod  # noqa: E402
-from transfer_gui.engine import runs as runs_mod  # noqa: E402
-from transfer_gui.ui import dialogs  # noqa: E402
-from transfer_gui.ui.steps import READY_ROLE, STEPS, readiness, summary  # noqa: E402
+from .helpers import close_window, make_class_folders, new_window, wait_for
 
 TINY = {"model.name": "resnet18", "model.weights": "none", "data.image_size": 32, "train.batch_size": 8,
         "train.epochs": 1, "data.augment.enabled": False, "layers.train_from": "head"}

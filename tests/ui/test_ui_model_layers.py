@@ -4,20 +4,17 @@ every control of every step."""
 
 from __future__ import annotations
 
-import os
+import threading
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import threading  # noqa: E402
-
-import pyqtgraph as pg  # noqa: E402
-import pytest  # noqa: E402
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox,  # noqa: E402
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox,
                                QHeaderView, QLineEdit, QSlider, QTabBar, QWidget)
 
-from conftest_ui import ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui.steps import readiness  # noqa: E402
+from transfer_gui.ui.steps import readiness
+
+from .helpers import wait_for
 
 
 def _choose(w, name: str) -> None:

@@ -4,18 +4,15 @@ read the results, export and load the exported file."""
 
 from __future__ import annotations
 
-import os
+import time
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
-import time  # noqa: E402
+from transfer_gui.ui.steps import readiness
 
-import pytest  # noqa: E402
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from conftest_ui import drop_paths, make_class_folders, ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui.steps import readiness  # noqa: E402
+from .helpers import drop_paths, make_class_folders, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 

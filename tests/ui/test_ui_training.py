@@ -3,14 +3,11 @@ window usable; the learning-rate finder; closing the window while training; the 
 
 from __future__ import annotations
 
-import os
+import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from transfer_gui.ui.pages import training_page
 
-import pytest  # noqa: E402
-
-from conftest_ui import ui_env, wait_for, window  # noqa: E402,F401
-from transfer_gui.ui.pages import training_page  # noqa: E402
+from .helpers import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -76,7 +73,7 @@ def test_lr_finder_suggests_and_applies(qtbot, window):
 
 
 def test_closing_while_training_asks_then_stops_the_thread(qtbot, ui_env):
-    from conftest_ui import new_window
+    from .helpers import new_window
 
     w = new_window(qtbot, ui_env["settings"])
     _sample(qtbot, w, **{"train.epochs": 200})

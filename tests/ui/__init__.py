@@ -1,0 +1,1 @@
+"""The window tests: they load Qt (offscreen); fixtures in conftest.py, helpers in helpers.py."""
