@@ -9,7 +9,7 @@ import torch
 
 from conftest import make_class_folders, tiny_config
 from transfer_gui.engine import events as ev
-from transfer_gui.engine.atomic import remove_stale_parts
+from transfer_gui.atomic import remove_stale_parts
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.loop import Trainer
 from transfer_gui.engine.lrfind import suggest

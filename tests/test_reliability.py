@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import make_class_folders, tiny_config
 from transfer_gui import config as C
-from transfer_gui.engine import atomic
+from transfer_gui import atomic
 from transfer_gui.engine.loop import Trainer
 from transfer_gui.engine.rundir import load_checkpoint_file, read_metrics
 

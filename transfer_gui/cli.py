@@ -26,13 +26,14 @@ from transfer_gui import __version__
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine.runs import project_runs_dir
+from transfer_gui.errors import UserError
 
 PROG = "transfer-gui"
 EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx")  # engine.export.FORMATS (a test holds them equal)
 _D = RunConfig()  # the defaults shown in the help
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A one-line message for the user; exit code 2."""
 
 
@@ -336,7 +337,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.parent.exists() and not out.parent.is_dir():
         raise CliError(f"--out: {out.parent} is a file, not a folder")
 
-    from transfer_gui.engine.atomic import remove_stale_parts
+    from transfer_gui.atomic import remove_stale_parts
     from transfer_gui.engine.export import export_model
 
     images = None
@@ -481,23 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-    except (CliError, ConfigError) as exc:
+    except UserError as exc:  # the user's to fix (config, folders, model, groups, export): one line
         parser.exit(2, f"{PROG}: error: {_one_line(exc)}\n")
-    except Exception as exc:  # noqa: BLE001 - known engine errors become one line
-        from transfer_gui.engine.catalog import ModelError
-        from transfer_gui.engine.freezing import GroupError
-        from transfer_gui.engine.scan import ScanError
-
-        known: tuple[type[BaseException], ...] = (ModelError, GroupError, ScanError, FileNotFoundError)
-        try:
-            from transfer_gui.engine.export import ExportError
-
-            known += (ExportError,)
-        except ImportError:
-            pass
-        if isinstance(exc, known):
-            parser.exit(2, f"{PROG}: error: {_one_line(exc)}\n")
-        raise
     return 0
 
 

@@ -20,6 +20,9 @@ from typing import Any
 
 import tomli_w
 
+from transfer_gui.atomic import atomic_write_text
+from transfer_gui.errors import UserError
+
 CONFIG_VERSION = 1
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -30,7 +33,7 @@ FEATURE_CACHE = ("auto", "off")
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config problem, always naming the field (dotted path) or file it concerns."""
 
     def __init__(self, message: str, field: str | None = None):
@@ -177,7 +180,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"expected a list, got {type(value).__name__}", path)
         return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is dict:
-        key_tp, val_tp = typing.get_args(tp)
+        val_tp = typing.get_args(tp)[1]  # keys are always text in TOML
         if not isinstance(value, dict):
             raise ConfigError(f"expected a table, got {type(value).__name__}", path)
         return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
@@ -372,6 +375,4 @@ def load(path: str | os.PathLike[str]) -> RunConfig:
 
 
 def save(cfg: RunConfig, path: str | os.PathLike[str]) -> None:
-    from transfer_gui.engine.atomic import atomic_write_text
-
     atomic_write_text(Path(path), dumps(cfg))

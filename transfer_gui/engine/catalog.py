@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from transfer_gui.engine.atomic import atomic_path
+from transfer_gui.atomic import atomic_path
+from transfer_gui.errors import Cancelled, UserError
 from transfer_gui.engine.preprocess import Preprocessing
 from transfer_gui.engine import surgery
 
@@ -35,12 +36,12 @@ ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total or 0)
 CancelFn = Callable[[], bool]
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """Unknown model, unreadable weights or weights that do not fit: a message for the user."""
 
 
-class DownloadCancelled(Exception):
-    pass
+class DownloadCancelled(Cancelled):
+    """A weights download stopped on request."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 
+from transfer_gui.errors import Cancelled
 
-class StopRequested(Exception):
+
+class StopRequested(Cancelled):
     """Raised inside the loop when a stop was asked for; caught by the trainer."""
 
 

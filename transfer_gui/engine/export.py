@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from transfer_gui.engine.atomic import atomic_path
+from transfer_gui.atomic import atomic_path
+from transfer_gui.errors import UserError
 from transfer_gui.engine.catalog import CHECKPOINT_FORMAT, ModelError, build_architecture
 from transfer_gui.engine.formats import SUFFIXES
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
@@ -42,7 +43,7 @@ _CLEAN_KEYS = ("format", "version", "arch", "classes", "preprocessing", "head_pa
 ProgressFn = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """An export that could not be written or did not reproduce the model; a message for the user."""
 
 

@@ -9,12 +9,13 @@ from typing import Iterable, Mapping
 from torch import nn
 
 from transfer_gui.engine.surgery import LayerGroup
+from transfer_gui.errors import UserError
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-class GroupError(ValueError):
-    pass
+class GroupError(UserError, ValueError):
+    """A layer-group name in the config that the model does not have, or a freezing that cannot train."""
 
 
 def check_group_names(groups: list[LayerGroup], names: Iterable[str], field: str) -> None:

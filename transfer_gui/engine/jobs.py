@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transfer_gui import config as config_mod
 from transfer_gui.config import RunConfig
-from transfer_gui.engine.atomic import atomic_write_text
+from transfer_gui.atomic import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -18,27 +18,23 @@ import torch
 from torch import nn
 
 from transfer_gui import config as config_mod
+from transfer_gui.atomic import remove_stale_parts
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import rundir
-from transfer_gui.engine.atomic import remove_stale_parts
-from transfer_gui.engine.catalog import DownloadCancelled, ModelError
-from transfer_gui.engine.scan import ScanCancelled, ScanError
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted, Warning
-from transfer_gui.engine.freezing import GroupError, apply_freeze, frozen_at_epoch, set_train_mode
+from transfer_gui.engine.freezing import apply_freeze, frozen_at_epoch, set_train_mode
 from transfer_gui.engine.optim import current_lrs, make_optimizer, set_lr_factor
 from transfer_gui.engine.prepare import Prepared, prepare
+from transfer_gui.engine.rundir import RunFolderError
 from transfer_gui.engine.runs import new_run_dir
 from transfer_gui.engine.schedule import from_config, lr_factor
+from transfer_gui.errors import Cancelled, UserError
 
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-class RunFolderError(ValueError):
-    """The run folder cannot be written (read-only, missing permission, disk full)."""
 
 
 @dataclass
@@ -83,11 +79,11 @@ class Trainer:
         self._prepared = None
         try:
             result = self._fit(cfg, run_dir, emit, control, resume, t0)
-        except (StopRequested, ScanCancelled, DownloadCancelled):
+        except Cancelled:
             result = self._result("stopped", "Stopped before training began.", run_dir, t0)
         except NonFiniteLoss as exc:
             result = self._result("failed", str(exc), run_dir, t0)
-        except (ConfigError, GroupError, ModelError, ScanError, RunFolderError, FileNotFoundError) as exc:
+        except UserError as exc:
             result = self._result("failed", str(exc), run_dir, t0)
             result.bad_input = True
         except Exception as exc:  # noqa: BLE001 - the front end shows a message, never a traceback
@@ -162,7 +158,7 @@ class Trainer:
         resume_blob = None
         if resume:
             if not last_path.is_file():
-                raise FileNotFoundError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
+                raise RunFolderError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
             resume_blob = rundir.load_checkpoint_file(last_path)
         config_mod.check_paths(cfg)
         main = self.dist.main

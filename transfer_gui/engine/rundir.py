@@ -23,10 +23,15 @@ from typing import Any
 import torch
 
 from transfer_gui import config as config_mod
-from transfer_gui.engine.atomic import atomic_write_text, atomic_write_with
+from transfer_gui.atomic import atomic_write_text, atomic_write_with
 from transfer_gui.engine.catalog import CHECKPOINT_FORMAT
+from transfer_gui.errors import UserError
 
 CHECKPOINT_VERSION = 1
+
+
+class RunFolderError(UserError, ValueError):
+    """A folder that cannot serve as the run folder: not writable, somebody else's files, no run in it."""
 
 
 def _jsonable(obj: Any) -> Any:
@@ -117,7 +122,7 @@ class RunRecord:
 def load_run(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.toml)")
+        raise RunFolderError(f"{run_dir} is not a run folder (no config.toml)")
     cfg = config_mod.load(run_dir / "config.toml")
 
     def read(name: str, default: Any) -> Any:

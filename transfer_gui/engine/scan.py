@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from transfer_gui.errors import Cancelled, UserError
+
 from .imageio import IMAGE_EXTENSIONS, probe_image
 
 IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "thumbs.db", "desktop.ini", "@eaDir"})
@@ -40,11 +42,11 @@ ProgressFn = Callable[[int, str], None]
 CancelFn = Callable[[], bool]
 
 
-class ScanError(ValueError):
+class ScanError(UserError, ValueError):
     """The folders cannot give a dataset; the message names the folder and what to do."""
 
 
-class ScanCancelled(Exception):
+class ScanCancelled(Cancelled):
     """``cancel()`` returned True during a scan."""
 
 

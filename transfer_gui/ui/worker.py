@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from transfer_gui.engine.control import RunControl  # threading only, no torch
 from transfer_gui.engine.events import Finished
+from transfer_gui.errors import Cancelled, UserError
 
 Job = Callable[[Callable[[object], None], RunControl], Any]
 
@@ -34,11 +35,14 @@ def fit_job(cfg) -> Job:
 def finished_from_exception(exc: BaseException, run_dir: str) -> Finished:
     """A readable Finished event for an exception a job raised (Trainer.fit catches its own;
     other jobs such as the LR finder may raise)."""
-    if type(exc).__name__ == "StopRequested":
+    if isinstance(exc, Cancelled):
         return Finished("stopped", "Stopped by request.", run_dir)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, (ValueError, FileNotFoundError)) and text:
-        return Finished("failed", text, run_dir)  # the engine's messages for user-fixable problems
+    # UserError: the engine's messages for user-fixable problems. A bare ValueError is still
+    # shown without its type (test_worker_turns_an_exception_into_finished holds it) for jobs
+    # that raise one.
+    if isinstance(exc, (UserError, ValueError)) and text:
+        return Finished("failed", text, run_dir)
     return Finished("failed", f"{type(exc).__name__}: {text}" if text else type(exc).__name__, run_dir)
 
 

@@ -1,4 +1,5 @@
-"""Write files so that a reader never sees half of one: temp file, fsync, rename."""
+"""Write files so that a reader never sees half of one: temp file, fsync, rename. Below the
+config and the engine (both write through it); no torch."""
 
 from __future__ import annotations
 
