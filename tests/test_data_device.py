@@ -59,12 +59,12 @@ def test_asking_for_missing_cuda_is_a_clear_error(monkeypatch):
 
 def test_same_seed_same_weights_on_cpu(image_folders, tmp_path):
     from transfer_gui.engine.loop import Trainer
-    from transfer_gui.engine.rundir import load_checkpoint_file
+    from transfer_gui.engine.checkpoint import load_checkpoint
 
     sds = []
     for name in ("a", "b"):
         cfg = tiny_config(image_folders, tmp_path / name, **{"layers.train_from": "layer4", "train.seed": 7,
                                                              "data.augment.enabled": True})
         assert Trainer().fit(cfg).status == "completed"
-        sds.append(load_checkpoint_file(tmp_path / name / "checkpoints" / "last.pt")["state_dict"])
+        sds.append(load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["state_dict"])
     assert all(torch.equal(sds[0][k], sds[1][k]) for k in sds[0])

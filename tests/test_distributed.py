@@ -10,7 +10,7 @@ import torch
 from conftest import make_class_folders, tiny_config
 from transfer_gui import config as C
 from transfer_gui.engine.distributed import SINGLE, Dist, ShardedSampler
-from transfer_gui.engine.rundir import load_checkpoint_file
+from transfer_gui.engine.checkpoint import load_checkpoint
 
 
 def test_sharded_sampler_splits_the_single_process_batches():
@@ -52,8 +52,8 @@ def test_two_gloo_processes_match_one(tmp_path, cache):
         results[nproc] = out
     one, two = results[1], results[2]
     assert sorted(p.name for p in one.rglob("*")) == sorted(p.name for p in two.rglob("*"))
-    a = load_checkpoint_file(one / "checkpoints" / "last.pt")["state_dict"]
-    b = load_checkpoint_file(two / "checkpoints" / "last.pt")["state_dict"]
+    a = load_checkpoint(one / "checkpoints" / "last.pt")["state_dict"]
+    b = load_checkpoint(two / "checkpoints" / "last.pt")["state_dict"]
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
     m1 = (one / "metrics.jsonl").read_text().splitlines()

@@ -13,7 +13,8 @@ from transfer_gui.atomic import remove_stale_parts
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.loop import Trainer
 from transfer_gui.engine.lrfind import suggest
-from transfer_gui.engine.rundir import load_checkpoint_file, load_run
+from transfer_gui.engine.checkpoint import load_checkpoint
+from transfer_gui.engine.rundir import load_run
 
 
 @pytest.mark.parametrize("cache", ["auto", "off"])
@@ -56,7 +57,7 @@ def test_checkpoint_with_classes_in_another_order_keeps_its_head(image_folders, 
     first = tmp_path / "first"
     assert Trainer().fit(tiny_config(image_folders, first, **{"train.epochs": 3, "layers.head_lr": 3e-2})).status \
         == "completed"
-    ck = load_checkpoint_file(first / "checkpoints" / "last.pt")
+    ck = load_checkpoint(first / "checkpoints" / "last.pt")
     events = []
     renamed = {"blue": "zblue", "red": "ared"}  # same classes, new names, new order: ared, green, zblue
     cfg = tiny_config(image_folders, tmp_path / "second", **{"model.weights": str(first / "checkpoints" / "last.pt"),

@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 
 from transfer_gui.engine import predict as predict_mod
-from transfer_gui.engine.catalog import CHECKPOINT_FORMAT, ModelError, build_model
-from transfer_gui.engine.export import (FORMATS, SUFFIXES, ExportError, export_model, find_checkpoint,
-                                        load_checkpoint)
+from transfer_gui.engine.catalog import ModelError, build_model
+from transfer_gui.engine.checkpoint import find_checkpoint, load_checkpoint
+from transfer_gui.engine.export import FORMATS, SUFFIXES, ExportError, export_model
+from transfer_gui.engine.formats import CHECKPOINT_FORMAT
 from transfer_gui.engine.predict import Predictor
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 

@@ -12,7 +12,8 @@ from conftest import tiny_config
 from transfer_gui.engine import events as ev
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.loop import Trainer
-from transfer_gui.engine.rundir import load_checkpoint_file, load_run
+from transfer_gui.engine.checkpoint import load_checkpoint
+from transfer_gui.engine.rundir import load_run
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def run(cfg, **kw):
 
 
 def sd(run_dir: Path, name="last.pt"):
-    return load_checkpoint_file(run_dir / "checkpoints" / name)["state_dict"]
+    return load_checkpoint(run_dir / "checkpoints" / name)["state_dict"]
 
 
 def test_run_folder_contents(image_folders, tmp_path):
@@ -145,7 +146,7 @@ def test_stop_returns_within_one_batch_and_keeps_checkpoint(image_folders, tmp_p
     assert result.status == "stopped"
     after_stop = seen[[i for i, e in enumerate(seen) if isinstance(e, ev.BatchEnd)][-1] + 1:]
     assert not any(isinstance(e, (ev.BatchEnd, ev.EpochEnd)) for e in after_stop)
-    assert load_checkpoint_file(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
     assert "last checkpoint is kept" in result.message
 
 

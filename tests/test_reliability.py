@@ -18,7 +18,8 @@ from conftest import make_class_folders, tiny_config
 from transfer_gui import config as C
 from transfer_gui import atomic
 from transfer_gui.engine.loop import Trainer
-from transfer_gui.engine.rundir import load_checkpoint_file, read_metrics
+from transfer_gui.engine.checkpoint import load_checkpoint
+from transfer_gui.engine.rundir import read_metrics
 
 
 def _assert_run_folder_whole(run: Path) -> int:
@@ -29,7 +30,7 @@ def _assert_run_folder_whole(run: Path) -> int:
         json.loads(line)
     for name in ("last.pt", "best.pt"):
         if (run / "checkpoints" / name).exists():
-            load_checkpoint_file(run / "checkpoints" / name)
+            load_checkpoint(run / "checkpoints" / name)
     for name in ("skipped.json", "val_predictions.json", "summary.json"):
         if (run / name).exists():
             json.loads((run / name).read_text())
@@ -53,7 +54,7 @@ def test_kill_9_mid_epoch_then_resume(tmp_path):
     proc.wait()
     done = _assert_run_folder_whole(run)
     assert 2 <= done < 6
-    ck = load_checkpoint_file(run / "checkpoints" / "last.pt")
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
     # the checkpoint is written before the metrics line of its epoch: at most one line behind
     assert ck["epoch"] in (done, done + 1)
 
@@ -110,7 +111,7 @@ def test_disk_full_on_checkpoint_keeps_the_previous_one(image_folders, tmp_path,
     result = Trainer().fit(tiny_config(image_folders, run, **{"train.epochs": 4}))
     assert result.status == "failed"
     assert "No space left on device" in result.message and "intact" in result.message
-    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
     assert not list(run.rglob("*.part"))
 
 

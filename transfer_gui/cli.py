@@ -25,6 +25,7 @@ from pathlib import Path
 from transfer_gui import __version__
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
+from transfer_gui.engine.formats import checkpoint_in  # no torch: the places the engine looks for one
 from transfer_gui.engine.runs import project_runs_dir
 from transfer_gui.errors import UserError
 
@@ -168,8 +169,7 @@ def _check_checkpoint_source(path: str, missing: str) -> None:
     """A run folder must hold a checkpoint; anything else must be a file (the engine reads it)."""
     p = Path(path)
     if p.is_dir():
-        # the places engine.export.find_checkpoint looks
-        if not any((p / sub).is_file() for sub in ("checkpoints/best.pt", "checkpoints/last.pt", "best.pt", "last.pt")):
+        if checkpoint_in(p) is None:
             raise CliError(f"no checkpoint in run folder {p}: expected checkpoints/best.pt or checkpoints/last.pt "
                            f"(has the run finished an epoch?)")
     elif not p.is_file():

@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from transfer_gui.atomic import atomic_path
-from transfer_gui.errors import Cancelled, UserError
-from transfer_gui.engine.preprocess import Preprocessing
 from transfer_gui.engine import surgery
+from transfer_gui.engine.formats import CHECKPOINT_FORMAT
+from transfer_gui.engine.preprocess import Preprocessing
+from transfer_gui.errors import Cancelled, UserError
 
 OFFLINE_MODEL = "efficientnet_lite0"
-CHECKPOINT_FORMAT = "transfer_gui.checkpoint"
 
 # A short list of timm models worth showing; any timm name works with the "timm:" prefix.
 TIMM_FEATURED = ("resnet50", "convnext_tiny", "efficientnet_b0", "mobilenetv3_large_100",

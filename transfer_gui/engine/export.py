@@ -26,17 +26,16 @@ from torch import nn
 
 from transfer_gui.atomic import atomic_path
 from transfer_gui.errors import UserError
-from transfer_gui.engine.catalog import CHECKPOINT_FORMAT, ModelError, build_architecture
-from transfer_gui.engine.formats import SUFFIXES
+from transfer_gui.engine.catalog import ModelError
+from transfer_gui.engine.checkpoint import (TORCHSCRIPT_META, export_metadata, flat_metadata, load_checkpoint,
+                                            model_from_checkpoint)
+from transfer_gui.engine.formats import CHECKPOINT_VERSION, SUFFIXES
+from transfer_gui.engine.predict import Predictor, to_pil
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 
 FORMATS = tuple(SUFFIXES)
-CHECKPOINT_VERSION = 1
-META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
-TORCHSCRIPT_META = "transfer_gui.json"  # name of the extra file inside a TorchScript archive
 PARITY_TOL = 1e-4
 SYNTHETIC_PARITY_IMAGES = 4
-_REQUIRED = ("arch", "classes", "preprocessing", "state_dict")
 _CLEAN_KEYS = ("format", "version", "arch", "classes", "preprocessing", "head_path", "state_dict",
                "metrics", "config")
 
@@ -56,90 +55,6 @@ class ExportReport:
     parity_top1_agree: float | None
     parity_images: int
     message: str
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def find_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
-    """``checkpoints/best.pt`` of a run folder, else ``checkpoints/last.pt``."""
-    folder = Path(run_dir)
-    for candidate in (folder / "checkpoints" / "best.pt", folder / "checkpoints" / "last.pt",
-                      folder / "best.pt", folder / "last.pt"):
-        if candidate.is_file():
-            return candidate
-    if not folder.is_dir():
-        raise ModelError(f"run folder not found: {folder}")
-    raise ModelError(f"no checkpoint in run folder {folder}: expected checkpoints/best.pt or "
-                     f"checkpoints/last.pt (has the run finished an epoch?)")
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict:
-    """Read and validate an app checkpoint. Never unpickles code: ``weights_only=True``."""
-    p = Path(path)
-    if p.is_dir():
-        p = find_checkpoint(p)
-    if not p.is_file():
-        raise ModelError(f"checkpoint not found: {p}")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure is the file's; say which and why
-        text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
-            raise ModelError(f"refused to load {p}: it contains Python objects other than tensors and plain "
-                             f"data, and loading it could run code. Only transfer_gui checkpoints are "
-                             f"accepted here.") from None
-        reason = text.splitlines()[0][:300] if text else type(exc).__name__
-        raise ModelError(f"cannot read checkpoint {p}: {reason}") from None
-    found = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
-    if not isinstance(ck, dict) or found != CHECKPOINT_FORMAT:
-        raise ModelError(f"{p} is not a transfer_gui checkpoint (format {found!r}, expected "
-                         f"{CHECKPOINT_FORMAT!r}). A bare weights file can be imported as a model's weights.")
-    version = ck.get("version", 1)
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise ModelError(f"{p} has checkpoint version {version!r}; this transfer_gui reads up to "
-                         f"version {CHECKPOINT_VERSION}. Update transfer_gui to open it.")
-    missing = [k for k in _REQUIRED if k not in ck]
-    if missing:
-        raise ModelError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
-    return ck
-
-
-def model_from_checkpoint(ck: dict, source: str = "checkpoint") -> tuple[nn.Module, list[str], Preprocessing, str]:
-    """Rebuild ``(model in eval mode, classes, preprocessing, arch)`` from a loaded checkpoint."""
-    classes = [str(c) for c in ck["classes"]]
-    arch = str(ck["arch"])
-    model = build_architecture(arch, num_classes=len(classes)).model
-    try:
-        model.load_state_dict(ck["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"weights in {source} do not fit {arch} with {len(classes)} classes: "
-                         f"{str(exc).splitlines()[0][:300]}") from None
-    return model.eval(), classes, Preprocessing.from_dict(ck["preprocessing"]), arch
-
-
-def export_metadata(ck: dict) -> dict[str, Any]:
-    """What every export carries so it can be used without the checkpoint."""
-    return {"format": META_FORMAT, "version": CHECKPOINT_VERSION, "arch": str(ck["arch"]),
-            "classes": [str(c) for c in ck["classes"]], "preprocessing": dict(ck["preprocessing"]),
-            "head_path": str(ck.get("head_path", "")), "metrics": dict(ck.get("metrics") or {})}
-
-
-def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    """String-to-string form for safetensors and ONNX: plain strings as-is, the rest as JSON."""
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
-
-
-def parse_flat_metadata(flat: dict[str, str], source: str) -> dict[str, Any]:
-    if flat.get("format") != META_FORMAT:
-        raise ModelError(f"{source} has no transfer_gui metadata (class names, preprocessing): it is a bare "
-                         f"weights file. Import it as a model's weights instead.")
-    try:
-        return {"arch": flat["arch"], "head_path": flat.get("head_path", ""),
-                "classes": json.loads(flat["classes"]), "preprocessing": json.loads(flat["preprocessing"]),
-                "metrics": json.loads(flat.get("metrics", "{}"))}
-    except (KeyError, ValueError) as exc:
-        raise ModelError(f"{source} has damaged transfer_gui metadata ({exc})") from None
 
 
 # ----------------------------------------------------------------------------- writers
@@ -229,8 +144,6 @@ def synthetic_images(n: int = SYNTHETIC_PARITY_IMAGES) -> list[Image.Image]:
 
 
 def _parity_batch(parity_images: Sequence[Any] | None, pre: Preprocessing) -> tuple[torch.Tensor, str]:
-    from transfer_gui.engine.predict import to_pil
-
     tf = eval_transform(pre)
     tensors, skipped = [], []
     for item in parity_images or []:
@@ -269,8 +182,6 @@ def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.Pa
     file is loaded back and must reproduce the PyTorch logits within ``tolerance`` on
     ``parity_images`` (paths or PIL images; deterministic synthetic images when None).
     """
-    from transfer_gui.engine.predict import Predictor
-
     report = progress or (lambda stage, fraction: None)
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

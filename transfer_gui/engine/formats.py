@@ -1,9 +1,26 @@
-"""Export formats and their file names (no torch: the window names files before exporting)."""
+"""Model file formats and names, with no torch (the window and the command line name and find
+files before torch is imported): export suffixes, the app checkpoint's format tag and version,
+and where a run folder keeps its checkpoints."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 SUFFIXES = {"checkpoint": ".pt", "safetensors": ".safetensors", "torchscript": ".torchscript.pt",
             "onnx": ".onnx"}
+
+CHECKPOINT_FORMAT = "transfer_gui.checkpoint"  # the "format" key of every app checkpoint
+CHECKPOINT_VERSION = 1  # the version this transfer_gui writes, and the newest it reads
+
+# Where a run folder keeps the checkpoint to use, best first (a bare folder of .pt files too).
+CHECKPOINT_PLACES = ("checkpoints/best.pt", "checkpoints/last.pt", "best.pt", "last.pt")
+
+
+def checkpoint_in(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint a run folder offers (its best epoch's, else its last one's), or None."""
+    folder = Path(run_dir)
+    return next((folder / place for place in CHECKPOINT_PLACES if (folder / place).is_file()), None)
 
 
 def file_stem(name: str) -> str:

@@ -20,7 +20,7 @@ from torch import nn
 from transfer_gui import config as config_mod
 from transfer_gui.atomic import remove_stale_parts
 from transfer_gui.config import ConfigError, RunConfig
-from transfer_gui.engine import rundir
+from transfer_gui.engine import checkpoint, rundir
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.distributed import SINGLE, Dist
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted, Warning
@@ -159,7 +159,7 @@ class Trainer:
         if resume:
             if not last_path.is_file():
                 raise RunFolderError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
-            resume_blob = rundir.load_checkpoint_file(last_path)
+            resume_blob = checkpoint.load_checkpoint(last_path)
         config_mod.check_paths(cfg)
         main = self.dist.main
         config_text = config_mod.dumps(cfg)
@@ -252,12 +252,12 @@ class Trainer:
                     self.best = (epoch, val["acc"])
                     best_preds = val["preds"]
                     if main:
-                        rundir.save_checkpoint(run_dir / "checkpoints" / "best.pt", metrics=record, **meta)
+                        checkpoint.save_checkpoint(run_dir / "checkpoints" / "best.pt", metrics=record, **meta)
                     patience_left = cfg.train.early_stopping
                 else:
                     patience_left -= 1
                 if main:  # the checkpoint first: it is the truth a resume starts from
-                    rundir.save_checkpoint(last_path, metrics=record, extra={
+                    checkpoint.save_checkpoint(last_path, metrics=record, extra={
                         "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best_score": best_score,
                         "best_epoch": self.best[0], "best_val_acc": self.best[1], "history": self.history,
                         "patience_left": patience_left}, **meta)

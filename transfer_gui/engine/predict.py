@@ -19,11 +19,10 @@ import torch
 from PIL import Image
 
 from transfer_gui.engine.catalog import ModelError
-from transfer_gui.engine.export import (TORCHSCRIPT_META, find_checkpoint, load_checkpoint,
-                                        model_from_checkpoint, parse_flat_metadata)
-from transfer_gui.engine.preprocess import Preprocessing, eval_transform
-
+from transfer_gui.engine.checkpoint import (TORCHSCRIPT_META, find_checkpoint, load_checkpoint,
+                                            model_from_checkpoint, parse_flat_metadata)
 from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, ImageError, open_image
+from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 Forward = Callable[[torch.Tensor], np.ndarray]

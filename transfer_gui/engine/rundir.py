@@ -20,61 +20,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from transfer_gui import config as config_mod
-from transfer_gui.atomic import atomic_write_text, atomic_write_with
-from transfer_gui.engine.catalog import CHECKPOINT_FORMAT
+from transfer_gui.atomic import atomic_write_text
+from transfer_gui.engine.formats import checkpoint_in
 from transfer_gui.errors import UserError
-
-CHECKPOINT_VERSION = 1
 
 
 class RunFolderError(UserError, ValueError):
     """A folder that cannot serve as the run folder: not writable, somebody else's files, no run in it."""
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with every non-finite float as None (JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(obj), indent=1))
-
-
-def save_checkpoint(path: Path, *, model: torch.nn.Module, arch: str, classes: list[str], preprocessing,
-                    head_path: str, metrics: dict, config_text: str, extra: dict | None = None) -> None:
-    blob = {
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": arch, "classes": list(classes),
-        "preprocessing": preprocessing.to_dict(), "head_path": head_path,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # no copy on CPU
-        "metrics": _jsonable(metrics), "config": config_text,
-    }
-    if extra:
-        blob.update(extra)
-    atomic_write_with(path, lambda fh: torch.save(blob, fh))
-
-
-def load_checkpoint_file(path: Path) -> dict:
-    from transfer_gui.engine.catalog import ModelError
-
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:300]}") from None
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path} is not a transfer_gui checkpoint")
-    return blob
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=1))
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(_jsonable(h)) + "\n" for h in history))
+    atomic_write_text(path, "".join(json.dumps(jsonable(h)) + "\n" for h in history))
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -105,11 +77,7 @@ class RunRecord:
 
     @property
     def best_checkpoint(self) -> Path | None:
-        for name in ("best.pt", "last.pt"):
-            p = self.run_dir / "checkpoints" / name
-            if p.is_file():
-                return p
-        return None
+        return checkpoint_in(self.run_dir)
 
     def confusion(self) -> list[list[int]]:
         n = len(self.classes)

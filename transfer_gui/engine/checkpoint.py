@@ -1,0 +1,130 @@
+"""The app checkpoint: write one, find it in a run folder, read and check it (the only reader:
+resume, export, predict and the run folder all come here), rebuild its model; and the metadata
+every export carries so that it can be used without the checkpoint.
+
+A checkpoint is a plain dict saved with ``torch.save`` and read with ``weights_only=True``:
+``format`` (:data:`CHECKPOINT_FORMAT`), ``version``, ``arch``, ``classes``, ``preprocessing``,
+``head_path``, ``state_dict``, ``metrics``, ``config``; ``last.pt`` adds the training state that
+a resume needs (optimizer, epoch, step, best epoch and score, history, patience).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from transfer_gui.atomic import atomic_write_with
+from transfer_gui.engine.catalog import ModelError, build_architecture
+from transfer_gui.engine.formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_in
+from transfer_gui.engine.preprocess import Preprocessing
+from transfer_gui.engine.rundir import jsonable
+
+META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
+TORCHSCRIPT_META = "transfer_gui.json"  # name of the extra file inside a TorchScript archive
+REQUIRED = ("arch", "classes", "preprocessing", "state_dict")
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, arch: str, classes: list[str], preprocessing,
+                    head_path: str, metrics: dict, config_text: str, extra: dict | None = None) -> None:
+    blob = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": arch, "classes": list(classes),
+        "preprocessing": preprocessing.to_dict(), "head_path": head_path,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # no copy on CPU
+        "metrics": jsonable(metrics), "config": config_text,
+    }
+    if extra:
+        blob.update(extra)
+    atomic_write_with(path, lambda fh: torch.save(blob, fh))
+
+
+def find_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
+    """``checkpoints/best.pt`` of a run folder, else ``checkpoints/last.pt``."""
+    folder = Path(run_dir)
+    found = checkpoint_in(folder)
+    if found is not None:
+        return found
+    if not folder.is_dir():
+        raise ModelError(f"run folder not found: {folder}")
+    raise ModelError(f"no checkpoint in run folder {folder}: expected checkpoints/best.pt or "
+                     f"checkpoints/last.pt (has the run finished an epoch?)")
+
+
+def _torch_load(p: Path) -> Any:
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure is the file's; say which and why
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+            raise ModelError(f"refused to load {p}: it contains Python objects other than tensors and plain "
+                             f"data, and loading it could run code. Only transfer_gui checkpoints are "
+                             f"accepted here.") from None
+        reason = text.splitlines()[0][:300] if text else type(exc).__name__
+        raise ModelError(f"cannot read checkpoint {p}: {reason}") from None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """Read and validate an app checkpoint (a run folder: its best one). Never unpickles code:
+    ``weights_only=True``. Refuses other files, newer versions and incomplete checkpoints."""
+    p = Path(path)
+    if p.is_dir():
+        p = find_checkpoint(p)
+    if not p.is_file():
+        raise ModelError(f"checkpoint not found: {p}")
+    ck = _torch_load(p)
+    found = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+    if not isinstance(ck, dict) or found != CHECKPOINT_FORMAT:
+        raise ModelError(f"{p} is not a transfer_gui checkpoint (format {found!r}, expected "
+                         f"{CHECKPOINT_FORMAT!r}). A bare weights file can be imported as a model's weights.")
+    version = ck.get("version", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise ModelError(f"{p} has checkpoint version {version!r}; this transfer_gui reads up to "
+                         f"version {CHECKPOINT_VERSION}. Update transfer_gui to open it.")
+    missing = [k for k in REQUIRED if k not in ck]
+    if missing:
+        raise ModelError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
+    return ck
+
+
+def model_from_checkpoint(ck: dict, source: str = "checkpoint") -> tuple[nn.Module, list[str], Preprocessing, str]:
+    """Rebuild ``(model in eval mode, classes, preprocessing, arch)`` from a loaded checkpoint."""
+    classes = [str(c) for c in ck["classes"]]
+    arch = str(ck["arch"])
+    model = build_architecture(arch, num_classes=len(classes)).model
+    try:
+        model.load_state_dict(ck["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"weights in {source} do not fit {arch} with {len(classes)} classes: "
+                         f"{str(exc).splitlines()[0][:300]}") from None
+    return model.eval(), classes, Preprocessing.from_dict(ck["preprocessing"]), arch
+
+
+# ----------------------------------------------------------------------------- export metadata
+
+
+def export_metadata(ck: dict) -> dict[str, Any]:
+    """What every export carries so it can be used without the checkpoint."""
+    return {"format": META_FORMAT, "version": CHECKPOINT_VERSION, "arch": str(ck["arch"]),
+            "classes": [str(c) for c in ck["classes"]], "preprocessing": dict(ck["preprocessing"]),
+            "head_path": str(ck.get("head_path", "")), "metrics": dict(ck.get("metrics") or {})}
+
+
+def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """String-to-string form for safetensors and ONNX: plain strings as-is, the rest as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def parse_flat_metadata(flat: dict[str, str], source: str) -> dict[str, Any]:
+    if flat.get("format") != META_FORMAT:
+        raise ModelError(f"{source} has no transfer_gui metadata (class names, preprocessing): it is a bare "
+                         f"weights file. Import it as a model's weights instead.")
+    try:
+        return {"arch": flat["arch"], "head_path": flat.get("head_path", ""),
+                "classes": json.loads(flat["classes"]), "preprocessing": json.loads(flat["preprocessing"]),
+                "metrics": json.loads(flat.get("metrics", "{}"))}
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{source} has damaged transfer_gui metadata ({exc})") from None
