@@ -114,6 +114,9 @@ def test_sample_flow_on_a_real_x_server(xserver, tmp_path):
         print(f"first paint on Xvfb: {float(paint.group(1)):.2f} s")
         _x(xserver, "key", "ctrl+s")  # save the project (a file dialog opens) ...
         _wait_for_log(log, r"dialog: Save project as", proc, 30)
+        dialog = _x(xserver, "search", "--sync", "--onlyvisible", "--name", "Save project as").splitlines()[0]
+        _x(xserver, "windowfocus", "--sync", dialog)  # keys typed before it has the focus would be lost
+        _x(xserver, "key", "ctrl+a")
         _x(xserver, "type", "--delay", "20", str(tmp_path / "sample.toml"))
         _x(xserver, "key", "Return")
         _wait_for_log(log, r"saved .*sample\.toml", proc, 30)
