@@ -48,67 +48,12 @@ class DataPage(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        self.add_btn = QPushButton("&Add folder…")
-        self.add_btn.setToolTip("Add a folder of images: a parent with one sub-folder per class, or one "
-                                "class folder. You can also drop folders anywhere on the window.")
-        self.add_btn.clicked.connect(self.add_folder_dialog)
-        self.sample_btn = QPushButton("Load &sample data")
-        self.sample_btn.setToolTip("Use the bundled sample: 240 Fashion-MNIST images in four classes "
-                                   "(T-shirt, trouser, sneaker, bag). Replaces the current folders.")
-        self.sample_btn.clicked.connect(self.load_sample)
-        self.remove_btn = QPushButton("Re&move folder")
-        self.remove_btn.setToolTip("Stop using the selected folder.")
-        self.remove_btn.clicked.connect(self._remove_selected)
-        self.folders = QListWidget()
-        self.folders.setToolTip("The folders images are read from (data.folders). Drop more folders on the "
-                                "window to add them.")
-        self.folders.setMaximumHeight(76)
-        self.folders.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.drop_hint = QLabel("Drop image folders here — a folder with one sub-folder per class, several "
-                                "class folders, or a mix — or click “Add folder…”.")
-        self.drop_hint.setWordWrap(True)
-        self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.drop_hint.setMinimumHeight(70)
-        self.drop_hint.setStyleSheet(drop_zone_css("padding: 12px;"))
-
-        self.scan_bar = QProgressBar()
-        self.scan_bar.setRange(0, 0)
-        self.scan_bar.setToolTip("Scanning the folders; the window stays usable.")
-        self.scan_label = QLabel()
-        self.scan_cancel = QPushButton("Cancel")
-        self.scan_cancel.setToolTip("Stop scanning the folders.")
-        self.scan_cancel.clicked.connect(self._cancel_scan)
-        scan_row = QHBoxLayout()
-        scan_row.addWidget(self.scan_bar, 1)
-        scan_row.addWidget(self.scan_label, 2)
-        scan_row.addWidget(self.scan_cancel)
-        self.scan_box = QWidget()
-        self.scan_box.setLayout(scan_row)
-        self.scan_box.setVisible(False)
-
-        self.table = ClassTable()
-        self.table.renamed.connect(self._rename)
-        self.table.use_changed.connect(self._use)
-        self.table.currentCellChanged.connect(lambda *_: self.augment.timer.start())
-        self.totals = QLabel()
-        self.totals.setToolTip("What training will use, after renames and left-out classes.")
-        self.warnings = QListWidget()
-        self.warnings.setToolTip("Things worth fixing before training. Click a skipped-files line to see "
-                                 "which files and why.")
-        self.warnings.setMaximumHeight(96)
-        self.warnings.setWordWrap(True)
-        self.warnings.itemClicked.connect(self._warning_clicked)
-        self.warnings.itemActivated.connect(self._warning_clicked)
-
-        buttons = QHBoxLayout()
-        for b in (self.add_btn, self.sample_btn, self.remove_btn):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
         left = QVBoxLayout()
-        left.addLayout(buttons)
-        left.addWidget(self.drop_hint)
-        left.addWidget(self.folders)
-        left.addWidget(self.scan_box)
+        left.addLayout(self._build_buttons())
+        left.addWidget(self._build_drop_hint())
+        left.addWidget(self._build_folders())
+        left.addWidget(self._build_scan_box())
+        self._build_classes()
         left.addWidget(self.table, 1)
         left.addWidget(self.totals)
         left.addWidget(self.warnings)
@@ -125,6 +70,74 @@ class DataPage(QWidget):
         lay.addLayout(left, 3)
         lay.addLayout(right, 2)
 
+    def _build_buttons(self) -> QHBoxLayout:
+        self.add_btn = QPushButton("&Add folder…")
+        self.add_btn.setToolTip("Add a folder of images: a parent with one sub-folder per class, or one "
+                                "class folder. You can also drop folders anywhere on the window.")
+        self.add_btn.clicked.connect(self.add_folder_dialog)
+        self.sample_btn = QPushButton("Load &sample data")
+        self.sample_btn.setToolTip("Use the bundled sample: 240 Fashion-MNIST images in four classes "
+                                   "(T-shirt, trouser, sneaker, bag). Replaces the current folders.")
+        self.sample_btn.clicked.connect(self.load_sample)
+        self.remove_btn = QPushButton("Re&move folder")
+        self.remove_btn.setToolTip("Stop using the selected folder.")
+        self.remove_btn.clicked.connect(self._remove_selected)
+        buttons = QHBoxLayout()
+        for b in (self.add_btn, self.sample_btn, self.remove_btn):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        return buttons
+
+    def _build_drop_hint(self) -> QLabel:
+        self.drop_hint = QLabel("Drop image folders here — a folder with one sub-folder per class, several "
+                                "class folders, or a mix — or click “Add folder…”.")
+        self.drop_hint.setWordWrap(True)
+        self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.drop_hint.setMinimumHeight(70)
+        self.drop_hint.setStyleSheet(drop_zone_css("padding: 12px;"))
+        return self.drop_hint
+
+    def _build_folders(self) -> QListWidget:
+        self.folders = QListWidget()
+        self.folders.setToolTip("The folders images are read from (data.folders). Drop more folders on the "
+                                "window to add them.")
+        self.folders.setMaximumHeight(76)
+        self.folders.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        return self.folders
+
+    def _build_scan_box(self) -> QWidget:
+        self.scan_bar = QProgressBar()
+        self.scan_bar.setRange(0, 0)
+        self.scan_bar.setToolTip("Scanning the folders; the window stays usable.")
+        self.scan_label = QLabel()
+        self.scan_cancel = QPushButton("Cancel")
+        self.scan_cancel.setToolTip("Stop scanning the folders.")
+        self.scan_cancel.clicked.connect(self._cancel_scan)
+        scan_row = QHBoxLayout()
+        scan_row.addWidget(self.scan_bar, 1)
+        scan_row.addWidget(self.scan_label, 2)
+        scan_row.addWidget(self.scan_cancel)
+        self.scan_box = QWidget()
+        self.scan_box.setLayout(scan_row)
+        self.scan_box.setVisible(False)
+        return self.scan_box
+
+    def _build_classes(self) -> None:
+        """The class table, the totals under it and the list of warnings."""
+        self.table = ClassTable()
+        self.table.renamed.connect(self._rename)
+        self.table.use_changed.connect(self._use)
+        self.table.currentCellChanged.connect(lambda *_: self.augment.timer.start())
+        self.totals = QLabel()
+        self.totals.setToolTip("What training will use, after renames and left-out classes.")
+        self.warnings = QListWidget()
+        self.warnings.setToolTip("Things worth fixing before training. Click a skipped-files line to see "
+                                 "which files and why.")
+        self.warnings.setMaximumHeight(96)
+        self.warnings.setWordWrap(True)
+        self.warnings.itemClicked.connect(self._warning_clicked)
+        self.warnings.itemActivated.connect(self._warning_clicked)
+
     # ------------------------------------------------------------------ actions
     def add_folders(self, paths: list[str]) -> None:
         current = list(self.project.cfg.data.folders)
@@ -132,7 +145,7 @@ class DataPage(QWidget):
             p = os.path.abspath(p)
             if p not in current:
                 current.append(p)
-        self._set("data.folders", current)
+        self.project.set("data.folders", current)
         self.ctx.remember_dir("data", paths[-1])
 
     def add_folder_dialog(self) -> None:
@@ -153,7 +166,7 @@ class DataPage(QWidget):
         folders = list(self.project.cfg.data.folders)
         if 0 <= row < len(folders):
             del folders[row]
-            self._set("data.folders", folders)
+            self.project.set("data.folders", folders)
 
     def _rename(self, original: str, new: str) -> None:
         renames = dict(self.project.cfg.data.rename_classes)
@@ -161,7 +174,7 @@ class DataPage(QWidget):
             renames.pop(original, None)
         else:
             renames[original] = new
-        self._set("data.rename_classes", renames)
+        self.project.set("data.rename_classes", renames)
 
     def _use(self, original: str, used: bool) -> None:
         excluded = [c for c in self.project.cfg.data.exclude_classes if c != original]
@@ -170,12 +183,7 @@ class DataPage(QWidget):
             excluded = [c for c in excluded if c != renamed]
         if not used:
             excluded.append(original)
-        self._set("data.exclude_classes", excluded)
-
-    def _set(self, key: str, value) -> None:
-        if getattr(self, "_filling", False):
-            return
-        self.project.set(key, value)
+        self.project.set("data.exclude_classes", excluded)
 
     # ------------------------------------------------------------------ scanning
     def _start_scan(self) -> None:
@@ -214,19 +222,15 @@ class DataPage(QWidget):
     # ------------------------------------------------------------------ showing
     def _config_changed(self, keys: set) -> None:
         d = self.project.cfg.data
-        self._filling = True
-        try:
-            self.folders.clear()
-            for f in d.folders:
-                item = QListWidgetItem(f)
-                item.setToolTip(f)
-                self.folders.addItem(item)
-            has = bool(d.folders)
-            self.folders.setVisible(has)
-            self.drop_hint.setVisible(not has)
-            self.remove_btn.setEnabled(has)
-        finally:
-            self._filling = False
+        self.folders.clear()  # a list to show, not a control bound to the config
+        for f in d.folders:
+            item = QListWidgetItem(f)
+            item.setToolTip(f)
+            self.folders.addItem(item)
+        has = bool(d.folders)
+        self.folders.setVisible(has)
+        self.drop_hint.setVisible(not has)
+        self.remove_btn.setEnabled(has)
         everything = "" in keys
         if everything or "data.folders" in keys:
             self._start_scan()

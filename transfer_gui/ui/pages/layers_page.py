@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeade
                                QSlider, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from transfer_gui.state.project import GroupInfo, freeze_changes, frozen_set
+from transfer_gui.ui.binding import bind, signals_blocked
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import group_color, readable, status_colors
 from transfer_gui.ui.widgets.lr_panel import LRPanel
@@ -49,6 +50,23 @@ def compute_lrs(names: list[str], layers_cfg) -> dict[str, float]:
                      layers_cfg.lr)
 
 
+def speed_note(cfg, names: list[str], frozen: set[str]) -> str:
+    """A sentence on how fast an epoch will be: whether the frozen groups' outputs are computed
+    once (the engine's feature cache) or every image goes through the whole network."""
+    from transfer_gui.engine.preprocess import augment_is_random
+
+    cache = cfg.train.feature_cache == "auto" and not augment_is_random(cfg.data.augment)
+    if cache and set(names[:-1]) <= frozen and "head" not in frozen and not cfg.layers.unfreeze_at:
+        return ("Only the head trains and augmentation is off, so the backbone's features are computed "
+                "once: fast, even on a CPU.")
+    if cache and names[0] in frozen and not cfg.layers.train_bn:
+        return ("The frozen groups at the input side are computed once when their output fits in memory; "
+                "each epoch then runs only the groups that train.")
+    if augment_is_random(cfg.data.augment):
+        return "Augmentation is on, so every epoch runs the whole network: slower, but more varied."
+    return "Every epoch runs images through the whole network: slower on a CPU."
+
+
 def _swatch(color: str) -> QIcon:
     pm = QPixmap(12, 12)
     pm.fill(QColor(color))
@@ -60,7 +78,6 @@ class LayersPage(QWidget):
         super().__init__()
         self.ctx = ctx
         self.project = ctx.project
-        self._filling = False
         self.spins: list[SciSpinBox] = []
         self._build()
         p = self.project
@@ -71,6 +88,29 @@ class LayersPage(QWidget):
         self._config_changed({""})
 
     def _build(self) -> None:
+        left = QVBoxLayout()
+        left.addWidget(self._build_table(), 1)
+        self.loading = QLabel()
+        self.loading.setWordWrap(True)
+        left.addWidget(self.loading)
+        left.addLayout(self._build_buttons())
+        left.addLayout(self._build_slider())
+        self.train_bn = QCheckBox("Update BatchNorm statistics of frozen groups")
+        self.train_bn.setToolTip("Normally frozen groups keep their normalisation statistics too "
+                                 "(layers.train_bn). Tick to let them adapt to your images.")
+        left.addWidget(self.train_bn)
+        self.totals = QLabel()
+        self.totals.setWordWrap(True)
+        self.totals.setToolTip("Parameters that will be trained, of all parameters in the model.")
+        left.addWidget(self.totals)
+        self.lr_panel = LRPanel(self.project)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(left, 1)
+        lay.addWidget(self.lr_panel, 1)
+        bind(self.train_bn, self.project, "layers.train_bn")
+
+    def _build_table(self) -> QTableWidget:
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Frozen", "Layer group", "Parameters", "Learning rate"])
         self.table.setToolTip(FREEZE_TIP)
@@ -87,9 +127,9 @@ class LayersPage(QWidget):
         hh.setSectionResizeMode(PARAMS, QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(LR, QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemChanged.connect(self._item_changed)
-        self.loading = QLabel()
-        self.loading.setWordWrap(True)
+        return self.table
 
+    def _build_buttons(self) -> QHBoxLayout:
         self.head_only = QPushButton("Freeze all but head")
         self.head_only.setToolTip("Train only the new classification head (fast, good with few images).")
         self.head_only.clicked.connect(lambda: self.project.update({"layers.train_from": "head", "layers.frozen": []}))
@@ -97,10 +137,13 @@ class LayersPage(QWidget):
         self.unfreeze.setToolTip("Fine-tune every layer (slower; best with many images). Pair it with "
                                  "discriminative rates and warmup.")
         self.unfreeze.clicked.connect(lambda: self.project.update({"layers.train_from": "", "layers.frozen": []}))
-        self.train_bn = QCheckBox("Update BatchNorm statistics of frozen groups")
-        self.train_bn.setToolTip("Normally frozen groups keep their normalisation statistics too "
-                                 "(layers.train_bn). Tick to let them adapt to your images.")
-        self.train_bn.toggled.connect(lambda on: not self._filling and self.project.set("layers.train_bn", on))
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.head_only)
+        buttons.addWidget(self.unfreeze)
+        buttons.addStretch(1)
+        return buttons
+
+    def _build_slider(self) -> QHBoxLayout:
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setToolTip("Train from this group on: every group before it is frozen (layers.train_from). "
                                "Slide left to fine-tune more of the network.")
@@ -108,33 +151,13 @@ class LayersPage(QWidget):
         self.slider.valueChanged.connect(self._slider_moved)
         self.slider_label = QLabel()
         self.slider_label.setMinimumWidth(170)
-        self.totals = QLabel()
-        self.totals.setWordWrap(True)
-        self.totals.setToolTip("Parameters that will be trained, of all parameters in the model.")
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.head_only)
-        buttons.addWidget(self.unfreeze)
-        buttons.addStretch(1)
         slide = QHBoxLayout()
         lab = QLabel("Train from")
         lab.setToolTip(self.slider.toolTip())
         slide.addWidget(lab)
         slide.addWidget(self.slider, 1)
         slide.addWidget(self.slider_label)
-        left = QVBoxLayout()
-        left.addWidget(self.table, 1)
-        left.addWidget(self.loading)
-        left.addLayout(buttons)
-        left.addLayout(slide)
-        left.addWidget(self.train_bn)
-        left.addWidget(self.totals)
-
-        self.lr_panel = LRPanel(self.project)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(left, 1)
-        lay.addWidget(self.lr_panel, 1)
+        return slide
 
     # ------------------------------------------------------------------ groups
     def _load_groups(self) -> None:
@@ -179,8 +202,7 @@ class LayersPage(QWidget):
 
     def _rebuild_table(self) -> None:
         info = self._info()
-        self._filling = True
-        try:
+        with signals_blocked(self.table, self.slider):
             self.table.setRowCount(0)
             self.spins = []
             if info is None:
@@ -209,13 +231,11 @@ class LayersPage(QWidget):
                 self.table.setCellWidget(r, LR, spin)
                 self.spins.append(spin)
             self.slider.setRange(0, n - 1)
-        finally:
-            self._filling = False
 
     # ------------------------------------------------------------------ edits
     def _item_changed(self, item: QTableWidgetItem) -> None:
         info = self._info()
-        if self._filling or info is None or item.column() != FROZEN:
+        if info is None or item.column() != FROZEN:
             return
         frozen = {info.names[r] for r in range(self.table.rowCount())
                   if self.table.item(r, FROZEN).checkState() == Qt.CheckState.Checked}
@@ -228,13 +248,13 @@ class LayersPage(QWidget):
 
     def _slider_moved(self, value: int) -> None:
         info = self._info()
-        if self._filling or info is None:
+        if info is None:
             return
         self.project.update(freeze_changes(info.names, set(info.names[:value])))
 
     def _lr_edited(self, group: str, value: float) -> None:
         info = self._info()
-        if self._filling or info is None:
+        if info is None:
             return
         L = self.project.cfg.layers
         if group == "head":
@@ -264,56 +284,42 @@ class LayersPage(QWidget):
         names = info.names if info else ["head"]
         frozen = frozen_set(names, cfg.layers) if info else set()
         lrs = compute_lrs(names, cfg.layers) if info else {"head": cfg.layers.head_lr}
-        self._filling = True
-        try:
-            self.train_bn.setChecked(cfg.layers.train_bn)
-            for w in (self.head_only, self.unfreeze, self.slider):
-                w.setEnabled(info is not None)
-            if info is None:
-                if p.groups_error and not self.ctx.tasks.running("groups"):
-                    self.loading.setText(f"<span style='color:{status_colors()['error']}'>{p.groups_error}</span>")
-                elif self._loaded_for is None:
-                    self.loading.setText(f"The layer groups of {cfg.model.name} are read when this step opens.")
-                self.totals.setText("")
-            else:
-                self.loading.setText("")
-                counts = info.counts(p.num_classes() or None)
-                for r, name in enumerate(info.names):
-                    self.table.item(r, FROZEN).setCheckState(Qt.CheckState.Checked if name in frozen
-                                                             else Qt.CheckState.Unchecked)
-                    self.table.item(r, PARAMS).setText(f"{counts[r]:,}")
-                    spin = self.spins[r]
-                    spin.setValue(lrs[name])
-                    spin.setEnabled(name not in frozen)
-                    over = name in cfg.layers.lr
-                    f = spin.font()
-                    f.setBold(over)
-                    spin.setFont(f)
-                first = next((i for i, n in enumerate(info.names) if n not in frozen), len(info.names) - 1)
-                self.slider.setValue(first)
-                self.slider_label.setText(f"{info.names[first]} ({len(info.names) - first} of {len(info.names)} "
-                                          f"groups train)")
-                self._show_totals(info, counts, frozen)
-        finally:
-            self._filling = False
+        for w in (self.head_only, self.unfreeze, self.slider):
+            w.setEnabled(info is not None)
+        if info is None:
+            if p.groups_error and not self.ctx.tasks.running("groups"):
+                self.loading.setText(f"<span style='color:{status_colors()['error']}'>{p.groups_error}</span>")
+            elif self._loaded_for is None:
+                self.loading.setText(f"The layer groups of {cfg.model.name} are read when this step opens.")
+            self.totals.setText("")
+        else:
+            self.loading.setText("")
+            counts = info.counts(p.num_classes() or None)
+            with signals_blocked(self.table, self.slider, *self.spins):
+                self._show_groups(info, counts, frozen, lrs)
+            self._show_totals(info, counts, frozen)
         self.lr_panel.refresh(names, lrs, frozen)
+
+    def _show_groups(self, info: GroupInfo, counts: list[int], frozen: set[str], lrs: dict[str, float]) -> None:
+        """Ticks, parameter counts and rates of the table, and the slider (signals blocked)."""
+        layers = self.project.cfg.layers
+        for r, name in enumerate(info.names):
+            self.table.item(r, FROZEN).setCheckState(Qt.CheckState.Checked if name in frozen
+                                                     else Qt.CheckState.Unchecked)
+            self.table.item(r, PARAMS).setText(f"{counts[r]:,}")
+            spin = self.spins[r]
+            spin.setValue(lrs[name])
+            spin.setEnabled(name not in frozen)
+            f = spin.font()
+            f.setBold(name in layers.lr)
+            spin.setFont(f)
+        first = next((i for i, n in enumerate(info.names) if n not in frozen), len(info.names) - 1)
+        self.slider.setValue(first)
+        self.slider_label.setText(f"{info.names[first]} ({len(info.names) - first} of {len(info.names)} "
+                                  f"groups train)")
 
     def _show_totals(self, info: GroupInfo, counts: list[int], frozen: set[str]) -> None:
         total = sum(counts)
         trainable = sum(c for n, c in zip(info.names, counts) if n not in frozen)
-        cfg = self.project.cfg
-        from transfer_gui.engine.preprocess import augment_is_random
-
-        cache = cfg.train.feature_cache == "auto" and not augment_is_random(cfg.data.augment)
-        if cache and set(info.names[:-1]) <= frozen and "head" not in frozen and not cfg.layers.unfreeze_at:
-            speed = ("Only the head trains and augmentation is off, so the backbone's features are computed "
-                     "once: fast, even on a CPU.")
-        elif cache and info.names[0] in frozen and not cfg.layers.train_bn:
-            speed = ("The frozen groups at the input side are computed once when their output fits in memory; "
-                     "each epoch then runs only the groups that train.")
-        elif augment_is_random(cfg.data.augment):
-            speed = "Augmentation is on, so every epoch runs the whole network: slower, but more varied."
-        else:
-            speed = "Every epoch runs images through the whole network: slower on a CPU."
         self.totals.setText(f"<b>Trainable: {trainable:,} of {total:,} parameters "
-                            f"({trainable / max(1, total):.1%})</b>. {speed}")
+                            f"({trainable / max(1, total):.1%})</b>. {speed_note(self.project.cfg, info.names, frozen)}")

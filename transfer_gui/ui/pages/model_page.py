@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QButtonGroup, QFormLayout, QGroupBox, QHBoxLayout
                                QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
 from transfer_gui.ui import dialogs
+from transfer_gui.ui.binding import bind
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
 from transfer_gui.ui.widgets.catalog_table import OFFLINE_MODEL, STATUS_TEXT, CatalogTable, fmt_params
@@ -59,8 +60,8 @@ class ModelPage(QWidget):
         self.ctx = ctx
         self.project = ctx.project
         self.weights_errors: dict[str, str] = {}  # weights file -> why it does not fit
-        self._filling = False
         self._build()
+        self._bind()
         self.project.config_changed.connect(self._config_changed)
         self._catalog_requested = False
         self._config_changed({""})
@@ -92,6 +93,21 @@ class ModelPage(QWidget):
         self.chosen = QLabel()
         self.chosen.setWordWrap(True)
         self.chosen.setTextFormat(Qt.TextFormat.RichText)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay = QVBoxLayout(box)
+        lay.addWidget(self.chosen)
+        lay.addSpacing(6)
+        lay.addLayout(self._build_weights())
+        lay.addLayout(self._build_download())
+        lay.addWidget(self.message)
+        lay.addLayout(self._build_size())
+        lay.addStretch(1)
+        return box
+
+    def _build_weights(self) -> QVBoxLayout:
+        """Where the weights come from (model.weights), and the import and download buttons."""
         self.w_pre = QRadioButton("Pretrained weights (ImageNet)")
         self.w_pre.setToolTip("Start from weights learned on ImageNet: the point of transfer learning "
                               "(model.weights = \"pretrained\").")
@@ -104,8 +120,6 @@ class ModelPage(QWidget):
         group = QButtonGroup(self)
         for b in (self.w_pre, self.w_none, self.w_file):
             group.addButton(b)
-        self.w_pre.toggled.connect(lambda on: on and self._set("model.weights", "pretrained"))
-        self.w_none.toggled.connect(lambda on: on and self._set("model.weights", "none"))
         self.w_file.toggled.connect(lambda on: on and self.project.cfg.model.weights in ("pretrained", "none")
                                     and self.import_weights_dialog())
         self.file_label = QLabel()
@@ -114,34 +128,11 @@ class ModelPage(QWidget):
         self.import_btn.setToolTip("Choose a .pth, .pt or .safetensors file, or a previous export or "
                                    "checkpoint, to start from.")
         self.import_btn.clicked.connect(self.import_weights_dialog)
-
         self.download_btn = QPushButton("Download weights")
         self.download_btn.setToolTip("Download the pretrained weights of the chosen model into the torch "
                                      "cache (needs a network).")
         self.download_btn.clicked.connect(self.start_download)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setToolTip("Stop the download; nothing partial is left behind.")
-        self.cancel_btn.clicked.connect(self.cancel_download)
-        self.progress = QProgressBar()
-        self.progress.setToolTip("Download progress.")
-        self.progress.setVisible(False)
-        self.cancel_btn.setVisible(False)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-
-        self.size_spin = QSpinBox()
-        self.size_spin.setRange(0, 1024)
-        self.size_spin.setSingleStep(32)
-        self.size_spin.setSpecialValueText("model default")
-        self.size_spin.setSuffix(" px")
-        self.size_spin.setToolTip("Side of the square image fed to the network (data.image_size). Smaller is "
-                             "much faster (e.g. 96 or 128 for small, simple images); 0 = the model's own size.")
-        self.size_spin.valueChanged.connect(lambda v: self._set("data.image_size", 0 if v < 16 else int(v)))
-
-        lay = QVBoxLayout(box)
-        lay.addWidget(self.chosen)
-        lay.addSpacing(6)
+        lay = QVBoxLayout()
         for w in (self.w_pre, self.w_none, self.w_file):
             lay.addWidget(w)
         row = QHBoxLayout()
@@ -150,16 +141,38 @@ class ModelPage(QWidget):
         row.addStretch(1)
         lay.addLayout(row)
         lay.addWidget(self.file_label)
+        return lay
+
+    def _build_download(self) -> QHBoxLayout:
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop the download; nothing partial is left behind.")
+        self.cancel_btn.clicked.connect(self.cancel_download)
+        self.progress = QProgressBar()
+        self.progress.setToolTip("Download progress.")
+        self.progress.setVisible(False)
+        self.cancel_btn.setVisible(False)
         prog = QHBoxLayout()
         prog.addWidget(self.progress, 1)
         prog.addWidget(self.cancel_btn)
-        lay.addLayout(prog)
-        lay.addWidget(self.message)
+        return prog
+
+    def _build_size(self) -> QFormLayout:
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(0, 1024)
+        self.size_spin.setSingleStep(32)
+        self.size_spin.setSpecialValueText("model default")
+        self.size_spin.setSuffix(" px")
+        self.size_spin.setToolTip("Side of the square image fed to the network (data.image_size). Smaller is "
+                                  "much faster (e.g. 96 or 128 for small, simple images); 0 = the model's own size.")
         form = QFormLayout()
         form.addRow("Image size", self.size_spin)
-        lay.addLayout(form)
-        lay.addStretch(1)
-        return box
+        return form
+
+    def _bind(self) -> None:
+        # a file path is any other value: the file radio, whose own handler asks for the file
+        self.weights_binding = bind({"pretrained": self.w_pre, "none": self.w_none}, self.project, "model.weights",
+                                    other=self.w_file)
+        bind(self.size_spin, self.project, "data.image_size", from_widget=lambda v: 0 if v < 16 else int(v))
 
     # ------------------------------------------------------------------ catalog
     @property
@@ -182,14 +195,14 @@ class ModelPage(QWidget):
     def import_weights_dialog(self) -> bool:
         path = dialogs.open_file(self, "Import weights", self.ctx.last_dir("weights"), WEIGHTS_FILTER)
         if not path:
-            self._config_changed({""})  # put the radio buttons back
+            self.weights_binding.refresh()  # put the radio buttons back
             return False
         self.ctx.remember_dir("weights", path)
         self.import_weights(path)
         return True
 
     def import_weights(self, path: str) -> None:
-        self._set("model.weights", str(Path(path).resolve()))
+        self.project.set("model.weights", str(Path(path).resolve()))
         self._show_message("Checking the weights file…", "muted")
         self.ctx.tasks.start("check-weights", inspect_weights_job, self.project.cfg.model.name, str(path), heavy=True,
                              on_done=self._weights_checked, on_error=self._weights_failed)
@@ -250,10 +263,6 @@ class ModelPage(QWidget):
         self._show_message("Download cancelled; nothing was saved.", "muted")
 
     # ------------------------------------------------------------------ showing
-    def _set(self, key: str, value) -> None:
-        if not self._filling:
-            self.project.set(key, value)
-
     def _show_message(self, text: str, kind: str) -> None:
         self.message.setText(f"<span style='color:{status_colors()[kind]}'>{text}</span>")
 
@@ -273,15 +282,7 @@ class ModelPage(QWidget):
             return
         m = self.project.cfg.model
         spec = self.specs.get(m.name)
-        self._filling = True
-        try:
-            self.w_pre.setChecked(m.weights == "pretrained")
-            self.w_none.setChecked(m.weights == "none")
-            self.w_file.setChecked(m.weights not in ("pretrained", "none"))
-            self.size_spin.setValue(self.project.cfg.data.image_size)
-            self.catalog.show_current(m.name)
-        finally:
-            self._filling = False
+        self.catalog.show_current(m.name)
         if spec is not None:
             self.size_spin.setSpecialValueText(f"model default ({spec.input_size} px)")
             top1 = "" if math.isnan(spec.top1) else f", ImageNet top-1 {spec.top1:.1f} %"

@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QTableWidget, QTableWidgetItem
 
 from transfer_gui.state.dataset_view import ClassRow
+from transfer_gui.ui.binding import signals_blocked
 from transfer_gui.ui.widgets.thumbnails import strip
 
 THUMB = 40
@@ -40,12 +41,10 @@ class ClassTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.setAlternatingRowColors(True)
         self.rows: list[ClassRow] = []
-        self._filling = False
         self.itemChanged.connect(self._changed)
 
     def set_rows(self, rows: list[ClassRow]) -> None:
-        self._filling = True
-        try:
+        with signals_blocked(self):  # filling the cells is no edit
             self.rows = rows
             self.setRowCount(len(rows))
             for r, row in enumerate(rows):
@@ -72,8 +71,6 @@ class ClassTable(QTableWidget):
                     ex.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                     ex.setToolTip("A few images of this class.")
                     self.setItem(r, EXAMPLES, ex)
-        finally:
-            self._filling = False
 
     def set_thumbnails(self, thumbs: dict[str, list[QImage | None]]) -> None:
         bg = QApplication.palette().color(QPalette.ColorRole.AlternateBase)
@@ -91,7 +88,7 @@ class ClassTable(QTableWidget):
         return self.rows[r] if 0 <= r < len(self.rows) else None
 
     def _changed(self, item: QTableWidgetItem) -> None:
-        if self._filling or not (0 <= item.row() < len(self.rows)):
+        if not (0 <= item.row() < len(self.rows)):
             return
         row = self.rows[item.row()]
         if item.column() == USE:
@@ -99,8 +96,7 @@ class ClassTable(QTableWidget):
         elif item.column() == NAME:
             new = item.text().strip()
             if not new:
-                self._filling = True
-                item.setText(row.name)
-                self._filling = False
+                with signals_blocked(self):
+                    item.setText(row.name)
                 return
             self.renamed.emit(row.original, new)

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLay
                                QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
 
 from transfer_gui.ui import dialogs
+from transfer_gui.ui.binding import bind
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
 from transfer_gui.ui.widgets.aug_preview import AugmentPreview
@@ -38,7 +39,6 @@ class ValidationBox(QGroupBox):
     def __init__(self, ctx: Context):
         super().__init__("Validation images")
         self.ctx, self.project = ctx, ctx.project
-        self._filling = False
         self.setToolTip("Images held back to measure accuracy honestly; they are never trained on.")
         self.split_radio = QRadioButton("Hold back a share of each class")
         self.split_radio.setToolTip("Split each class: this share of its images is used for validation "
@@ -62,8 +62,20 @@ class ValidationBox(QGroupBox):
         self.val_info = QLabel()
         self.val_info.setWordWrap(True)
         self.split_radio.toggled.connect(self._mode_changed)
-        self.val_pct.valueChanged.connect(lambda v: self._set("data.val_fraction", v / 100.0))
         self.val_browse.clicked.connect(self._choose_folder)
+        self._layout()
+        # the split radio stands for "no validation folders"; choosing the folder radio changes
+        # nothing until a folder is chosen
+        bind({"split": self.split_radio, "folder": self.folder_radio}, self.project, "data.val_folders",
+             to_widget=lambda folders: "folder" if folders else "split",
+             from_widget=lambda mode: [] if mode == "split" else None)
+        bind(self.val_pct, self.project, "data.val_fraction", to_widget=lambda f: round(f * 100),
+             from_widget=lambda v: v / 100.0)
+        self.project.config_changed.connect(self._config_changed)
+        self.project.scan_changed.connect(self.show_info)
+        self._config_changed({""})
+
+    def _layout(self) -> None:
         row1 = QHBoxLayout()
         row1.addWidget(self.split_radio)
         row1.addWidget(self.val_pct)
@@ -76,37 +88,20 @@ class ValidationBox(QGroupBox):
         lay.addLayout(row1)
         lay.addLayout(row2)
         lay.addWidget(self.val_info)
-        self.project.config_changed.connect(self._config_changed)
-        self.project.scan_changed.connect(self.show_info)
-        self._config_changed({""})
-
-    def _set(self, key: str, value) -> None:
-        if not self._filling:
-            self.project.set(key, value)
 
     def _mode_changed(self, split: bool) -> None:
         self.val_pct.setEnabled(split)
         self.val_browse.setEnabled(not split)
-        if split and self.project.cfg.data.val_folders:
-            self._set("data.val_folders", [])
 
     def _choose_folder(self) -> None:
         path = dialogs.choose_folder(self, "Choose the validation folder", self.ctx.last_dir("data"))
         if path:
-            self._set("data.val_folders", [os.path.abspath(path)])
+            self.project.set("data.val_folders", [os.path.abspath(path)])
 
     def _config_changed(self, keys: set) -> None:
         d = self.project.cfg.data
-        self._filling = True
-        try:
-            self.split_radio.setChecked(not d.val_folders)
-            self.folder_radio.setChecked(bool(d.val_folders))
-            self.val_pct.setValue(round(d.val_fraction * 100))
-            self.val_pct.setEnabled(not d.val_folders)
-            self.val_browse.setEnabled(bool(d.val_folders))
-            self.val_folder.setText(d.val_folders[0] if d.val_folders else "")
-        finally:
-            self._filling = False
+        self._mode_changed(self.split_radio.isChecked())  # the radios follow data.val_folders
+        self.val_folder.setText(d.val_folders[0] if d.val_folders else "")
         if "" in keys or "data.val_folders" in keys:
             self._scan()
         self.show_info()
@@ -135,9 +130,24 @@ class AugmentBox(QGroupBox):
         super().__init__("Augmentation")
         self.ctx, self.project = ctx, ctx.project
         self.example_path = example_path
-        self._filling = False
         self.setToolTip("Random changes to training images so the model sees more variety. Off by default: "
                         "without it the frozen backbone's features are computed once, which makes training fast.")
+        lay = QVBoxLayout(self)
+        lay.addLayout(self._build_switches())
+        lay.addWidget(self._build_preview())
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.reroll)
+        lay.addLayout(row)
+        lay.addStretch(1)
+        for w, key in ((self.aug_on, "enabled"), (self.aug_crop, "random_resized_crop"),
+                       (self.aug_hflip, "hflip"), (self.aug_vflip, "vflip"), (self.aug_rot, "rotation")):
+            bind(w, self.project, f"data.augment.{key}")
+        bind(self.aug_jitter, self.project, "data.augment.color_jitter", from_widget=lambda v: round(float(v), 2))
+        self.project.config_changed.connect(self._config_changed)
+        self._config_changed({""})
+
+    def _build_switches(self) -> QFormLayout:
         self.aug_on = QCheckBox("Augment training images")
         self.aug_on.setToolTip("Turn random augmentation on or off (data.augment.enabled).")
         self.aug_crop = QCheckBox("Random crop and zoom")
@@ -157,17 +167,6 @@ class AugmentBox(QGroupBox):
         self.aug_jitter.setSingleStep(0.1)
         self.aug_jitter.setToolTip("Random brightness, contrast and colour changes, 0 = none, 1 = strong "
                                    "(data.augment.color_jitter).")
-        for w, key in ((self.aug_on, "enabled"), (self.aug_crop, "random_resized_crop"),
-                       (self.aug_hflip, "hflip"), (self.aug_vflip, "vflip")):
-            w.toggled.connect(lambda on, k=key: self._set(f"data.augment.{k}", on))
-        self.aug_rot.valueChanged.connect(lambda v: self._set("data.augment.rotation", float(v)))
-        self.aug_jitter.valueChanged.connect(lambda v: self._set("data.augment.color_jitter", round(float(v), 2)))
-        self.preview = AugmentPreview(ctx.tasks)
-        self.reroll = QPushButton("New samples")
-        self.reroll.setToolTip("Draw new random augmentations of the image.")
-        self.timer = QTimer(self, singleShot=True, interval=150)
-        self.timer.timeout.connect(self.request_preview)
-        self.reroll.clicked.connect(self.request_preview)
         form = QFormLayout()
         form.addRow(self.aug_on)
         checks = QHBoxLayout()
@@ -184,35 +183,21 @@ class AugmentBox(QGroupBox):
             nums.addSpacing(12)
         nums.addStretch(1)
         form.addRow(nums)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.preview)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.reroll)
-        lay.addLayout(row)
-        lay.addStretch(1)
-        self.project.config_changed.connect(self._config_changed)
-        self._config_changed({""})
+        return form
 
-    def _set(self, key: str, value) -> None:
-        if not self._filling:
-            self.project.set(key, value)
+    def _build_preview(self) -> AugmentPreview:
+        self.preview = AugmentPreview(self.ctx.tasks)
+        self.reroll = QPushButton("New samples")
+        self.reroll.setToolTip("Draw new random augmentations of the image.")
+        self.timer = QTimer(self, singleShot=True, interval=150)
+        self.timer.timeout.connect(self.request_preview)
+        self.reroll.clicked.connect(self.request_preview)
+        return self.preview
 
     def _config_changed(self, keys: set) -> None:
-        a = self.project.cfg.data.augment
-        self._filling = True
-        try:
-            self.aug_on.setChecked(a.enabled)
-            self.aug_crop.setChecked(a.random_resized_crop)
-            self.aug_hflip.setChecked(a.hflip)
-            self.aug_vflip.setChecked(a.vflip)
-            self.aug_rot.setValue(a.rotation)
-            self.aug_jitter.setValue(a.color_jitter)
-            for w in (self.aug_crop, self.aug_hflip, self.aug_vflip, self.aug_rot, self.aug_jitter):
-                w.setEnabled(a.enabled)
-        finally:
-            self._filling = False
+        enabled = self.project.cfg.data.augment.enabled
+        for w in (self.aug_crop, self.aug_hflip, self.aug_vflip, self.aug_rot, self.aug_jitter):
+            w.setEnabled(enabled)
         if "" in keys or any(k.startswith(("data.augment", "data.image_size", "model.")) for k in keys):
             self.timer.start()
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from transfer_gui import config as config_mod
 from transfer_gui.engine import schedule as schedule_mod  # pure Python, no torch
 from transfer_gui.state.project import Project
+from transfer_gui.ui.binding import bind, fill_combo, signals_blocked
 from transfer_gui.ui.theme import group_color
 from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 from transfer_gui.ui.widgets.sci_spin import SciSpinBox, fmt_sci
@@ -29,20 +31,34 @@ TIPS = {
 }
 
 
+OPTIMIZER_LABELS = {"adamw": "adamw", "sgd": "sgd"}  # the config's own names, as the tips and docs use them
+SCHEDULE_LABELS = {"constant": "constant", "cosine": "cosine", "step": "step", "onecycle": "onecycle"}
+WARMUP_UNITS = ("epochs", "steps")
+
+
 class LRPanel(QWidget):
     def __init__(self, project: Project, parent: QWidget | None = None):
         super().__init__(parent)
         self.project = project
-        self._filling = False
         self.curves: list = []
         self._build()
+        self._bind()
 
     def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self._build_rates())
+        lay.addWidget(self._build_optimizer_box())
+        lay.addWidget(self._build_plot(), 1)
+        self.plot_note = QLabel()
+        self.plot_note.setWordWrap(True)
+        lay.addWidget(self.plot_note)
+
+    def _build_rates(self) -> QGroupBox:
         rates = QGroupBox("Learning rates")
         self.head_lr = SciSpinBox(1e-7, 10.0)
         self.head_lr.setToolTip(TIPS["head_lr"])
         self.head_lr.setMaximumWidth(120)
-        self.head_lr.valueChanged.connect(lambda v: self._set("layers.head_lr", float(v)))
         self.decay = QDoubleSpinBox()
         self.decay.setRange(0.01, 1.0)
         self.decay.setSingleStep(0.05)
@@ -50,11 +66,10 @@ class LRPanel(QWidget):
         self.decay.setPrefix("× ")
         self.decay.setToolTip(TIPS["decay"])
         self.decay.setMaximumWidth(100)
-        self.decay.valueChanged.connect(lambda v: self._set("layers.lr_decay", round(float(v), 4)))
         self.reset_btn = QPushButton("Clear per-group rates")
         self.reset_btn.setToolTip("Forget rates typed into the table for single groups (layers.lr), so every "
                                   "group follows the head rate and the factor again.")
-        self.reset_btn.clicked.connect(lambda: self._set("layers.lr", {}))
+        self.reset_btn.clicked.connect(lambda: self.project.set("layers.lr", {}))
         f = QFormLayout(rates)
         f.addRow("Head rate", self.head_lr)
         row = QHBoxLayout()
@@ -64,52 +79,32 @@ class LRPanel(QWidget):
         f.addRow("Each group below", row)
         f.labelForField(self.head_lr).setToolTip(TIPS["head_lr"])
         f.labelForField(row).setToolTip(TIPS["decay"])
+        return rates
 
+    def _build_optimizer_box(self) -> QGroupBox:
         opt = QGroupBox("Optimizer and schedule")
+        g = QFormLayout(opt)
+        rows = (("Optimizer", self._build_optimizer_row(), TIPS["optimizer"]),
+                ("Warmup", self._build_warmup_row(), TIPS["warmup"]),
+                ("Schedule", self._build_schedule_row(), TIPS["schedule"]))
+        for label, layout, tip in rows:
+            g.addRow(label, layout)
+            lab = g.labelForField(layout)
+            if lab is not None:
+                lab.setToolTip(tip)
+        return opt
+
+    def _build_optimizer_row(self) -> QHBoxLayout:
         self.optimizer = QComboBox()
-        self.optimizer.addItems(["adamw", "sgd"])
+        fill_combo(self.optimizer, config_mod.OPTIMIZERS, OPTIMIZER_LABELS)
         self.optimizer.setToolTip(TIPS["optimizer"])
-        self.optimizer.currentTextChanged.connect(lambda t: self._set("optim.name", t))
         self.wd = SciSpinBox(0.0, 1.0, allow_zero=True)
         self.wd.setToolTip(TIPS["wd"])
-        self.wd.valueChanged.connect(lambda v: self._set("optim.weight_decay", float(v)))
         self.momentum = QDoubleSpinBox()
         self.momentum.setRange(0.0, 0.999)
         self.momentum.setDecimals(3)
         self.momentum.setSingleStep(0.01)
         self.momentum.setToolTip("SGD momentum (optim.momentum): how much of the previous step carries over.")
-        self.momentum.valueChanged.connect(lambda v: self._set("optim.momentum", float(v)))
-        self.sched = QComboBox()
-        self.sched.addItems(["constant", "cosine", "step", "onecycle"])
-        self.sched.setToolTip(TIPS["schedule"])
-        self.sched.currentTextChanged.connect(lambda t: self._set("schedule.name", t))
-        self.warmup = QDoubleSpinBox()
-        self.warmup.setRange(0, 100000)
-        self.warmup.setDecimals(1)
-        self.warmup.setToolTip(TIPS["warmup"])
-        self.warmup.valueChanged.connect(self._warmup_changed)
-        self.warmup_unit = QComboBox()
-        self.warmup_unit.addItems(["epochs", "steps"])
-        self.warmup_unit.setToolTip("Count warmup in epochs (schedule.warmup_epochs) or optimizer steps "
-                                    "(schedule.warmup_steps).")
-        self.warmup_unit.currentTextChanged.connect(self._warmup_changed)
-        self.min_factor = QDoubleSpinBox()
-        self.min_factor.setRange(0, 1)
-        self.min_factor.setSingleStep(0.05)
-        self.min_factor.setToolTip("Cosine and one-cycle end at this fraction of each group's rate "
-                                   "(schedule.min_lr_factor).")
-        self.min_factor.valueChanged.connect(lambda v: self._set("schedule.min_lr_factor", float(v)))
-        self.step_epochs = QSpinBox()
-        self.step_epochs.setRange(1, 1000)
-        self.step_epochs.setToolTip("Step schedule: multiply the rate by gamma every this many epochs "
-                                    "(schedule.step_epochs).")
-        self.step_epochs.valueChanged.connect(lambda v: self._set("schedule.step_epochs", int(v)))
-        self.gamma = QDoubleSpinBox()
-        self.gamma.setRange(0.01, 1.0)
-        self.gamma.setSingleStep(0.05)
-        self.gamma.setToolTip("Step schedule: the factor applied at each step (schedule.gamma).")
-        self.gamma.valueChanged.connect(lambda v: self._set("schedule.gamma", float(v)))
-        g = QFormLayout(opt)
         r1 = QHBoxLayout()
         r1.addWidget(self.optimizer)
         self.wd_label = QLabel("weight decay")
@@ -121,88 +116,103 @@ class LRPanel(QWidget):
         r1.addWidget(self.mom_label)
         r1.addWidget(self.momentum)
         r1.addStretch(1)
-        g.addRow("Optimizer", r1)
+        return r1
+
+    def _build_warmup_row(self) -> QHBoxLayout:
+        self.warmup = QDoubleSpinBox()
+        self.warmup.setRange(0, 100000)
+        self.warmup.setDecimals(1)
+        self.warmup.setToolTip(TIPS["warmup"])
+        self.warmup.valueChanged.connect(self._warmup_changed)
+        self.warmup_unit = QComboBox()
+        self.warmup_unit.addItems(list(WARMUP_UNITS))
+        self.warmup_unit.setToolTip("Count warmup in epochs (schedule.warmup_epochs) or optimizer steps "
+                                    "(schedule.warmup_steps).")
+        self.warmup_unit.currentTextChanged.connect(self._warmup_changed)
         r2 = QHBoxLayout()
         r2.addWidget(self.warmup)
         r2.addWidget(self.warmup_unit)
         r2.addStretch(1)
-        g.addRow("Warmup", r2)
+        return r2
+
+    def _build_schedule_row(self) -> QHBoxLayout:
+        self.sched = QComboBox()
+        fill_combo(self.sched, config_mod.SCHEDULES, SCHEDULE_LABELS)
+        self.sched.setToolTip(TIPS["schedule"])
+        self.min_factor = QDoubleSpinBox()
+        self.min_factor.setRange(0, 1)
+        self.min_factor.setSingleStep(0.05)
+        self.min_factor.setToolTip("Cosine and one-cycle end at this fraction of each group's rate "
+                                   "(schedule.min_lr_factor).")
+        self.step_epochs = QSpinBox()
+        self.step_epochs.setRange(1, 1000)
+        self.step_epochs.setToolTip("Step schedule: multiply the rate by gamma every this many epochs "
+                                    "(schedule.step_epochs).")
+        self.gamma = QDoubleSpinBox()
+        self.gamma.setRange(0.01, 1.0)
+        self.gamma.setSingleStep(0.05)
+        self.gamma.setToolTip("Step schedule: the factor applied at each step (schedule.gamma).")
         r3 = QHBoxLayout()
         r3.addWidget(self.sched)
         self.floor_label = QLabel("floor")
-        self.floor_label.setToolTip(self.min_factor.toolTip())
-        r3.addWidget(self.floor_label)
-        r3.addWidget(self.min_factor)
         self.every_label = QLabel("every")
-        self.every_label.setToolTip(self.step_epochs.toolTip())
-        r3.addWidget(self.every_label)
-        r3.addWidget(self.step_epochs)
         self.gamma_label = QLabel("epochs ×")
-        self.gamma_label.setToolTip(self.gamma.toolTip())
-        r3.addWidget(self.gamma_label)
-        r3.addWidget(self.gamma)
+        for label, field in ((self.floor_label, self.min_factor), (self.every_label, self.step_epochs),
+                             (self.gamma_label, self.gamma)):
+            label.setToolTip(field.toolTip())
+            r3.addWidget(label)
+            r3.addWidget(field)
         r3.addStretch(1)
-        g.addRow("Schedule", r3)
-        for layout, tip in ((r1, TIPS["optimizer"]), (r2, TIPS["warmup"]), (r3, TIPS["schedule"])):
-            lab = g.labelForField(layout)
-            if lab is not None:
-                lab.setToolTip(tip)
+        return r3
 
+    def _build_plot(self):
         self.plot = make_plot("Learning rate of each group over the run", "learning rate", "epoch")
         self.plot.setToolTip("Preview of every trainable group's learning rate over the whole run, from the "
                              "same schedule code training uses. Frozen groups are not drawn.")
-        self.plot_note = QLabel()
-        self.plot_note.setWordWrap(True)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(rates)
-        lay.addWidget(opt)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.plot_note)
+        return self.plot
+
+    def _bind(self) -> None:
+        p = self.project
+        bind(self.head_lr, p, "layers.head_lr")
+        bind(self.decay, p, "layers.lr_decay", from_widget=lambda v: round(float(v), 4))
+        bind(self.optimizer, p, "optim.name")
+        bind(self.wd, p, "optim.weight_decay")
+        bind(self.momentum, p, "optim.momentum")
+        bind(self.sched, p, "schedule.name")
+        bind(self.min_factor, p, "schedule.min_lr_factor")
+        bind(self.step_epochs, p, "schedule.step_epochs")
+        bind(self.gamma, p, "schedule.gamma")
 
     # ------------------------------------------------------------------
-    def _set(self, key: str, value) -> None:
-        if not self._filling:
-            self.project.set(key, value)
-
     def _warmup_changed(self, *_args) -> None:
-        if self._filling:
-            return
         v = self.warmup.value()
         if self.warmup_unit.currentText() == "steps":
             self.project.update({"schedule.warmup_steps": int(round(v)), "schedule.warmup_epochs": 0.0})
         else:
             self.project.update({"schedule.warmup_steps": 0, "schedule.warmup_epochs": float(v)})
 
-    def refresh(self, group_names: list[str], lrs: dict[str, float], frozen: set[str]) -> None:
-        cfg = self.project.cfg
-        self._filling = True
-        try:
-            self.head_lr.setValue(cfg.layers.head_lr)
-            self.decay.setValue(cfg.layers.lr_decay)
-            self.reset_btn.setEnabled(bool(cfg.layers.lr))
-            self.optimizer.setCurrentText(cfg.optim.name)
-            self.wd.setValue(cfg.optim.weight_decay)
-            self.momentum.setValue(cfg.optim.momentum)
-            sgd = cfg.optim.name == "sgd"
-            self.momentum.setVisible(sgd)
-            self.mom_label.setVisible(sgd)
-            s = cfg.schedule
-            self.sched.setCurrentText(s.name)
-            steps = s.warmup_steps > 0
+    def _show_warmup(self) -> None:
+        """One value and its unit for two keys (schedule.warmup_steps wins when it is set)."""
+        s = self.project.cfg.schedule
+        steps = s.warmup_steps > 0
+        with signals_blocked(self.warmup, self.warmup_unit):
             self.warmup_unit.setCurrentText("steps" if steps else "epochs")
             self.warmup.setDecimals(0 if steps else 1)
             self.warmup.setValue(s.warmup_steps if steps else s.warmup_epochs)
-            self.min_factor.setValue(s.min_lr_factor)
-            self.step_epochs.setValue(s.step_epochs)
-            self.gamma.setValue(s.gamma)
-            floor = s.name in ("cosine", "onecycle")
-            for w in (self.floor_label, self.min_factor):
-                w.setVisible(floor)
-            for w in (self.every_label, self.step_epochs, self.gamma_label, self.gamma):
-                w.setVisible(s.name == "step")
-        finally:
-            self._filling = False
+
+    def refresh(self, group_names: list[str], lrs: dict[str, float], frozen: set[str]) -> None:
+        """Show what depends on more than one value (the bound controls follow their keys)."""
+        cfg = self.project.cfg
+        self.reset_btn.setEnabled(bool(cfg.layers.lr))
+        sgd = cfg.optim.name == "sgd"
+        self.momentum.setVisible(sgd)
+        self.mom_label.setVisible(sgd)
+        self._show_warmup()
+        name = cfg.schedule.name
+        for w in (self.floor_label, self.min_factor):
+            w.setVisible(name in ("cosine", "onecycle"))
+        for w in (self.every_label, self.step_epochs, self.gamma_label, self.gamma):
+            w.setVisible(name == "step")
         self._draw(group_names, lrs, frozen)
 
     def _draw(self, names: list[str], lrs: dict[str, float], frozen: set[str]) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton, QSpinBox
 
+from transfer_gui import config as config_mod
 from transfer_gui.ui import dialogs
+from transfer_gui.ui.binding import bind, fill_combo, signals_blocked
 from transfer_gui.ui.context import Context
 
-PRECISIONS = (("Automatic", "auto", "bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."),
-              ("Full (fp32)", "fp32", "32-bit floats everywhere: slowest on GPUs, most exact."),
-              ("Mixed bf16", "bf16", "Mixed precision with bfloat16 on CUDA: fast, no loss scaling needed."),
-              ("Mixed fp16", "fp16", "Mixed precision with float16 on CUDA, with loss scaling."))
+PRECISION_LABELS = {"auto": "Automatic", "fp32": "Full (fp32)", "bf16": "Mixed bf16", "fp16": "Mixed fp16"}
+PRECISION_TIPS = {"auto": "bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU.",
+                  "fp32": "32-bit floats everywhere: slowest on GPUs, most exact.",
+                  "bf16": "Mixed precision with bfloat16 on CUDA: fast, no loss scaling needed.",
+                  "fp16": "Mixed precision with float16 on CUDA, with loss scaling."}
+METRIC_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
 
 
 def devices_job(task) -> list[tuple[str, str]]:
@@ -32,8 +36,28 @@ class TrainSettings(QGroupBox):
     def __init__(self, ctx: Context):
         super().__init__("Settings")
         self.ctx, self.project = ctx, ctx.project
-        self._filling = False
         self.devices_loaded = False
+        form = QFormLayout(self)
+        form.addRow("Device", self._build_device())
+        self.batch, self.epochs = self._build_counts()
+        form.addRow("Batch size", self.batch)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Precision", self._build_precision())
+        self.patience, self.metric_box = self._build_stopping()
+        form.addRow("Early stopping", self.patience)
+        form.addRow("Watch", self.metric_box)
+        out_row = self._build_out_row()
+        form.addRow("Run folder", out_row)
+        for field in (self.device, self.batch, self.epochs, self.precision, self.patience, self.metric_box):
+            form.labelForField(field).setToolTip(field.toolTip())
+        self.out_label = form.labelForField(out_row)
+        self._bind()
+        self.project.config_changed.connect(self._config_changed)
+        self.project.state_changed.connect(self._show_runs_dir)
+        self._show_runs_dir()
+        self._config_changed({""})
+
+    def _build_device(self) -> QComboBox:
         self.device = QComboBox()
         self.device.setToolTip("Where training runs (train.device). Automatic picks a CUDA GPU, then Apple's "
                                "MPS, then the CPU.")
@@ -41,60 +65,57 @@ class TrainSettings(QGroupBox):
         self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.device.addItem("Automatic", "auto")
         self.device.addItem("CPU", "cpu")
-        self.device.currentIndexChanged.connect(lambda _i: self._set("train.device", self.device.currentData()))
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 4096)
-        self.batch.setToolTip("Images per optimizer step (train.batch_size). Larger is faster on GPUs but "
-                              "needs more memory; halve it if you run out of memory.")
-        self.batch.valueChanged.connect(lambda v: self._set("train.batch_size", int(v)))
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 10000)
-        self.epochs.setToolTip("How many times training goes through all training images (train.epochs).")
-        self.epochs.valueChanged.connect(lambda v: self._set("train.epochs", int(v)))
+        return self.device
+
+    def _build_counts(self) -> tuple[QSpinBox, QSpinBox]:
+        batch = QSpinBox()
+        batch.setRange(1, 4096)
+        batch.setToolTip("Images per optimizer step (train.batch_size). Larger is faster on GPUs but "
+                         "needs more memory; halve it if you run out of memory.")
+        epochs = QSpinBox()
+        epochs.setRange(1, 10000)
+        epochs.setToolTip("How many times training goes through all training images (train.epochs).")
+        return batch, epochs
+
+    def _build_precision(self) -> QComboBox:
         self.precision = QComboBox()
-        for label, value, tip in PRECISIONS:
-            self.precision.addItem(label, value)
-            self.precision.setItemData(self.precision.count() - 1, tip, 3)  # ToolTipRole
+        fill_combo(self.precision, config_mod.PRECISIONS, PRECISION_LABELS, PRECISION_TIPS)
         self.precision.setToolTip("Mixed precision (train.precision) computes in 16-bit floats on CUDA GPUs "
                                   "for speed; it has no effect on the CPU.")
-        self.precision.currentIndexChanged.connect(lambda _i: self._set("train.precision", self.precision.currentData()))
-        self.patience = QSpinBox()
-        self.patience.setRange(0, 1000)
-        self.patience.setSpecialValueText("off")
-        self.patience.setSuffix(" epochs")
-        self.patience.setToolTip("Early stopping (train.early_stopping): stop when the validation metric has "
-                                 "not improved for this many epochs. The best epoch's model is kept.")
-        self.patience.valueChanged.connect(lambda v: self._set("train.early_stopping", int(v)))
-        self.metric_box = QComboBox()
-        self.metric_box.addItem("validation accuracy", "val_acc")
-        self.metric_box.addItem("validation loss", "val_loss")
-        self.metric_box.setToolTip("What early stopping and “best epoch” watch (train.early_stopping_metric).")
-        self.metric_box.currentIndexChanged.connect(lambda _i: self._set("train.early_stopping_metric",
-                                                                     self.metric_box.currentData()))
+        return self.precision
+
+    def _build_stopping(self) -> tuple[QSpinBox, QComboBox]:
+        patience = QSpinBox()
+        patience.setRange(0, 1000)
+        patience.setSpecialValueText("off")
+        patience.setSuffix(" epochs")
+        patience.setToolTip("Early stopping (train.early_stopping): stop when the validation metric has "
+                            "not improved for this many epochs. The best epoch's model is kept.")
+        metric = QComboBox()
+        fill_combo(metric, config_mod.EARLY_STOP_METRICS, METRIC_LABELS)
+        metric.setToolTip("What early stopping and “best epoch” watch (train.early_stopping_metric).")
+        return patience, metric
+
+    def _build_out_row(self) -> QHBoxLayout:
         self.out_dir = QLineEdit()
         self.out_dir.setPlaceholderText("automatic: a new folder per run")
-        self.out_dir.editingFinished.connect(lambda: self._set("output.dir", self.out_dir.text().strip()))
         self.out_btn = QPushButton("Choose…")
         self.out_btn.setToolTip("Choose the run folder.")
         self.out_btn.clicked.connect(self._choose_out)
-        form = QFormLayout(self)
-        form.addRow("Device", self.device)
-        form.addRow("Batch size", self.batch)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Precision", self.precision)
-        form.addRow("Early stopping", self.patience)
-        form.addRow("Watch", self.metric_box)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_dir, 1)
-        out_row.addWidget(self.out_btn)
-        form.addRow("Run folder", out_row)
-        for field in (self.device, self.batch, self.epochs, self.precision, self.patience, self.metric_box):
-            form.labelForField(field).setToolTip(field.toolTip())
-        self.out_label = form.labelForField(out_row)
-        self.project.config_changed.connect(self._config_changed)
-        self.project.state_changed.connect(self._show_runs_dir)
-        self._show_runs_dir()
-        self._config_changed({""})
+        row = QHBoxLayout()
+        row.addWidget(self.out_dir, 1)
+        row.addWidget(self.out_btn)
+        return row
+
+    def _bind(self) -> None:
+        p = self.project
+        self.device_binding = bind(self.device, p, "train.device", add_missing=True)
+        bind(self.batch, p, "train.batch_size")
+        bind(self.epochs, p, "train.epochs")
+        bind(self.precision, p, "train.precision")
+        bind(self.patience, p, "train.early_stopping")
+        bind(self.metric_box, p, "train.early_stopping_metric")
+        bind(self.out_dir, p, "output.dir", from_widget=str.strip)
 
     def load_devices(self) -> None:
         if not self.devices_loaded:
@@ -102,18 +123,11 @@ class TrainSettings(QGroupBox):
             self.ctx.tasks.start("devices", devices_job, heavy=True, on_done=self._devices_found)
 
     def _devices_found(self, devices: list[tuple[str, str]]) -> None:
-        self._filling = True
-        try:
+        with signals_blocked(self.device):
             self.device.clear()
             for label, value in devices:
                 self.device.addItem(label, value)
-        finally:
-            self._filling = False
-        self._config_changed({"train.device"})
-
-    def _set(self, key: str, value) -> None:
-        if not self._filling and value is not None:
-            self.project.set(key, value)
+        self.device_binding.refresh()
 
     def _out_tip(self) -> str:
         return ("The run folder (output.dir): checkpoints, metrics and predictions go here. Empty = a new "
@@ -123,7 +137,7 @@ class TrainSettings(QGroupBox):
         root = self.project.runs_dir()
         path = dialogs.choose_folder(self, "Choose the run folder", str(root if root.is_dir() else root.parent))
         if path:
-            self._set("output.dir", path)
+            self.project.set("output.dir", path)
 
     def _show_runs_dir(self) -> None:
         self.out_dir.setToolTip(self._out_tip())
@@ -135,21 +149,5 @@ class TrainSettings(QGroupBox):
         self.metric_box.setEnabled(not running and self.project.cfg.train.early_stopping > 0)
 
     def _config_changed(self, _keys: set) -> None:
-        t = self.project.cfg.train
-        self._filling = True
-        try:
-            i = self.device.findData(t.device)
-            if i < 0:
-                self.device.addItem(t.device, t.device)
-                i = self.device.count() - 1
-            self.device.setCurrentIndex(i)
-            self.batch.setValue(t.batch_size)
-            self.epochs.setValue(t.epochs)
-            self.precision.setCurrentIndex(max(0, self.precision.findData(t.precision)))
-            self.patience.setValue(t.early_stopping)
-            self.metric_box.setCurrentIndex(max(0, self.metric_box.findData(t.early_stopping_metric)))
-            self.metric_box.setEnabled(t.early_stopping > 0 and self.batch.isEnabled())
-            if self.out_dir.text() != self.project.cfg.output.dir:
-                self.out_dir.setText(self.project.cfg.output.dir)
-        finally:
-            self._filling = False
+        """What follows the values (the bound controls show the values themselves)."""
+        self.metric_box.setEnabled(self.project.cfg.train.early_stopping > 0 and self.batch.isEnabled())
