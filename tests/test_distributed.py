@@ -9,7 +9,7 @@ import torch
 
 from conftest import make_class_folders, tiny_config
 from transfer_gui import config as C
-from transfer_gui.engine.distributed import SINGLE, Dist, ShardedSampler
+from transfer_gui.engine.ranks import SINGLE, Dist, ShardedSampler
 from transfer_gui.engine.checkpoint import load_checkpoint
 
 

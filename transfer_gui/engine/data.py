@@ -17,8 +17,10 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from transfer_gui.engine.control import StopRequested
 from transfer_gui.engine.imageio import ImageError, open_image
 from transfer_gui.engine.preprocess import Preprocessing, resize_transform
+from transfer_gui.engine.ranks import SINGLE, ShardedSampler
 from transfer_gui.engine.scan import DatasetIndex, Sample, Skipped, scan_sources, stratified_split
 
 ProgressFn = Callable[[int, int], None]
@@ -31,7 +33,6 @@ class Split:
     val: list[Sample]
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    scan_seconds: float = 0.0
 
     def class_counts(self, which: str = "train") -> list[int]:
         counts = [0] * len(self.classes)
@@ -43,7 +44,6 @@ class Split:
 def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> Split:
     """Scan the configured folders and split them into training and validation samples."""
-    t0 = time.perf_counter()
     index = scan_sources(list(data_cfg.folders), data_cfg.exclude_classes, dict(data_cfg.rename_classes),
                          progress=progress, cancel=cancel)
     warnings = list(index.warnings())
@@ -69,7 +69,7 @@ def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None
         val = [index.samples[i] for i in val_idx]
     if not val:
         warnings.append("no validation images: accuracy is measured on nothing; add a validation split")
-    return Split(index.classes, train, val, skipped, warnings, time.perf_counter() - t0)
+    return Split(index.classes, train, val, skipped, warnings)
 
 
 def scan_sources_lenient(folders: list[str], data_cfg, progress, cancel) -> DatasetIndex:
@@ -113,8 +113,6 @@ class DecodedCache:
                     progress(done, len(samples))
                     last = now
                 if cancel and cancel():
-                    from transfer_gui.engine.control import StopRequested
-
                     raise StopRequested()
         self.nbytes = sum(t.numel() for t in self.images if t is not None)
 
@@ -165,8 +163,6 @@ def make_loader(ds, batch_size: int, shuffle: bool, seed: int, workers: int = 0,
                 weighted: bool = False, dist=None, drop_last: bool = False) -> DataLoader:
     """A loader whose order is one seeded permutation per epoch (``sampler.set_epoch``),
     sharded across ranks under torchrun; class-balanced draws on request."""
-    from transfer_gui.engine.distributed import SINGLE, ShardedSampler
-
     dist = dist or SINGLE
     weights = None
     if weighted and shuffle:

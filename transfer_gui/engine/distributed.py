@@ -1,24 +1,20 @@
 """Running under torchrun: one process per device, DistributedDataParallel, rank 0 writes.
 
-A :class:`Dist` is threaded through the engine; its single-process form does nothing, so the
-same code runs in the window, on the command line and under ``torchrun``.
-
-Equal results: the sampler draws one global permutation per epoch (the same one a single
-process draws) and gives rank r every world-th sample of it, so the union of the ranks'
-k-th batches is the single process's k-th batch. With ``train.batch_size`` as the global
-batch, DDP's gradient averaging then gives the same update as one process.
+The environment torchrun sets says whether this process is one of a job (:func:`is_distributed`,
+:func:`is_main_process`); :func:`fit` joins the process group and trains as one rank. What the ranks share while training (:class:`~transfer_gui.engine.ranks.Dist`, the sharded
+sampler) lives in :mod:`transfer_gui.engine.ranks`, below the loop.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as tdist
-from torch.utils.data import Sampler
+
+from transfer_gui.engine.loop import Trainer
+from transfer_gui.engine.ranks import Dist
 
 
 def world_size() -> int:
@@ -43,100 +39,6 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.active:
-            tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
-        return t
-
-    def gather_sharded(self, part: torch.Tensor, n: int) -> torch.Tensor:
-        """Reassemble rows computed as ``rows[rank::world]`` on every rank into all ``n`` rows."""
-        if not self.active:
-            return part
-        sizes = [len(range(r, n, self.world)) for r in range(self.world)]
-        width = max(sizes)
-        padded = torch.zeros((width, *part.shape[1:]), dtype=part.dtype, device=part.device)
-        padded[: len(part)] = part
-        pieces = [torch.empty_like(padded) for _ in range(self.world)]
-        tdist.all_gather(pieces, padded)
-        full = torch.empty((n, *part.shape[1:]), dtype=part.dtype, device=part.device)
-        for r, (piece, size) in enumerate(zip(pieces, sizes)):
-            full[r::self.world] = piece[:size]
-        return full
-
-    def gather_objects(self, items: list) -> list:
-        if not self.active:
-            return items
-        out: list = [None] * self.world
-        tdist.all_gather_object(out, items)
-        return [x for part in out for x in part]
-
-    def broadcast_object(self, obj):
-        if not self.active:
-            return obj
-        box = [obj]
-        tdist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.active:
-            tdist.barrier()
-
-
-SINGLE = Dist()
-
-
-class ShardedSampler(Sampler[int]):
-    """Per epoch: one permutation (seeded by seed and epoch), rank r takes every world-th item.
-
-    Training drops the last ``n % world`` items of the permutation so every rank runs the same
-    number of equal batches (DDP would hang otherwise); validation keeps every item once.
-    """
-
-    def __init__(self, n: int, shuffle: bool, seed: int, dist: Dist = SINGLE, drop_uneven: bool = True,
-                 weights: torch.Tensor | None = None):
-        self.n, self.shuffle, self.seed, self.dist = n, shuffle, seed, dist
-        self.drop_uneven = drop_uneven
-        self.weights = weights  # class-balancing: draw n indices with these weights, with replacement
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _indices(self) -> list[int]:
-        if self.shuffle and self.weights is not None and self.n:
-            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
-        elif self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        if self.drop_uneven and self.dist.world > 1:
-            order = order[: self.n - self.n % self.dist.world]
-        return order[self.dist.rank::self.dist.world]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices())
-
-    def __len__(self) -> int:
-        n = self.n - self.n % self.dist.world if self.drop_uneven and self.dist.world > 1 else self.n
-        return len(range(self.dist.rank, n, self.dist.world))
-
-
 def init_from_env() -> Dist:
     """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs)."""
     if not tdist.is_initialized():
@@ -150,8 +52,6 @@ def init_from_env() -> Dist:
 
 def fit(cfg, on_event=None, resume: bool = False, runs_root=None):
     """``Trainer().fit`` as one rank of a torchrun job (rank 0 names the run folder for all)."""
-    from transfer_gui.engine.loop import Trainer
-
     dist = init_from_env()
     try:
         return Trainer().fit(cfg, on_event, resume=resume, dist=dist, runs_root=runs_root)

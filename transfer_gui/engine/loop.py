@@ -22,7 +22,7 @@ from transfer_gui.atomic import remove_stale_parts
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import checkpoint, rundir
 from transfer_gui.engine.control import RunControl, StopRequested
-from transfer_gui.engine.distributed import SINGLE, Dist
+from transfer_gui.engine.ranks import SINGLE, Dist
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted, Warning
 from transfer_gui.engine.freezing import apply_freeze, frozen_at_epoch, set_train_mode
 from transfer_gui.engine.optim import current_lrs, make_optimizer, set_lr_factor

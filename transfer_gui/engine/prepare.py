@@ -18,7 +18,7 @@ from transfer_gui.engine import data as data_mod
 from transfer_gui.engine import features as feat_mod
 from transfer_gui.engine.catalog import BuiltModel, build_model
 from transfer_gui.engine.control import RunControl
-from transfer_gui.engine.distributed import SINGLE, Dist
+from transfer_gui.engine.ranks import SINGLE, Dist
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
 from transfer_gui.config import ConfigError
 from transfer_gui.engine.freezing import (GroupError, apply_freeze, check_group_names, frozen_at_epoch,
