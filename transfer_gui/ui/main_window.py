@@ -105,6 +105,19 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ construction
     def _build_pages(self) -> None:
+        self.steps = StepList(self.project)
+        self.stack = self._build_stack()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.steps)
+        self.splitter.addWidget(self._build_right())
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setSizes([210, 1070])
+        self.setCentralWidget(self.splitter)
+        self.steps.step_selected.connect(self._show_step)
+
+    def _build_stack(self) -> QStackedWidget:
+        """One page per step, each in a scroll area."""
         from transfer_gui.ui.pages.data_page import DataPage
         from transfer_gui.ui.pages.export_page import ExportPage
         from transfer_gui.ui.pages.layers_page import LayersPage
@@ -112,7 +125,6 @@ class MainWindow(QMainWindow):
         from transfer_gui.ui.pages.results_page import ResultsPage
         from transfer_gui.ui.pages.training_page import TrainingPage
 
-        self.steps = StepList(self.project)
         self.data = DataPage(self.ctx)
         self.model = ModelPage(self.ctx)
         self.layers = LayersPage(self.ctx)
@@ -121,7 +133,7 @@ class MainWindow(QMainWindow):
         self.export = ExportPage(self.ctx)
         self.pages = dict(zip(STEPS, (self.data, self.model, self.layers, self.training, self.results,
                                       self.export)))
-        self.stack = QStackedWidget()
+        stack = QStackedWidget()
         self.scrollers: dict[str, QScrollArea] = {}
         for name, page in self.pages.items():
             # a page never gets less room than it needs: on a small screen (or at 2x) it scrolls
@@ -130,8 +142,11 @@ class MainWindow(QMainWindow):
             scroller.setWidgetResizable(True)
             scroller.setFrameShape(QFrame.Shape.NoFrame)
             self.scrollers[name] = scroller
-            self.stack.addWidget(scroller)
+            stack.addWidget(scroller)
+        return stack
 
+    def _build_right(self) -> QWidget:
+        """The step's heading, what it still needs, its page and the Back / Next buttons."""
         self.heading = QLabel()
         self.heading.setObjectName("PageHeading")
         f = self.heading.font()
@@ -145,19 +160,7 @@ class MainWindow(QMainWindow):
         self.banner.setWordWrap(True)
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.banner.setToolTip("What this step still needs before training can start.")
-
-        self.back_btn = QPushButton("← Back")
-        self.back_btn.setToolTip("Go to the previous step (Alt+Left).")
-        self.next_btn = QPushButton("Next →")
-        self.next_btn.setToolTip("Go to the next step (Alt+Right).")
-        self.next_btn.setDefault(False)
-        self.back_btn.clicked.connect(lambda: self.step_by(-1))
-        self.next_btn.clicked.connect(lambda: self.step_by(1))
-        nav = QHBoxLayout()
-        nav.addWidget(self.back_btn)
-        nav.addStretch(1)
-        nav.addWidget(self.next_btn)
-
+        nav = self._build_nav()
         right = QWidget()
         lay = QVBoxLayout(right)
         lay.setContentsMargins(14, 10, 14, 8)
@@ -171,15 +174,21 @@ class MainWindow(QMainWindow):
         line.setFrameShadow(QFrame.Shadow.Sunken)
         lay.addWidget(line)
         lay.addLayout(nav)
+        return right
 
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.steps)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setCollapsible(0, False)
-        self.splitter.setSizes([210, 1070])
-        self.setCentralWidget(self.splitter)
-        self.steps.step_selected.connect(self._show_step)
+    def _build_nav(self) -> QHBoxLayout:
+        self.back_btn = QPushButton("← Back")
+        self.back_btn.setToolTip("Go to the previous step (Alt+Left).")
+        self.next_btn = QPushButton("Next →")
+        self.next_btn.setToolTip("Go to the next step (Alt+Right).")
+        self.next_btn.setDefault(False)
+        self.back_btn.clicked.connect(lambda: self.step_by(-1))
+        self.next_btn.clicked.connect(lambda: self.step_by(1))
+        nav = QHBoxLayout()
+        nav.addWidget(self.back_btn)
+        nav.addStretch(1)
+        nav.addWidget(self.next_btn)
+        return nav
 
     def start_background_work(self) -> None:
         """After the first paint: read the model catalog, the layer groups and the devices on

@@ -73,6 +73,28 @@ class ExportPage(QWidget):
     def _build(self) -> None:
         self.source = QLabel()
         self.source.setWordWrap(True)
+        self.targets = QLabel()
+        self.targets.setWordWrap(True)
+        self.targets.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addWidget(self.source)
+        left.addWidget(self._build_formats())
+        left.addLayout(self._build_target())
+        left.addWidget(self.targets)
+        left.addLayout(self._build_actions())
+        left.addWidget(self.message)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("<b>Exported files</b>"))
+        right.addWidget(self._build_table(), 1)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(left, 2)
+        lay.addLayout(right, 3)
+
+    def _build_formats(self) -> QGroupBox:
         box = QGroupBox("Formats")
         box.setToolTip("Choose one or more file formats to write.")
         self.checks: dict[str, QCheckBox] = {}
@@ -88,6 +110,10 @@ class ExportPage(QWidget):
             fl.addWidget(cb)
             fl.addWidget(desc)
             self.checks[key] = cb
+        return box
+
+    def _build_target(self) -> QHBoxLayout:
+        """The folder and the file name to export to."""
         self.folder = QLineEdit()
         self.folder.setAccessibleName("Export folder")
         self.folder.setToolTip("Where the files are written.")
@@ -100,9 +126,19 @@ class ExportPage(QWidget):
         self.folder_btn = QPushButton("Save &as…")
         self.folder_btn.setToolTip("Choose the folder and the file name to export to.")
         self.folder_btn.clicked.connect(self._choose_target)
-        self.targets = QLabel()
-        self.targets.setWordWrap(True)
-        self.targets.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row = QHBoxLayout()
+        folder_label = QLabel("F&older")
+        folder_label.setBuddy(self.folder)
+        name_label = QLabel("&Name")
+        name_label.setBuddy(self.name)
+        row.addWidget(folder_label)
+        row.addWidget(self.folder, 2)
+        row.addWidget(name_label)
+        row.addWidget(self.name, 1)
+        row.addWidget(self.folder_btn)
+        return row
+
+    def _build_actions(self) -> QHBoxLayout:
         self.export_btn = QPushButton("Export")
         self.export_btn.setToolTip("Write the chosen formats and check each against the PyTorch model.")
         self.export_btn.clicked.connect(self.export)
@@ -116,8 +152,14 @@ class ExportPage(QWidget):
         self.progress = QProgressBar()
         self.progress.setToolTip("Export progress.")
         self.progress.setVisible(False)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        actions = QHBoxLayout()
+        actions.addWidget(self.export_btn)
+        actions.addWidget(self.cancel_btn)
+        actions.addWidget(self.progress, 1)
+        actions.addWidget(self.open_btn)
+        return actions
+
+    def _build_table(self) -> QTableWidget:
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Format", "File", "Size", "Parity check"])
         self.table.setToolTip("What was written. The parity check runs the written file on validation images "
@@ -131,37 +173,7 @@ class ExportPage(QWidget):
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-
-        row = QHBoxLayout()
-        folder_label = QLabel("F&older")
-        folder_label.setBuddy(self.folder)
-        name_label = QLabel("&Name")
-        name_label.setBuddy(self.name)
-        row.addWidget(folder_label)
-        row.addWidget(self.folder, 2)
-        row.addWidget(name_label)
-        row.addWidget(self.name, 1)
-        row.addWidget(self.folder_btn)
-        actions = QHBoxLayout()
-        actions.addWidget(self.export_btn)
-        actions.addWidget(self.cancel_btn)
-        actions.addWidget(self.progress, 1)
-        actions.addWidget(self.open_btn)
-        left = QVBoxLayout()
-        left.addWidget(self.source)
-        left.addWidget(box)
-        left.addLayout(row)
-        left.addWidget(self.targets)
-        left.addLayout(actions)
-        left.addWidget(self.message)
-        left.addStretch(1)
-        right = QVBoxLayout()
-        right.addWidget(QLabel("<b>Exported files</b>"))
-        right.addWidget(self.table, 1)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(left, 2)
-        lay.addLayout(right, 3)
+        return self.table
 
     # ------------------------------------------------------------------
     def target_folder(self) -> str:

@@ -54,6 +54,14 @@ class ResultsPage(QWidget):
         self.summary = QLabel("No run yet.")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(self._build_top())
+        lay.addWidget(self.summary)
+        lay.addWidget(self._build_tabs(), 1)
+
+    def _build_top(self) -> QHBoxLayout:
+        """The run to show: the project's runs, its skipped files, another run folder."""
         self.open_btn = QPushButton("Open run folder…")
         self.open_btn.setToolTip("Inspect any finished run: choose its folder (the one with config.toml and "
                                  "checkpoints/), e.g. a run trained on a cluster.")
@@ -76,7 +84,10 @@ class ResultsPage(QWidget):
         top.addWidget(self.run_list, 1)
         top.addWidget(self.skipped_btn)
         top.addWidget(self.open_btn)
+        return top
 
+    def _build_quality(self) -> QWidget:
+        """The Accuracy tab: the confusion matrix beside the per-class table."""
         self.confusion = ConfusionTable()
         self.per_class = QTableWidget(0, 5)
         self.per_class.setHorizontalHeaderLabels(["Class", "Images", "Accuracy", "Precision", "F1"])
@@ -102,7 +113,10 @@ class ResultsPage(QWidget):
         right.addWidget(self.per_class, 1)
         q.addLayout(left, 1)
         q.addLayout(right, 1)
+        return quality
 
+    def _build_tabs(self) -> QTabWidget:
+        quality = self._build_quality()
         self.mistakes = MistakesGallery(self.ctx.tasks)
         self.try_it = TryIt(self.ctx.tasks)
         self.tabs = QTabWidget()
@@ -112,11 +126,7 @@ class ResultsPage(QWidget):
         self.tabs.setTabToolTip(0, "Confusion matrix and per-class precision and recall.")
         self.tabs.setTabToolTip(1, "Validation images the model got wrong.")
         self.tabs.setTabToolTip(2, "Classify your own images with the trained model.")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(top)
-        lay.addWidget(self.summary)
-        lay.addWidget(self.tabs, 1)
+        return self.tabs
 
     # ------------------------------------------------------------------ loading
     def runs_start_dir(self) -> str:
