@@ -21,22 +21,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from transfer_gui.engine.memory import Trimmer
-from transfer_gui.engine.surgery import LayerGroup
 
 
 class _Captured(Exception):
     def __init__(self, value: torch.Tensor):
         self.value = value
-
-
-def boundary_of(groups: list[LayerGroup], frozen: set[str]) -> tuple[int, str] | None:
-    """(index of the first trainable group, its first module) when a frozen prefix exists."""
-    k = 0
-    while k < len(groups) and groups[k].name in frozen:
-        k += 1
-    if k == 0 or k >= len(groups):
-        return None
-    return k, groups[k].modules[0]
 
 
 @torch.no_grad()

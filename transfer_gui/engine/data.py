@@ -8,6 +8,7 @@ skipped and reported with their reason, never a crash.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +27,10 @@ from transfer_gui.engine.scan import DatasetIndex, Sample, Skipped, scan_sources
 ProgressFn = Callable[[int, int], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Split:
+    """Training and validation samples; a step that drops or skips images makes a new one."""
+
     classes: list[str]
     train: list[Sample]
     val: list[Sample]
@@ -115,6 +118,16 @@ class DecodedCache:
                 if cancel and cancel():
                     raise StopRequested()
         self.nbytes = sum(t.numel() for t in self.images if t is not None)
+
+    def kept(self, samples: list[Sample]) -> tuple[list[Sample], "DecodedCache"]:
+        """The samples whose image decoded, and a cache aligned with them (this one when none
+        failed); this cache is left as it is."""
+        keep = [i for i, img in enumerate(self.images) if img is not None]
+        if len(keep) == len(samples):
+            return samples, self
+        aligned = copy.copy(self)
+        aligned.images = [self.images[i] for i in keep]
+        return [samples[i] for i in keep], aligned
 
 
 def estimate_cache_bytes(n_images: int, pre: Preprocessing) -> int:

@@ -4,42 +4,23 @@ asks to train BatchNorm."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from torch import nn
 
+from transfer_gui.engine.rules import GroupError, frozen_at_epoch, frozen_names
 from transfer_gui.engine.surgery import LayerGroup
-from transfer_gui.errors import UserError
+
+# The rules themselves (which groups a config freezes, when they thaw) are torch-free, in
+# engine/rules.py; this module applies them to a model.
+__all__ = ["GroupError", "apply_freeze", "frozen_at_epoch", "resolve_frozen", "set_train_mode", "trainable_count"]
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-class GroupError(UserError, ValueError):
-    """A layer-group name in the config that the model does not have, or a freezing that cannot train."""
-
-
-def check_group_names(groups: list[LayerGroup], names: Iterable[str], field: str) -> None:
-    known = [g.name for g in groups]
-    for name in names:
-        if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, known, n=2)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            raise GroupError(f"{field}: unknown layer group '{name}'.{hint} Groups: {', '.join(known)}")
-
-
 def resolve_frozen(groups: list[LayerGroup], frozen: Iterable[str] = (), train_from: str = "") -> set[str]:
-    """The set of frozen group names from an explicit list and/or "train from group X on"."""
-    frozen = set(frozen)
-    check_group_names(groups, frozen, "layers.frozen")
-    if train_from:
-        check_group_names(groups, [train_from], "layers.train_from")
-        for g in groups:
-            if g.name == train_from:
-                break
-            frozen.add(g.name)
-    return frozen
+    """The frozen group names of ``groups`` (:func:`transfer_gui.engine.rules.frozen_names`, strict)."""
+    return frozen_names([g.name for g in groups], frozen, train_from, strict=True)
 
 
 def apply_freeze(model: nn.Module, groups: list[LayerGroup], frozen: set[str]) -> None:
@@ -47,11 +28,6 @@ def apply_freeze(model: nn.Module, groups: list[LayerGroup], frozen: set[str]) -
     for g in groups:
         for p in g.params:
             params[p].requires_grad_(g.name not in frozen)
-
-
-def frozen_at_epoch(frozen: set[str], unfreeze_at: Mapping[str, int], epoch: int) -> set[str]:
-    """Gradual unfreezing: groups listed in ``unfreeze_at`` thaw at their epoch (0-based)."""
-    return {name for name in frozen if not (name in unfreeze_at and epoch >= unfreeze_at[name])}
 
 
 def set_train_mode(model: nn.Module, groups: list[LayerGroup], frozen: set[str], train_bn: bool = False) -> None:

@@ -8,19 +8,14 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from transfer_gui.engine.rules import rates
 from transfer_gui.engine.surgery import LayerGroup
 
 
 def group_lrs(groups: list[LayerGroup], head_lr: float, decay: float = 1.0,
               explicit: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Discriminative rates: the head gets ``head_lr``, the group k places below it
-    ``head_lr * decay**k``; explicit per-group values win."""
-    explicit = dict(explicit or {})
-    n = len(groups)
-    out = {}
-    for i, g in enumerate(groups):
-        out[g.name] = explicit.get(g.name, head_lr * decay ** (n - 1 - i))
-    return out
+    """Discriminative rates of ``groups`` (:func:`transfer_gui.engine.rules.rates`)."""
+    return rates([g.name for g in groups], head_lr, decay, explicit)
 
 
 def _no_decay(name: str, p: torch.Tensor, norm_params: set[str]) -> bool:
@@ -66,10 +61,3 @@ def current_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
         out.setdefault(pg["group_name"], float(pg["lr"]))
     return out
 
-
-def describe(optimizer: torch.optim.Optimizer) -> str:
-    lines = []
-    for pg in optimizer.param_groups:
-        lines.append(f"{pg['group_name']:<24} {pg['kind']:<9} lr={pg['base_lr']:.2e} wd={pg['weight_decay']:.1e} "
-                     f"params={sum(p.numel() for p in pg['params']):,}")
-    return "\n".join(lines)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from transfer_gui.engine.rules import augment_is_random  # noqa: F401 - the window's Layers page imports it here
+
 INTERPOLATIONS = {
     "bilinear": v2.InterpolationMode.BILINEAR,
     "bicubic": v2.InterpolationMode.BICUBIC,
@@ -102,8 +104,3 @@ def train_from_resized(pre: Preprocessing, aug: Any) -> v2.Transform:
         ops.append(v2.ColorJitter(brightness=0.4 * s, contrast=0.4 * s, saturation=0.4 * s, hue=0.05 * s))
     ops.append(normalize_transform(pre))
     return v2.Compose(ops)
-
-
-def augment_is_random(aug: Any) -> bool:
-    return bool(aug.enabled and (aug.random_resized_crop or aug.hflip or aug.vflip
-                                 or aug.rotation > 0 or aug.color_jitter > 0))

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, probe_image
+from transfer_gui.engine.rules import val_count
 from transfer_gui.errors import Cancelled, UserError
-
-from .imageio import IMAGE_EXTENSIONS, probe_image
 
 IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "thumbs.db", "desktop.ini", "@eaDir"})
 LOOSE_IMAGE = "image in a parent folder, not inside a class folder"
@@ -364,11 +364,7 @@ def stratified_split(index: DatasetIndex, val_fraction: float, seed: int
         rng = random.Random(f"{seed}:{name}")
         order = list(members)
         rng.shuffle(order)
-        n_val = round(len(order) * val_fraction)
-        if val_fraction > 0 and len(order) >= 2:
-            n_val = min(max(n_val, 1), len(order) - 1)
-        else:
-            n_val = 0
+        n_val = val_count(len(order), val_fraction)
         val.extend(order[:n_val])
         train.extend(order[n_val:])
     return sorted(train), sorted(val)

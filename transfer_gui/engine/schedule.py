@@ -16,9 +16,6 @@ class Schedule:
     step_size: int = 1  # steps between decays (step schedule)
     gamma: float = 0.1
 
-    def factor(self, step: int) -> float:
-        return lr_factor(step, self)
-
 
 def lr_factor(step: int, s: Schedule) -> float:
     """Multiplier of each group's target rate at optimizer step ``step`` (0-based).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 # Containers whose children are the natural stages of a network (torchvision and timm names).
@@ -161,10 +160,6 @@ def split_groups(model: nn.Module, head_path: str) -> list[LayerGroup]:
     return groups
 
 
-def group_of_param(groups: list[LayerGroup]) -> dict[str, str]:
-    return {p: g.name for g in groups for p in g.params}
-
-
 def backbone_and_head(model: nn.Module, head_path: str) -> tuple[nn.Module, nn.Module]:
     """Split into (everything up to the head, the head) so that
     ``head(backbone(x)) == model(x)``. The backbone is the model with its head swapped for
@@ -192,11 +187,3 @@ def _swap_identity(model: nn.Module, path: str) -> None:
         node = child_copy
     node._modules[parts[-1]] = nn.Identity()
 
-
-@torch.no_grad()
-def describe_groups(groups: list[LayerGroup]) -> str:
-    lines = [f"{'group':<24}{'params':>14}  modules"]
-    for g in groups:
-        mods = ", ".join(g.modules[:4]) + (" ..." if len(g.modules) > 4 else "")
-        lines.append(f"{g.name:<24}{g.num_params:>14,}  {mods}")
-    return "\n".join(lines)

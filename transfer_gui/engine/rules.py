@@ -1,0 +1,201 @@
+"""The rulebook: what a run will do, decided from names and the config alone (no torch, no Qt).
+
+The engine decides with these functions, and the window calls the same ones to show what a run
+will do before it starts: how many images train and validate, which layer groups are frozen,
+the learning rate of each group, and which cache the run uses and why.
+
+* :func:`split_counts` - training and validation images of the stratified split
+* :func:`resolve_frozen` - the frozen groups of ``layers.frozen`` and ``layers.train_from``
+* :func:`group_rates` - each group's learning rate (head rate, decay, explicit rates)
+* :func:`plan_cache` / :func:`plan_cache_for` - features, a frozen prefix, or no cache, in words
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Collection, Iterable, Mapping, Sequence
+
+from transfer_gui.errors import UserError
+
+HEAD = "head"  # the name of the classifier's group (engine.surgery names it)
+MB = 2**20
+
+
+class GroupError(UserError, ValueError):
+    """A layer-group name in the config that the model does not have, or a freezing that cannot train."""
+
+
+def augment_is_random(aug: Any) -> bool:
+    """True when augmentation changes an image from one epoch to the next."""
+    return bool(aug.enabled and (aug.random_resized_crop or aug.hflip or aug.vflip
+                                 or aug.rotation > 0 or aug.color_jitter > 0))
+
+
+def lr_sweep_ok(steps: int, start_lr: float, end_lr: float) -> bool:
+    """Whether the LR finder can sweep: at least 2 steps and ``0 < start_lr < end_lr``."""
+    return steps >= 2 and 0 < start_lr < end_lr
+
+
+# ----------------------------------------------------------------------------- data split
+
+
+def val_count(n: int, val_fraction: float) -> int:
+    """Validation images that a class of ``n`` images gives to the stratified split: the
+    rounded fraction, at least one when the fraction is above 0, and never the last image."""
+    if val_fraction <= 0 or n < 2:
+        return 0
+    return min(max(round(n * val_fraction), 1), n - 1)
+
+
+def split_counts(class_counts: Mapping[str, int], data_cfg: Any) -> tuple[int, int]:
+    """(training, validation) images of the split the engine makes from these classes. With
+    ``data.val_folders`` every image trains and validation comes from those folders: -1."""
+    if data_cfg.val_folders:
+        return sum(class_counts.values()), -1
+    val = sum(val_count(n, data_cfg.val_fraction) for n in class_counts.values())
+    return sum(class_counts.values()) - val, val
+
+
+# ----------------------------------------------------------------------------- layer groups
+
+
+def check_group_names(known: Sequence[str], names: Iterable[str], field: str) -> None:
+    """Raise GroupError for the first of ``names`` that is not a group, with a suggestion."""
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=2)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise GroupError(f"{field}: unknown layer group '{name}'.{hint} Groups: {', '.join(known)}")
+
+
+def frozen_names(names: Sequence[str], frozen: Iterable[str] = (), train_from: str = "",
+                 strict: bool = True) -> set[str]:
+    """The frozen groups of an explicit list and/or "train from group X on" (every group before
+    X). ``strict``: an unknown name raises GroupError; otherwise it is left out."""
+    frozen = set(frozen)
+    if strict:
+        check_group_names(names, sorted(frozen), "layers.frozen")
+        if train_from:
+            check_group_names(names, [train_from], "layers.train_from")
+    out = {n for n in frozen if n in names}
+    if train_from in names:
+        out |= set(names[:list(names).index(train_from)])
+    return out
+
+
+def resolve_frozen(names: Sequence[str], layers_cfg: Any, strict: bool = True) -> set[str]:
+    """The groups ``layers.frozen`` and ``layers.train_from`` freeze (before any unfreezing)."""
+    return frozen_names(names, layers_cfg.frozen, layers_cfg.train_from, strict)
+
+
+def frozen_at_epoch(frozen: Collection[str], unfreeze_at: Mapping[str, int], epoch: int) -> set[str]:
+    """Gradual unfreezing: groups listed in ``unfreeze_at`` thaw at their epoch (0-based)."""
+    return {name for name in frozen if not (name in unfreeze_at and epoch >= unfreeze_at[name])}
+
+
+def check_trainable(names: Sequence[str], frozen: Collection[str], unfreeze_at: Mapping[str, int]) -> None:
+    """Refuse a freezing that leaves nothing to train in the first epoch."""
+    if frozen_at_epoch(frozen, unfreeze_at, 0) >= set(names):
+        raise GroupError("layers.frozen: every layer group is frozen in the first epoch, so nothing would train; "
+                         "unfreeze at least the head")
+
+
+def rates(names: Sequence[str], head_lr: float, decay: float = 1.0,
+          explicit: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Discriminative rates: the last group (the head) gets ``head_lr``, the group k places
+    below it ``head_lr * decay**k``; explicit per-group values win."""
+    explicit = dict(explicit or {})
+    n = len(names)
+    return {name: explicit.get(name, head_lr * decay ** (n - 1 - i)) for i, name in enumerate(names)}
+
+
+def group_rates(names: Sequence[str], layers_cfg: Any, *, exclude_frozen: bool = False) -> dict[str, float]:
+    """The base learning rate the optimizer gives each group (``layers.head_lr``,
+    ``layers.lr_decay``, explicit ``layers.lr``). Frozen groups are in the optimizer too, with
+    the rate they train at once ``layers.unfreeze_at`` thaws them; ``exclude_frozen`` leaves
+    out the groups that stay frozen for the whole run."""
+    out = rates(names, layers_cfg.head_lr, layers_cfg.lr_decay, layers_cfg.lr)
+    if exclude_frozen:
+        never = resolve_frozen(names, layers_cfg, strict=False) - set(layers_cfg.unfreeze_at)
+        out = {n: lr for n, lr in out.items() if n not in never}
+    return out
+
+
+# ----------------------------------------------------------------------------- cache plan
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Which cache a run trains on, and why, in words.
+
+    ``kind``: "features" (the whole backbone is computed once and only the head trains),
+    "prefix" (the frozen groups at the input side, ``computed_once``, are computed once and
+    every epoch runs from ``start_group`` on) or "none" (every epoch runs the whole network).
+    ``reason`` is a sentence for a person; ``silent`` marks a reason the run's log leaves out
+    (the user turned the cache off). A "prefix" plan made without the sizes is ``provisional``:
+    the run still measures whether the activations fit ``train.cache_memory_mb``.
+    """
+
+    kind: str
+    reason: str
+    computed_once: tuple[str, ...] = ()
+    start_group: str = ""
+    provisional: bool = False
+    silent: bool = False
+
+
+def _none(reason: str, silent: bool = False) -> CachePlan:
+    return CachePlan("none", reason, silent=silent)
+
+
+def plan_cache(names: Sequence[str], frozen: Collection[str], *, feature_cache: str = "auto",
+               augment_random: bool = False, train_bn: bool = False, unfreeze_at: Collection[str] = (),
+               budget_mb: int = 1024, activation_bytes: int | None = None, dummy_ok: bool | None = None,
+               start_module: str = "") -> CachePlan:
+    """Decide the cache from plain facts: the groups in order (the head last), the frozen ones,
+    the settings, and when known the activation bytes of all images at the first trainable group
+    and whether the network can run from there on a dummy input (``start_module``: that group's
+    first module, named in the reasons; its group name otherwise)."""
+    frozen, thawing = set(frozen), set(unfreeze_at)
+    body = [n for n in names if n != HEAD]
+    if feature_cache != "auto":
+        return _none("train.feature_cache is off, so every epoch runs the whole network", silent=True)
+    if set(body) <= frozen and not (thawing & set(body)) and not augment_random and HEAD not in frozen:
+        return CachePlan("features", "only the head trains and augmentation is off, so the backbone's features "
+                                     "are computed once and every epoch trains the head on them", tuple(body))
+    k = next((i for i, n in enumerate(names) if n not in frozen), len(names))
+    if k == 0 or k >= len(names):
+        return _none("no feature cache: no frozen layers at the input side")
+    if augment_random:
+        return _none("no activation cache: random augmentation is on")
+    if train_bn or set(names[:k]) & thawing:
+        return _none("no activation cache: frozen layers change during the run (train_bn or gradual unfreezing)")
+    return _prefix_plan(tuple(names[:k]), names[k], start_module or names[k], budget_mb, activation_bytes, dummy_ok)
+
+
+def _prefix_plan(prefix: tuple[str, ...], start: str, where: str, budget_mb: int, need: int | None,
+                 dummy_ok: bool | None) -> CachePlan:
+    if dummy_ok is False:
+        return _none(f"no activation cache: this architecture cannot start at {where}")
+    if need is not None and need > budget_mb * MB:
+        return _none(f"no activation cache: {need / MB:,.0f} MB needed at {where}, budget "
+                     f"train.cache_memory_mb = {budget_mb:,} MB")
+    size = f"{need / MB:,.0f} MB of train.cache_memory_mb = {budget_mb:,} MB" if need is not None else \
+        f"when their output fits in train.cache_memory_mb = {budget_mb:,} MB"
+    return CachePlan("prefix", f"the frozen groups at the input side ({', '.join(prefix)}) are computed once "
+                               f"({size}); every epoch then runs from {start} on", prefix, start,
+                     provisional=need is None or dummy_ok is None)
+
+
+def plan_cache_for(names: Sequence[str], cfg: Any, *, frozen: Collection[str] | None = None,
+                   activation_bytes: int | None = None, dummy_ok: bool | None = None,
+                   start_module: str = "") -> CachePlan:
+    """:func:`plan_cache` for a run config: the frozen groups from ``cfg.layers`` (unknown names
+    left out) unless given, and the settings from ``cfg``."""
+    if frozen is None:
+        frozen = resolve_frozen(names, cfg.layers, strict=False)
+    return plan_cache(names, frozen, feature_cache=cfg.train.feature_cache,
+                      augment_random=augment_is_random(cfg.data.augment), train_bn=cfg.layers.train_bn,
+                      unfreeze_at=tuple(cfg.layers.unfreeze_at), budget_mb=cfg.train.cache_memory_mb,
+                      activation_bytes=activation_bytes, dummy_ok=dummy_ok, start_module=start_module)
