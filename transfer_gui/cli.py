@@ -26,6 +26,7 @@ from transfer_gui import __version__
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine.formats import checkpoint_in  # no torch: the places the engine looks for one
+from transfer_gui.engine.rules import lr_sweep_ok
 from transfer_gui.engine.runs import project_runs_dir
 from transfer_gui.errors import UserError
 
@@ -280,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    if args.steps < 2 or not 0 < args.start_lr < args.end_lr:
+    if not lr_sweep_ok(args.steps, args.start_lr, args.end_lr):  # the engine's rule, without torch
         raise CliError(f"lr-find needs --steps >= 2 and 0 < --start-lr < --end-lr (got {args.steps}, "
                        f"{args.start_lr:g}, {args.end_lr:g})")
     cfg = _config_from_args(args)

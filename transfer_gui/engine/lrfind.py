@@ -1,23 +1,25 @@
 """Learning-rate finder: raise the learning rate exponentially over a few hundred batches,
-record the loss, suggest a rate where the loss falls fastest. The model's weights and the
-optimizer are restored afterwards, so the sweep leaves no trace."""
+record the loss, suggest a rate where the loss falls fastest. Each batch goes through the
+training step itself (engine/step.py), so the losses are the ones training would see. The
+model's weights are restored afterwards, so the sweep leaves no trace."""
 
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
-from torch import nn
 
 from transfer_gui.config import RunConfig
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.events import PhaseChanged, Progress
-from transfer_gui.engine.freezing import set_train_mode
 from transfer_gui.engine.optim import make_optimizer
 from transfer_gui.engine.prepare import Prepared, prepare
+from transfer_gui.engine.rules import lr_sweep_ok
+from transfer_gui.engine.step import Batch, TrainStep
+from transfer_gui.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -42,49 +44,65 @@ def suggest(lrs: list[float], losses: list[float]) -> float:
     return lrs[best_i]
 
 
+class SweepError(UserError, ValueError):
+    """Sweep bounds that cannot work."""
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _check(steps: int, start_lr: float, end_lr: float) -> None:
+    if not lr_sweep_ok(steps, start_lr, end_lr):
+        raise SweepError(f"the sweep needs at least 2 steps and 0 < start_lr < end_lr; got {steps} steps, "
+                         f"{start_lr:g} to {end_lr:g}")
+
+
+def _stop_on_divergence(loss: torch.Tensor) -> None:
+    if not torch.isfinite(loss).all():
+        raise _Diverged()
+
+
+def _batches(p: Prepared, step: TrainStep) -> Iterator[Batch]:
+    """The training batches on the device, round and round (batches with no image left out)."""
+    while True:
+        for x, y, _ in p.train_loader:
+            batch = step.batch(x, y)
+            if batch is not None:
+                yield batch
+
+
 def sweep(p: Prepared, steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0, smooth: float = 0.9,
           diverge: float = 4.0, emit: Callable[[object], None] = lambda e: None,
           control: RunControl | None = None) -> LRFindResult:
-    """Run the sweep on a prepared run. Every group keeps its ratio to the head's rate."""
+    """Run the sweep on a prepared run, through the training step itself (the same loss with
+    label smoothing, precision, channels_last and gradient clipping). Every group keeps its
+    ratio to the head's rate."""
     control = control or RunControl()
-    if steps < 2 or not 0 < start_lr < end_lr:
-        raise ValueError(f"the sweep needs at least 2 steps and 0 < start_lr < end_lr; got {steps} steps, "
-                         f"{start_lr:g} to {end_lr:g}")
+    _check(steps, start_lr, end_lr)
     saved = copy.deepcopy(p.model.state_dict())
     opt = make_optimizer(p.model, p.train_groups, p.lrs, p.cfg.optim)
-    head_lr = p.lrs["head"]
-    ratio = {pg["group_name"]: pg["base_lr"] / head_lr for pg in opt.param_groups}
-    criterion = nn.CrossEntropyLoss()
-    if p.use_features:
-        p.module.train()
-    else:
-        set_train_mode(p.model, p.groups, p.frozen, p.cfg.layers.train_bn)
+    ratio = {pg["group_name"]: pg["base_lr"] / p.lrs["head"] for pg in opt.param_groups}
+    step = TrainStep.for_run(p, opt)
+    p.train_mode(p.frozen)
+    step.clip(p.module)
     lrs: list[float] = []
     losses: list[float] = []
-    avg, best = 0.0, math.inf
-    stopped_early = False
+    avg, best, stopped_early = 0.0, math.inf, False
     mult = (end_lr / start_lr) ** (1 / max(1, steps - 1))
-    it = iter(p.train_loader)
+    batches = _batches(p, step)
     try:
         for k in range(steps):
             control.checkpoint()
-            try:
-                x, y, _ = next(it)
-            except StopIteration:
-                it = iter(p.train_loader)
-                x, y, _ = next(it)
-            keep = torch.as_tensor(y) >= 0
-            x, y = x[keep].to(p.device), torch.as_tensor(y)[keep].to(p.device)
             lr = start_lr * mult**k
             for pg in opt.param_groups:
                 pg["lr"] = lr * ratio[pg["group_name"]]
-            with torch.autocast(p.device.type, dtype=p.autocast, enabled=p.autocast is not None):
-                loss = criterion(p.module(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = float(loss.detach())
-            avg = smooth * avg + (1 - smooth) * value
+            try:
+                out = step(p.module, next(batches), guard=_stop_on_divergence)
+            except _Diverged:
+                stopped_early = True
+                break
+            avg = smooth * avg + (1 - smooth) * float(out.loss)
             smoothed = avg / (1 - smooth ** (k + 1))
             lrs.append(lr)
             losses.append(smoothed)
@@ -105,6 +123,7 @@ def lr_find(cfg: RunConfig, on_event: Callable[[object], None] | None = None, co
     """Prepare the run exactly as training would (same freezing, caches) and sweep."""
     emit = on_event or (lambda e: None)
     control = control or RunControl()
+    _check(steps, start_lr, end_lr)  # before the minutes that prepare may take
     p = prepare(cfg, emit, control)
     emit(PhaseChanged("lr_find", f"Sweeping the learning rate from {start_lr:g} to {end_lr:g}"))
     try:
@@ -113,4 +132,4 @@ def lr_find(cfg: RunConfig, on_event: Callable[[object], None] | None = None, co
         p.close()
 
 
-__all__ = ["LRFindResult", "lr_find", "suggest", "sweep", "StopRequested"]
+__all__ = ["LRFindResult", "SweepError", "lr_find", "suggest", "sweep", "StopRequested"]

@@ -20,7 +20,7 @@ from transfer_gui.engine import rules
 from transfer_gui.engine.catalog import BuiltModel, build_model
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
-from transfer_gui.engine.freezing import apply_freeze
+from transfer_gui.engine.freezing import apply_freeze, set_train_mode
 from transfer_gui.engine.ranks import SINGLE, Dist
 from transfer_gui.engine.rules import CachePlan, GroupError
 from transfer_gui.engine.surgery import LayerGroup, replace_head, split_groups
@@ -94,6 +94,14 @@ class Prepared:
     @property
     def train_groups(self) -> list[LayerGroup]:
         return [g for g in self.groups if g.is_head] if self.use_features else self.groups
+
+    def train_mode(self, frozen: set[str]) -> None:
+        """Training mode for what trains (the head on cached features, or the groups not in
+        ``frozen``); everything else in eval mode, BatchNorm statistics of frozen groups kept."""
+        if self.use_features:
+            self.module.train()
+        else:
+            set_train_mode(self.model, self.groups, frozen, self.cfg.layers.train_bn)
 
 
 def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE) -> Prepared:

@@ -18,10 +18,11 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from transfer_gui import config as config_mod
-from transfer_gui.atomic import atomic_write_text
+from transfer_gui.atomic import atomic_write_text, remove_stale_parts
+from transfer_gui.engine.events import Warning
 from transfer_gui.engine.formats import checkpoint_in
 from transfer_gui.errors import UserError
 
@@ -130,3 +131,23 @@ def clear_previous_run(run_dir: Path) -> bool:
         if p.is_file():
             p.unlink()
     return bool(present)
+
+
+def open_run_folder(run_dir: Path, cfg: config_mod.RunConfig, resume: bool, emit: Callable[[object], None]) -> None:
+    """Make ``run_dir`` ready for a run (rank 0 only): half-written temporaries that a killed
+    run left are removed, an earlier run's files are cleared (not when resuming), and the run's
+    config is written. Any problem is a RunFolderError that says what to do."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stale = [*remove_stale_parts(run_dir, tuple(n for n in RUN_FILES if "/" not in n)),
+                 *remove_stale_parts(run_dir / "checkpoints", ("last.pt", "best.pt"))]
+        if stale:
+            emit(Warning(f"removed {len(stale)} half-written temporary file(s) left by an interrupted run"))
+        if not resume and clear_previous_run(run_dir):
+            emit(Warning(f"{run_dir} held an earlier run; its files were replaced by this run's"))
+        config_mod.save(cfg, run_dir / "config.toml")
+    except FileExistsError as exc:
+        raise RunFolderError(str(exc)) from None
+    except OSError as exc:
+        raise RunFolderError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}. Choose another "
+                             f"output folder (output.dir).") from None
