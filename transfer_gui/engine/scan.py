@@ -280,6 +280,22 @@ def _scan_one(folder: str, alone: bool, sc: _Scanner) -> dict[str, list[str]]:
     return classes
 
 
+def _checked_sources(folders, rename_classes: Mapping[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    """(absolute source folders without repeats, renames), refusing what cannot be scanned."""
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    sources = list(dict.fromkeys(os.path.abspath(os.fspath(f)) for f in folders))
+    if not sources:
+        raise ScanError("No folders given. Choose a folder with one sub-folder of images per class.")
+    renames = dict(rename_classes or {})
+    for old, new in renames.items():
+        if not str(new).strip():
+            raise ScanError(f"Class '{old}' cannot be renamed to an empty name.")
+    for src in sources:
+        _check_folder(src)
+    return sources, renames
+
+
 def scan_sources(
     folders: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     exclude_classes: Iterable[str] = (),
@@ -298,18 +314,8 @@ def scan_sources(
     images, or fewer than ``min_classes`` classes (a validation folder may hold just one).
     """
     start = time.monotonic()
-    if isinstance(folders, (str, os.PathLike)):
-        folders = [folders]
-    sources = list(dict.fromkeys(os.path.abspath(os.fspath(f)) for f in folders))
-    if not sources:
-        raise ScanError("No folders given. Choose a folder with one sub-folder of images per class.")
-    renames = dict(rename_classes or {})
-    for old, new in renames.items():
-        if not str(new).strip():
-            raise ScanError(f"Class '{old}' cannot be renamed to an empty name.")
+    sources, renames = _checked_sources(folders, rename_classes)
     excluded = set(exclude_classes)
-    for src in sources:
-        _check_folder(src)
     sc = _Scanner(progress, cancel, probe)
     merged: dict[str, list[str]] = collections.defaultdict(list)
     for src in sources:

@@ -99,65 +99,61 @@ def split_groups(model: nn.Module, head_path: str) -> list[LayerGroup]:
     into a ``stem``; tiny groups later on merge into the group before them. The head is the
     replaced classifier alone; other layers in the head's container form their own group.
     """
+    units, loose = _units(model, head_path)
     head_top = head_path.split(".")[0]
-    units: list[tuple[str, list[str]]] = []  # (name, module paths)
-    loose: list[str] = []  # parameter names owned directly by containers
+    beside_head = [u for u in units if u.split(".")[0] == head_top and head_top != head_path]
+    sizes = {path: _param_count(_get(model, path)) for path in units}
+    merged = _merge_small(model, [u for u in units if u not in beside_head], sizes)
+    if beside_head:
+        merged.append((head_top if head_top != "head" else "pre_head", beside_head))
+    named = dict(model.named_parameters())
+
+    def group(name: str, mods: list[str], extra: list[str] | tuple = ()) -> LayerGroup:
+        params = (*extra, *(p for m in mods for p, _ in _get(model, m).named_parameters(prefix=m)))
+        return LayerGroup(name, tuple(mods), params, sum(named[p].numel() for p in params))
+
+    return [*(group(name, mods, loose if i == 0 else ()) for i, (name, mods) in enumerate(merged)),
+            group("head", [head_path])]
+
+
+def _units(model: nn.Module, head_path: str) -> tuple[list[str], list[str]]:
+    """(module paths that can be groups, in order; parameter names owned directly by containers)."""
+    units: list[str] = []
+    loose: list[str] = []
 
     def visit(module: nn.Module, prefix: str) -> None:
-        for pname, _ in module.named_parameters(recurse=False):
-            loose.append(prefix + pname)
+        loose.extend(prefix + pname for pname, _ in module.named_parameters(recurse=False))
         for name, child in module.named_children():
             path = prefix + name
-            if path == head_path:
+            if path == head_path or _param_count(child) == 0:
                 continue
-            if _param_count(child) == 0:
-                continue
-            if head_path.startswith(path + "."):
-                visit(child, path + ".")
-                continue
-            if name in _EXPAND and len(list(child.children())) > 1:
+            if head_path.startswith(path + ".") or (name in _EXPAND and len(list(child.children())) > 1):
                 visit(child, path + ".")
             else:
-                units.append((path, [path]))
+                units.append(path)
 
     visit(model, "")
-    head_top_units = [u for u in units if u[0].split(".")[0] == head_top and head_top != head_path]
-    body = [u for u in units if u not in head_top_units]
-    sizes = {path: _param_count(_get(model, path)) for path, _ in units}
-    backbone_total = max(1, sum(sizes.values()))
+    return units, loose
 
-    merged: list[tuple[str, list[str], int]] = []
+
+def _merge_small(model: nn.Module, body: list[str], sizes: dict[str, int]) -> list[tuple[str, list[str]]]:
+    """(group name, module paths): leading tiny or leaf modules become the ``stem``; a tiny
+    module later on joins the group before it."""
+    total = max(1, sum(sizes.values()))
+    merged: list[tuple[str, list[str]]] = []
     in_stem = True
-    for name, mods in body:
-        n = sizes[name]
-        tiny = n < _SMALL_FRACTION * backbone_total
-        leaf = len(list(_get(model, name).children())) == 0
+    for path in body:
+        tiny = sizes[path] < _SMALL_FRACTION * total
+        leaf = len(list(_get(model, path).children())) == 0
         if in_stem and (tiny or leaf):
-            if merged:
-                merged[-1] = ("stem", merged[-1][1] + mods, merged[-1][2] + n)
-            else:
-                merged.append(("stem", mods, n))
+            merged[-1:] = [("stem", (merged[-1][1] if merged else []) + [path])]
             continue
         in_stem = False
         if merged and tiny:
-            prev_name, prev_mods, prev_n = merged[-1]
-            merged[-1] = (prev_name, prev_mods + mods, prev_n + n)
+            merged[-1] = (merged[-1][0], merged[-1][1] + [path])
         else:
-            merged.append((name, mods, n))
-    if head_top_units:
-        mods = [m for _, ms in head_top_units for m in ms]
-        merged.append((head_top if head_top != "head" else "pre_head", mods, sum(sizes[m] for m in mods)))
-
-    groups: list[LayerGroup] = []
-    named = dict(model.named_parameters())
-    for i, (name, mods, _n) in enumerate(merged):
-        params = [p for m in mods for p, _ in _get(model, m).named_parameters(prefix=m)]
-        if i == 0:
-            params = loose + params
-        groups.append(LayerGroup(name, tuple(mods), tuple(params), sum(named[p].numel() for p in params)))
-    head_params = tuple(p for p, _ in _get(model, head_path).named_parameters(prefix=head_path))
-    groups.append(LayerGroup("head", (head_path,), head_params, sum(named[p].numel() for p in head_params)))
-    return groups
+            merged.append((path, [path]))
+    return merged
 
 
 def backbone_and_head(model: nn.Module, head_path: str) -> tuple[nn.Module, nn.Module]:
