@@ -25,7 +25,7 @@ from pathlib import Path
 from transfer_gui import __version__
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
-from transfer_gui.engine.formats import checkpoint_in  # no torch: the places the engine looks for one
+from transfer_gui.engine.formats import checkpoint_in, no_checkpoint_message  # no torch: where the engine looks
 from transfer_gui.engine.rules import lr_sweep_ok
 from transfer_gui.engine.runs import project_runs_dir
 from transfer_gui.errors import UserError
@@ -171,8 +171,7 @@ def _check_checkpoint_source(path: str, missing: str) -> None:
     p = Path(path)
     if p.is_dir():
         if checkpoint_in(p) is None:
-            raise CliError(f"no checkpoint in run folder {p}: expected checkpoints/best.pt or checkpoints/last.pt "
-                           f"(has the run finished an epoch?)")
+            raise CliError(no_checkpoint_message(p))
     elif not p.is_file():
         raise CliError(f"{missing}: {p}")
 

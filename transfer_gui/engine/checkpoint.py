@@ -20,7 +20,7 @@ from torch import nn
 
 from transfer_gui.atomic import atomic_write_with
 from transfer_gui.engine.catalog import ModelError, build_architecture
-from transfer_gui.engine.formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_in
+from transfer_gui.engine.formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_in, no_checkpoint_message
 from transfer_gui.engine.preprocess import Preprocessing
 from transfer_gui.engine.rundir import jsonable
 
@@ -50,8 +50,7 @@ def find_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
         return found
     if not folder.is_dir():
         raise ModelError(f"run folder not found: {folder}")
-    raise ModelError(f"no checkpoint in run folder {folder}: expected checkpoints/best.pt or "
-                     f"checkpoints/last.pt (has the run finished an epoch?)")
+    raise ModelError(no_checkpoint_message(folder))
 
 
 def _torch_load(p: Path) -> Any:

@@ -23,6 +23,11 @@ def checkpoint_in(run_dir: str | os.PathLike[str]) -> Path | None:
     return next((folder / place for place in CHECKPOINT_PLACES if (folder / place).is_file()), None)
 
 
+def no_checkpoint_message(run_dir: str | os.PathLike[str]) -> str:
+    return (f"no checkpoint in run folder {run_dir}: expected checkpoints/best.pt or checkpoints/last.pt "
+            f"(has the run finished an epoch?)")
+
+
 def file_stem(name: str) -> str:
     """A file name without a format's suffix that a user may have typed (``cats.onnx`` -> ``cats``)."""
     name = name.strip()

@@ -22,7 +22,7 @@ from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
 from transfer_gui.engine.freezing import apply_freeze, set_train_mode
 from transfer_gui.engine.ranks import SINGLE, Dist
-from transfer_gui.engine.rules import CachePlan, GroupError
+from transfer_gui.engine.rules import CachePlan
 from transfer_gui.engine.surgery import LayerGroup, replace_head, split_groups
 
 Emit = Callable[[object], None]
@@ -36,9 +36,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GroupError("train.device: CUDA was asked for but no CUDA device is available; use 'auto' or 'cpu'")
+        raise ConfigError("CUDA was asked for but no CUDA device is available; use 'auto' or 'cpu'", "train.device")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GroupError("train.device: MPS was asked for but is not available; use 'auto' or 'cpu'")
+        raise ConfigError("MPS was asked for but is not available; use 'auto' or 'cpu'", "train.device")
     return torch.device(name)
 
 
