@@ -64,16 +64,11 @@ def effective_index(index, data_cfg):
 
 
 def split_counts(counts: dict[str, int], data_cfg) -> tuple[int, int]:
-    """(training, validation) images, the way the engine's stratified split counts them."""
-    if data_cfg.val_folders:
-        return sum(counts.values()), -1  # validation comes from its own folders
-    train = val = 0
-    for n in counts.values():
-        n_val = round(n * data_cfg.val_fraction)
-        n_val = min(max(n_val, 1), n - 1) if data_cfg.val_fraction > 0 and n >= 2 else 0
-        train += n - n_val
-        val += n_val
-    return train, val
+    """(training, validation) images: the engine's own stratified split rule (-1 validation
+    images when they come from their own folders)."""
+    from transfer_gui.engine.rules import split_counts as engine_split_counts
+
+    return engine_split_counts(counts, data_cfg)
 
 
 def steps_per_epoch(train_images: int, batch_size: int) -> int:

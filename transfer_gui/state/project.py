@@ -46,12 +46,11 @@ class GroupInfo:
 
 
 def frozen_set(names: list[str], layers_cfg) -> set[str]:
-    """Frozen groups as the engine resolves them (unknown names ignored here; the Layers step
-    reports them)."""
-    frozen = {n for n in layers_cfg.frozen if n in names}
-    if layers_cfg.train_from in names:
-        frozen |= set(names[:names.index(layers_cfg.train_from)])
-    return frozen
+    """Frozen groups as the engine resolves them (the engine's rule; unknown names are left out
+    here, where the engine refuses them: the Layers step reports them)."""
+    from transfer_gui.engine.rules import resolve_frozen
+
+    return resolve_frozen(names, layers_cfg, strict=False)
 
 
 def freeze_changes(names: list[str], frozen: set[str]) -> dict[str, Any]:

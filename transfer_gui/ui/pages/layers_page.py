@@ -7,7 +7,6 @@ any (no download needed just to look)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPixmap
@@ -44,27 +43,23 @@ def groups_job(task, name: str) -> GroupInfo:
 
 
 def compute_lrs(names: list[str], layers_cfg) -> dict[str, float]:
-    from transfer_gui.engine.optim import group_lrs
+    """Each group's learning rate: the engine's rule, the one its optimizer is built with."""
+    from transfer_gui.engine.rules import group_rates
 
-    return group_lrs([SimpleNamespace(name=n) for n in names], layers_cfg.head_lr, layers_cfg.lr_decay,
-                     layers_cfg.lr)
+    return group_rates(names, layers_cfg)
+
+
+SPEED = {"features": "Fast, even on a CPU.", "prefix": "Each epoch then costs only the groups that train.",
+         "none": "Slower on a CPU."}
 
 
 def speed_note(cfg, names: list[str], frozen: set[str]) -> str:
-    """A sentence on how fast an epoch will be: whether the frozen groups' outputs are computed
-    once (the engine's feature cache) or every image goes through the whole network."""
-    from transfer_gui.engine.preprocess import augment_is_random
+    """How fast an epoch will be, in the engine's words: the cache plan the run will use (a plan
+    for the frozen input side is confirmed by the run, which measures whether it fits)."""
+    from transfer_gui.engine.rules import plan_cache_for
 
-    cache = cfg.train.feature_cache == "auto" and not augment_is_random(cfg.data.augment)
-    if cache and set(names[:-1]) <= frozen and "head" not in frozen and not cfg.layers.unfreeze_at:
-        return ("Only the head trains and augmentation is off, so the backbone's features are computed "
-                "once: fast, even on a CPU.")
-    if cache and names[0] in frozen and not cfg.layers.train_bn:
-        return ("The frozen groups at the input side are computed once when their output fits in memory; "
-                "each epoch then runs only the groups that train.")
-    if augment_is_random(cfg.data.augment):
-        return "Augmentation is on, so every epoch runs the whole network: slower, but more varied."
-    return "Every epoch runs images through the whole network: slower on a CPU."
+    plan = plan_cache_for(names, cfg, frozen=frozen)
+    return f"{plan.reason[0].upper()}{plan.reason[1:]}. {SPEED[plan.kind]}"
 
 
 def _swatch(color: str) -> QIcon:
