@@ -393,20 +393,14 @@ def _sub(sub, name: str, summary: str, description: str, example: str) -> argpar
                           formatter_class=_Formatter)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Transfer learning of image classifiers: the window, or these commands "
-                                            "on the same engine and config files. With no command, the window opens.",
-                     epilog=EPILOG, formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
-                        help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND",
-                                help="one of the commands below (default: gui)")
-
+def _add_gui(sub) -> None:
     p = _sub(sub, "gui", "start the window (the default)", "Open the window, optionally with a project.",
              "gui project.toml")
     p.add_argument("project", nargs="?", metavar="PROJECT", help="a project/config file (.toml) to open")
     p.set_defaults(func=cmd_gui)
 
+
+def _add_train(sub) -> None:
     p = _sub(sub, "train", "train a model from a config file or the quick form",
              "Train from a config file (CONFIG), from options alone (the quick form), or continue a stopped "
              "run (--resume). Folders, weights file and model name are checked before anything loads.",
@@ -418,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines; only the result")
     p.set_defaults(func=cmd_train)
 
+
+def _add_lr_find(sub) -> None:
     p = _sub(sub, "lr-find", "sweep the learning rate and suggest one",
              "Train for a few steps with the learning rate rising exponentially from --start-lr to --end-lr, "
              "plot the loss, and suggest a head learning rate. Takes the same config/quick-form options as "
@@ -434,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars; only the result")
     p.set_defaults(func=cmd_lr_find)
 
+
+def _add_predict(sub) -> None:
     p = _sub(sub, "predict", "classify images with an exported model or a run folder",
              "Print the most likely classes of each image. Folders are searched recursively; files that "
              "cannot be decoded are reported and skipped.",
@@ -446,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print a JSON list of {"path", "top": [[class, probability], ...]} (or "error")')
     p.set_defaults(func=cmd_predict)
 
+
+def _add_export(sub) -> None:
     p = _sub(sub, "export", "export a trained run as a checkpoint, safetensors, TorchScript or ONNX",
              "Write a run's best checkpoint in another format, then load the written file back and check that "
              "it reproduces the PyTorch outputs (parity check).",
@@ -459,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="up to 32 images from DIR for the parity check (default: synthetic images)")
     p.set_defaults(func=cmd_export)
 
+
+def _add_models(sub) -> None:
     p = _sub(sub, "models", "list the models you can train",
              "List the offline model, torchvision's classification models and featured timm models, with size, "
              "input size, ImageNet top-1 and whether the weights are installed, cached or must be downloaded. "
@@ -466,6 +468,22 @@ def build_parser() -> argparse.ArgumentParser:
              "models --json")
     p.add_argument("--json", action="store_true", help="print a JSON list of the models with all their fields")
     p.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Transfer learning of image classifiers: the window, or these commands "
+                                            "on the same engine and config files. With no command, the window opens.",
+                     epilog=EPILOG, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND",
+                                help="one of the commands below (default: gui)")
+    _add_gui(sub)
+    _add_train(sub)
+    _add_lr_find(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_models(sub)
     return parser
 
 
