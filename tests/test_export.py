@@ -260,3 +260,22 @@ def test_run_folder_and_predict_paths(tiny, photos, tmp_path):
     for r, exp in zip(results[1:4], expected):
         assert len(r["top"]) == 2 and r["top"][0] == (CLASSES[int(exp.argmax())], pytest.approx(exp.max(), abs=1e-5))
     assert predict_mod.expand_paths([]) == []
+
+
+def test_importing_weights_from_a_newer_app_checkpoint_is_refused_like_opening_it(tmp_path):
+    """Every reader of an app checkpoint applies the one version check (formats.checkpoint_problem)."""
+    import torch
+
+    from transfer_gui.engine.catalog import ModelError, load_state_dict_file
+    from transfer_gui.engine.checkpoint import load_checkpoint
+    from transfer_gui.engine.formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+    path = tmp_path / "future.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION + 1, "arch": "resnet18",
+                "classes": ["a", "b"], "preprocessing": {}, "state_dict": {}}, path)
+    messages = []
+    for reader in (load_checkpoint, load_state_dict_file):
+        with pytest.raises(ModelError) as err:
+            reader(path)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and "Update transfer_gui" in messages[0]

@@ -46,8 +46,11 @@ def test_worker_turns_an_exception_into_finished():
     from transfer_gui.ui.worker import finished_from_exception
 
     assert finished_from_exception(StopRequested(), "r").status == "stopped"
-    f = finished_from_exception(ValueError("layers.frozen: unknown layer group 'x'"), "r")
-    assert f.status == "failed" and f.message == "layers.frozen: unknown layer group 'x'"
+    from transfer_gui.engine.rules import GroupError
+
+    f = finished_from_exception(GroupError("layers.frozen: unknown layer group 'x'"), "r")
+    assert f.status == "failed" and f.message == "layers.frozen: unknown layer group 'x'"  # the user's to fix
+    assert finished_from_exception(ValueError("shape mismatch"), "r").message == "ValueError: shape mismatch"
     assert finished_from_exception(RuntimeError("boom"), "r").message == "RuntimeError: boom"
 
 

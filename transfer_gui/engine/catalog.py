@@ -22,7 +22,7 @@ from torch import nn
 
 from transfer_gui.atomic import atomic_path
 from transfer_gui.engine import surgery
-from transfer_gui.engine.formats import CHECKPOINT_FORMAT
+from transfer_gui.engine.formats import CHECKPOINT_FORMAT, checkpoint_problem
 from transfer_gui.engine.preprocess import Preprocessing
 from transfer_gui.errors import Cancelled, UserError
 
@@ -223,6 +223,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict:
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise ModelError(f"cannot load weights file {p}: {reason}") from None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        problem = checkpoint_problem(obj, p)  # the same check as every other checkpoint reader
+        if problem:
+            raise ModelError(problem)
         return obj
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         return {"state_dict": obj["state_dict"]}

@@ -20,13 +20,13 @@ from torch import nn
 
 from transfer_gui.atomic import atomic_write_with
 from transfer_gui.engine.catalog import ModelError, build_architecture
-from transfer_gui.engine.formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_in, no_checkpoint_message
+from transfer_gui.engine.formats import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_in, checkpoint_problem,
+                                        no_checkpoint_message)
 from transfer_gui.engine.preprocess import Preprocessing
 from transfer_gui.engine.rundir import jsonable
 
 META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
 TORCHSCRIPT_META = "transfer_gui.json"  # name of the extra file inside a TorchScript archive
-REQUIRED = ("arch", "classes", "preprocessing", "state_dict")
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, arch: str, classes: list[str], preprocessing,
@@ -79,13 +79,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict:
     if not isinstance(ck, dict) or found != CHECKPOINT_FORMAT:
         raise ModelError(f"{p} is not a transfer_gui checkpoint (format {found!r}, expected "
                          f"{CHECKPOINT_FORMAT!r}). A bare weights file can be imported as a model's weights.")
-    version = ck.get("version", 1)
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise ModelError(f"{p} has checkpoint version {version!r}; this transfer_gui reads up to "
-                         f"version {CHECKPOINT_VERSION}. Update transfer_gui to open it.")
-    missing = [k for k in REQUIRED if k not in ck]
-    if missing:
-        raise ModelError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
+    problem = checkpoint_problem(ck, p)
+    if problem:
+        raise ModelError(problem)
     return ck
 
 

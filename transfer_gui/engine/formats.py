@@ -23,6 +23,20 @@ def checkpoint_in(run_dir: str | os.PathLike[str]) -> Path | None:
     return next((folder / place for place in CHECKPOINT_PLACES if (folder / place).is_file()), None)
 
 
+CHECKPOINT_REQUIRED = ("arch", "classes", "preprocessing", "state_dict")
+
+
+def checkpoint_problem(ck: dict, where: object) -> str:
+    """Why the app checkpoint ``ck`` (read from ``where``) cannot be used, or "": the one check of
+    its version and keys, for every reader (opening a run, exporting, importing its weights)."""
+    version = ck.get("version", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        return (f"{where} has checkpoint version {version!r}; this transfer_gui reads up to version "
+                f"{CHECKPOINT_VERSION}. Update transfer_gui to open it.")
+    missing = [k for k in CHECKPOINT_REQUIRED if k not in ck]
+    return f"checkpoint {where} is incomplete: missing {', '.join(missing)}" if missing else ""
+
+
 def no_checkpoint_message(run_dir: str | os.PathLike[str]) -> str:
     return (f"no checkpoint in run folder {run_dir}: expected checkpoints/best.pt or checkpoints/last.pt "
             f"(has the run finished an epoch?)")

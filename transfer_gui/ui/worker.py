@@ -38,10 +38,7 @@ def finished_from_exception(exc: BaseException, run_dir: str) -> Finished:
     if isinstance(exc, Cancelled):
         return Finished("stopped", "Stopped by request.", run_dir)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    # UserError: the engine's messages for user-fixable problems. A bare ValueError is still
-    # shown without its type (test_worker_turns_an_exception_into_finished holds it) for jobs
-    # that raise one.
-    if isinstance(exc, (UserError, ValueError)) and text:
+    if isinstance(exc, UserError) and text:  # the engine's messages for problems the user can fix
         return Finished("failed", text, run_dir)
     return Finished("failed", f"{type(exc).__name__}: {text}" if text else type(exc).__name__, run_dir)
 
