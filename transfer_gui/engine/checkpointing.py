@@ -1,5 +1,6 @@
 """Checkpoints of a run, two parts: the writer (rank 0, after every epoch: ``best.pt`` when the
-epoch is the best, ``last.pt`` always, ``metrics.jsonl``, ``val_predictions.json``) and the
+epoch is the best, ``last.pt`` always, ``metrics.jsonl``, ``val_predictions.json`` with
+``val_logits.npy`` when the best epoch changes) and the
 resume (``last.pt`` back into the model, the optimizer and the run state, before the first
 epoch). :func:`training_state` and :meth:`Resume.before_fit` are the two sides of one format."""
 
@@ -38,6 +39,7 @@ class CheckpointWriter(Part):
     def __init__(self, run_dir: Path, main: bool = True):
         self.run_dir, self.main = run_dir, main
         self.meta: dict = {}
+        self.best_logits = None  # the best epoch's validation logits, rows as in run.state.best_predictions
 
     def before_fit(self, run: Run) -> None:
         p = run.prepared
@@ -53,9 +55,12 @@ class CheckpointWriter(Part):
         # last.pt first: it is the truth a resume starts from (metrics.jsonl is at most one line behind)
         save_checkpoint(last_path(self.run_dir), metrics=ep.record, extra=training_state(run), **self.meta)
         rundir.write_metrics(self.run_dir / "metrics.jsonl", run.state.history)
-        preds = self.run_dir / "val_predictions.json"
-        if ep.is_best or not preds.exists():
-            rundir.write_json(preds, {"classes": run.prepared.split.classes, "items": run.state.best_predictions})
+        if ep.is_best:
+            self.best_logits = ep.val.get("logits")
+        if ep.is_best or not (self.run_dir / rundir.PREDICTIONS["val"]).exists():
+            # both set by the same best epoch (tracking and this part), so their rows match; after a resume both are empty
+            logits = self.best_logits if self.best_logits is not None else []
+            rundir.write_predictions(self.run_dir, "val", run.prepared.split.classes, run.state.best_predictions, logits)
 
 
 class Resume(Part):

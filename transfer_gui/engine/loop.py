@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -312,15 +313,20 @@ class Trainer:
                                 f"warmup. The last checkpoint is kept.")
 
     @torch.no_grad()
-    def _validate(self, run: Run) -> dict:
+    def _validate(self, run: Run, loader=None, samples=None, check: Callable[[], None] | None = None) -> dict:
+        """Loss, accuracy, confusion, per-class accuracy, per-image predictions (``preds``, by path)
+        and their raw logits (``logits``, float32 N x C, rows in the order of ``preds``) of the
+        validation images, or of ``loader`` over ``samples`` (the test set), on every rank's share."""
         p, dist = run.prepared, self.dist
+        loader, samples = (p.val_loader, p.split.val) if loader is None else (loader, samples)
+        check = check or self.control.checkpoint
         p.module.eval()
         n_cls = len(p.split.classes)
         confusion = torch.zeros(n_cls, n_cls, dtype=torch.long)
         total_loss, n = 0.0, 0
-        preds: list[dict] = []
-        for x, y, idx in p.val_loader:
-            self.control.checkpoint()
+        rows: list[tuple[dict, np.ndarray]] = []
+        for x, y, idx in loader:
+            check()
             y = torch.as_tensor(y)
             keep = y >= 0
             x, y, idx = x[keep], y[keep], torch.as_tensor(idx)[keep]
@@ -330,25 +336,27 @@ class Trainer:
                 logits = p.module(x.to(p.device)).float().cpu()
             total_loss += float(run.step.criterion(logits, y)) * len(y)
             n += len(y)
-            confusion += self._predictions(p, logits, y, idx, preds)
+            confusion += self._predictions(n_cls, samples, logits, y, idx, rows)
         sums = dist.all_reduce_sum(torch.tensor([total_loss, float(n)], dtype=torch.float64))
         total_loss, n = float(sums[0]), int(sums[1])
         confusion = dist.all_reduce_sum(confusion)
-        preds = sorted(dist.gather_objects(preds), key=lambda d: d["path"])
+        rows = sorted(dist.gather_objects(rows), key=lambda r: r[0]["path"])
         row = confusion.sum(1).float()
         per_class = [float("nan") if r == 0 else float(d) / float(r) for d, r in zip(confusion.diag(), row)]
         return {"loss": total_loss / n if n else float("nan"), "acc": float(confusion.diag().sum()) / n if n else float("nan"),
-                "n": n, "confusion": confusion.tolist(), "per_class": per_class, "preds": preds}
+                "n": n, "confusion": confusion.tolist(), "per_class": per_class, "preds": [r[0] for r in rows],
+                "logits": np.stack([r[1] for r in rows]) if rows else np.zeros((0, n_cls), np.float32)}
 
     @staticmethod
-    def _predictions(p: Prepared, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, out: list[dict]) -> torch.Tensor:
-        """Append each image's prediction (top 5) to ``out``; this batch's confusion counts."""
-        n_cls = len(p.split.classes)
+    def _predictions(n_cls: int, samples: list, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                     out: list[tuple[dict, np.ndarray]]) -> torch.Tensor:
+        """Append each image's prediction (top 5) and raw logits to ``out``; this batch's confusion counts."""
         prob = logits.softmax(1)
         conf, pred = prob.max(1)
         topv, topi = prob.topk(min(5, n_cls), dim=1)
+        raw = logits.numpy().astype(np.float32)
         for k in range(len(y)):
-            out.append({"path": p.split.val[int(idx[k])].path, "true": int(y[k]), "pred": int(pred[k]),
-                        "confidence": round(float(conf[k]), 5),
-                        "top": [[int(i), round(float(v), 5)] for v, i in zip(topv[k], topi[k])]})
+            out.append(({"path": samples[int(idx[k])].path, "true": int(y[k]), "pred": int(pred[k]),
+                         "confidence": round(float(conf[k]), 5),
+                         "top": [[int(i), round(float(v), 5)] for v, i in zip(topv[k], topi[k])]}, raw[k].copy()))
         return torch.bincount(y * n_cls + pred, minlength=n_cls * n_cls).view(n_cls, n_cls)

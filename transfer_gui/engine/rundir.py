@@ -8,20 +8,30 @@ RUN_DIR/
   checkpoints/best.pt    the best epoch by the validation metric
   skipped.json           files that were skipped, with the reason
   val_predictions.json   the best model's prediction for every validation image
-  summary.json           how the run ended
+  val_logits.npy         their raw logits (float32, N x classes, rows in the order of the JSON's items)
+  test_predictions.json  with a test set: the chosen checkpoint's prediction for every test image, once
+  test_logits.npy        their raw logits, same layout
+  calibration.json       the temperature fitted on validation and the stored threshold (engine/calibration.py)
+  summary.json           how the run ended (with a test set: test_acc and test_n)
 ```
+
+Every file but config.toml may be missing: a run folder from an older version of the app
+has no logits, no test files and no calibration, and :func:`load_run` gives empty values then.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from transfer_gui import config as config_mod
-from transfer_gui.atomic import atomic_write_text, remove_stale_parts
+from transfer_gui.atomic import atomic_write_bytes, atomic_write_text, remove_stale_parts
 from transfer_gui.engine.events import Warning
 from transfer_gui.engine.formats import checkpoint_in
 from transfer_gui.errors import UserError
@@ -44,6 +54,36 @@ def jsonable(obj: Any) -> Any:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(jsonable(obj), indent=1))
+
+
+PREDICTIONS = {"val": "val_predictions.json", "test": "test_predictions.json"}
+LOGITS = {"val": "val_logits.npy", "test": "test_logits.npy"}
+
+
+def write_logits(path: Path, logits: Any, n_classes: int) -> None:
+    """Raw logits as float32 N x ``n_classes`` .npy (an empty set is 0 x ``n_classes``), atomically."""
+    arr = np.asarray(logits, dtype=np.float32).reshape(-1, n_classes)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_logits(path: Path) -> np.ndarray | None:
+    """A logits file as float32 N x C, or None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return arr.astype(np.float32, copy=False) if arr.ndim == 2 else None
+
+
+def write_predictions(run_dir: Path, which: str, classes: list[str], preds: list[dict], logits: Any) -> None:
+    """``<which>_predictions.json`` and ``<which>_logits.npy`` (rows in the same order), the
+    logits first: a reader that finds the JSON finds logits at least as new."""
+    write_logits(run_dir / LOGITS[which], logits, len(classes))
+    write_json(run_dir / PREDICTIONS[which], {"classes": classes, "items": preds})
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
@@ -75,6 +115,20 @@ class RunRecord:
     predictions: list[dict] = field(default_factory=list)  # path, true, pred, confidence, top
     skipped: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    test_predictions: list[dict] = field(default_factory=list)  # same rows for the test set; [] without one
+    calibration: dict = field(default_factory=dict)  # calibration.json; {} when the run has none
+
+    def logits(self, which: str) -> np.ndarray | None:
+        """The raw logits (float32 N x C) of "val" or "test", rows in the order of ``predictions``
+        or ``test_predictions``; None when the run folder has none (older runs, no test set) or
+        when the file does not match its predictions."""
+        if which not in LOGITS:
+            raise ValueError(f"logits of 'val' or 'test', not {which!r}")
+        arr = read_logits(self.run_dir / LOGITS[which])
+        rows = self.predictions if which == "val" else self.test_predictions
+        if arr is None or arr.shape[0] != len(rows) or (self.classes and arr.shape[1] != len(self.classes)):
+            return None
+        return arr
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -103,13 +157,17 @@ def load_run(run_dir: str | Path) -> RunRecord:
         except (OSError, json.JSONDecodeError):
             return default
 
-    preds = read("val_predictions.json", {})
+    preds, test = read("val_predictions.json", {}), read("test_predictions.json", {})
+    calibration = read("calibration.json", {})
     return RunRecord(run_dir, cfg, classes=list(preds.get("classes", [])) or read("summary.json", {}).get("classes", []),
                      history=read_metrics(run_dir / "metrics.jsonl"), predictions=list(preds.get("items", [])),
-                     skipped=read("skipped.json", []), summary=read("summary.json", {}))
+                     skipped=read("skipped.json", []), summary=read("summary.json", {}),
+                     test_predictions=list(test.get("items", [])) if isinstance(test, dict) else [],
+                     calibration=calibration if isinstance(calibration, dict) else {})
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "skipped.json", "val_predictions.json", "summary.json", "error.log",
+RUN_FILES = ("config.toml", "metrics.jsonl", "skipped.json", "val_predictions.json", "val_logits.npy",
+             "test_predictions.json", "test_logits.npy", "calibration.json", "summary.json", "error.log",
              "checkpoints/last.pt", "checkpoints/best.pt")
 
 
