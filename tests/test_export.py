@@ -176,8 +176,8 @@ def test_parity_failure_writes_nothing(tiny, tmp_path, monkeypatch):
     run, _ = tiny
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous export")
-    real = Predictor.logits_from_batch
-    monkeypatch.setattr(Predictor, "logits_from_batch", lambda self, b: real(self, b) + 2e-4)
+    real = Predictor.calibrated_logits_from_batch
+    monkeypatch.setattr(Predictor, "calibrated_logits_from_batch", lambda self, b: real(self, b) + 2e-4)
     with pytest.raises(ExportError, match="does not reproduce"):
         export_model(run, "onnx", out)
     assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)

@@ -5,12 +5,15 @@ every export carries so that it can be used without the checkpoint.
 A checkpoint is a plain dict saved with ``torch.save`` and read with ``weights_only=True``:
 ``format`` (:data:`CHECKPOINT_FORMAT`), ``version``, ``arch``, ``classes``, ``preprocessing``,
 ``head_path``, ``state_dict``, ``metrics``, ``config``; ``last.pt`` adds the training state that
-a resume needs (optimizer, epoch, step, best epoch and score, history, patience).
+a resume needs (optimizer, epoch, step, best epoch and score, history, patience). After training,
+``calibration`` = ``{"temperature", "threshold"}`` (engine/calibration.py); a checkpoint without
+it reads as temperature 1 and threshold 0 (:func:`calibration_of`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,12 @@ from transfer_gui.engine.rundir import jsonable
 
 META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
 TORCHSCRIPT_META = "transfer_gui.json"  # name of the extra file inside a TorchScript archive
+NO_CALIBRATION = {"temperature": 1.0, "threshold": 0.0}  # what a checkpoint or export without one means
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, arch: str, classes: list[str], preprocessing,
-                    head_path: str, metrics: dict, config_text: str, extra: dict | None = None) -> None:
+                    head_path: str, metrics: dict, config_text: str, extra: dict | None = None,
+                    calibration: dict | None = None) -> None:
     blob = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": arch, "classes": list(classes),
         "preprocessing": preprocessing.to_dict(), "head_path": head_path,
@@ -39,7 +44,35 @@ def save_checkpoint(path: Path, *, model: nn.Module, arch: str, classes: list[st
     }
     if extra:
         blob.update(extra)
+    if calibration is not None:
+        blob["calibration"] = calibration_of({"calibration": calibration}, str(path))
     atomic_write_with(path, lambda fh: torch.save(blob, fh))
+
+
+def calibration_of(ck: dict, source: str = "checkpoint") -> dict[str, float]:
+    """``{"temperature", "threshold"}`` stored in a checkpoint (or export metadata, same keys),
+    checked; temperature 1 and threshold 0 when there is none (a checkpoint from before calibration)."""
+    stored = ck.get("calibration")
+    stored = stored if isinstance(stored, dict) else {}
+    try:
+        temperature = float(stored.get("temperature", NO_CALIBRATION["temperature"]))
+        threshold = float(stored.get("threshold", NO_CALIBRATION["threshold"]))
+    except (TypeError, ValueError):
+        raise ModelError(f"{source} has a damaged calibration ({stored!r}); set the threshold again or "
+                         f"retrain") from None
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ModelError(f"{source} has an invalid calibration temperature {temperature!r} (it must be > 0)")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"{source} has an invalid confidence threshold {threshold!r} (it must be in 0..1)")
+    return {"temperature": temperature, "threshold": threshold}
+
+
+def update_checkpoint(path: Path, changes: dict[str, Any]) -> None:
+    """Rewrite the checkpoint at ``path`` with ``changes`` merged in, atomically (read with
+    ``weights_only=True`` and checked like every checkpoint; everything else in it is kept)."""
+    blob = load_checkpoint(path)
+    blob.update(changes)
+    atomic_write_with(Path(path), lambda fh: torch.save(blob, fh))
 
 
 def find_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
@@ -101,11 +134,23 @@ def model_from_checkpoint(ck: dict, source: str = "checkpoint") -> tuple[nn.Modu
 # ----------------------------------------------------------------------------- export metadata
 
 
-def export_metadata(ck: dict) -> dict[str, Any]:
-    """What every export carries so it can be used without the checkpoint."""
+def export_metadata(ck: dict, temperature_in_graph: bool = False) -> dict[str, Any]:
+    """What every export carries so it can be used without the checkpoint: with the calibration's
+    temperature and threshold, and whether the graph's outputs are already divided by the
+    temperature (TorchScript and ONNX: a plain softmax of them gives the app's probabilities)."""
+    cal = calibration_of(ck)
     return {"format": META_FORMAT, "version": CHECKPOINT_VERSION, "arch": str(ck["arch"]),
             "classes": [str(c) for c in ck["classes"]], "preprocessing": dict(ck["preprocessing"]),
-            "head_path": str(ck.get("head_path", "")), "metrics": dict(ck.get("metrics") or {})}
+            "head_path": str(ck.get("head_path", "")), "metrics": dict(ck.get("metrics") or {}),
+            "temperature": cal["temperature"], "threshold": cal["threshold"],
+            "temperature_in_graph": bool(temperature_in_graph)}
+
+
+def metadata_calibration(meta: dict[str, Any], source: str) -> tuple[dict[str, float], bool]:
+    """(calibration, temperature_in_graph) of parsed export metadata; an export made before
+    calibration existed has temperature 1, threshold 0."""
+    cal = {k: meta[k] for k in NO_CALIBRATION if k in meta}
+    return calibration_of({"calibration": cal}, source), bool(meta.get("temperature_in_graph", False))
 
 
 def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:
@@ -120,6 +165,7 @@ def parse_flat_metadata(flat: dict[str, str], source: str) -> dict[str, Any]:
     try:
         return {"arch": flat["arch"], "head_path": flat.get("head_path", ""),
                 "classes": json.loads(flat["classes"]), "preprocessing": json.loads(flat["preprocessing"]),
-                "metrics": json.loads(flat.get("metrics", "{}"))}
+                "metrics": json.loads(flat.get("metrics", "{}")),
+                **{k: json.loads(flat[k]) for k in (*NO_CALIBRATION, "temperature_in_graph") if k in flat}}
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{source} has damaged transfer_gui metadata ({exc})") from None

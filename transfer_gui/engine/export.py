@@ -5,9 +5,15 @@ Every export carries the class names, preprocessing and architecture name, so
 app validates. Files are written through :func:`atomic_path`: a failed or refused export
 leaves no partial file and the previous file (if any) untouched.
 
+The calibration goes with every export: the checkpoint keeps its ``calibration``, every
+format's metadata records ``temperature`` and ``threshold``, and the TorchScript and ONNX graphs
+have the temperature baked in (their output is the model's logits divided by it, so anyone's
+softmax of it gives the app's probabilities; the metadata says ``temperature_in_graph``).
+
 Before a file is moved into place it is loaded back the way ``Predictor`` loads it and its
-logits are compared with the in-memory PyTorch model on the same preprocessed images. For
-every format a max abs logit difference above :data:`PARITY_TOL` fails the export.
+calibrated logits (logits / temperature) are compared with the in-memory PyTorch model's on the
+same preprocessed images. For every format a max abs difference above :data:`PARITY_TOL` fails
+the export, and so does a file that lost the class names, preprocessing or calibration.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from torch import nn
 from transfer_gui.atomic import atomic_path
 from transfer_gui.errors import UserError
 from transfer_gui.engine.catalog import ModelError
-from transfer_gui.engine.checkpoint import (TORCHSCRIPT_META, export_metadata, flat_metadata, load_checkpoint,
-                                            model_from_checkpoint)
+from transfer_gui.engine.checkpoint import (TORCHSCRIPT_META, calibration_of, export_metadata, flat_metadata,
+                                            load_checkpoint, model_from_checkpoint)
 from transfer_gui.engine.formats import CHECKPOINT_VERSION, SUFFIXES
 from transfer_gui.engine.predict import Predictor, to_pil
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
@@ -37,7 +43,7 @@ FORMATS = tuple(SUFFIXES)
 PARITY_TOL = 1e-4
 SYNTHETIC_PARITY_IMAGES = 4
 _CLEAN_KEYS = ("format", "version", "arch", "classes", "preprocessing", "head_path", "state_dict",
-               "metrics", "config")
+               "metrics", "config", "calibration")
 
 ProgressFn = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
@@ -76,6 +82,22 @@ def _write_safetensors(ck: dict, model: nn.Module, tmp: Path) -> str:
     return "safetensors with metadata"
 
 
+class CalibratedLogits(nn.Module):
+    """``model(x) / temperature``: the graph that TorchScript and ONNX exports hold."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model = model
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature
+
+
+def _calibrated(ck: dict, model: nn.Module) -> nn.Module:
+    return CalibratedLogits(model, calibration_of(ck)["temperature"]).eval()
+
+
 def _example_input(pre: Preprocessing) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     return torch.randn(2, 3, pre.input_size, pre.input_size, generator=gen)  # batch 2: keep it symbolic
@@ -86,8 +108,9 @@ def _write_torchscript(ck: dict, model: nn.Module, tmp: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format asked for
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the parity check judges the trace
-        traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_META: json.dumps(export_metadata(ck))})
+        traced = torch.jit.trace(_calibrated(ck, model), example, check_trace=False)
+        meta = export_metadata(ck, temperature_in_graph=True)
+        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
     return "TorchScript (traced)"
 
 
@@ -95,6 +118,7 @@ def _write_onnx(ck: dict, model: nn.Module, tmp: Path) -> str:
     import onnx
 
     example = _example_input(Preprocessing.from_dict(ck["preprocessing"]))
+    model = _calibrated(ck, model)
     names = {"input_names": ["input"], "output_names": ["logits"]}
     try:
         with warnings.catch_warnings():
@@ -114,7 +138,7 @@ def _write_onnx(ck: dict, model: nn.Module, tmp: Path) -> str:
         note = f"ONNX (torch.export-based exporter; the legacy one failed: {str(legacy_exc)[:120]})"
     proto = onnx.load(str(tmp))
     del proto.metadata_props[:]
-    for key, value in flat_metadata(export_metadata(ck)).items():
+    for key, value in flat_metadata(export_metadata(ck, temperature_in_graph=True)).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(tmp))
@@ -162,6 +186,26 @@ def _parity_batch(parity_images: Sequence[Any] | None, pre: Preprocessing) -> tu
     return torch.stack(tensors), note
 
 
+def _check_written(tmp: Path, fmt: str, batch: torch.Tensor, reference: np.ndarray, expected: dict,
+                   tolerance: float, what: str, parity_note: str) -> tuple[float, float]:
+    """Load the written file as ``Predictor`` does; its calibrated logits must match ``reference``
+    (the PyTorch model's logits / temperature) and its metadata ``expected``: (max abs diff, top-1
+    agreement)."""
+    loaded = Predictor.load(tmp, fmt=fmt)
+    got = loaded.calibrated_logits_from_batch(batch)
+    kept = {"classes": loaded.classes, "preprocessing": loaded.preprocessing,
+            "calibration": {"temperature": loaded.temperature, "threshold": loaded.threshold}}
+    del loaded  # release the file before it is moved into place
+    lost = [name for name, value in expected.items() if kept[name] != value]
+    if lost:
+        raise ExportError(f"{what} did not keep the {' and '.join(lost)}; nothing written")
+    diff = float(np.abs(got - reference).max())
+    if not diff <= tolerance:
+        raise ExportError(f"{what} does not reproduce the PyTorch model: max abs logit difference "
+                          f"{diff:.3g} > {tolerance:g} ({parity_note}); nothing written")
+    return diff, float((got.argmax(1) == reference.argmax(1)).mean())
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -197,24 +241,16 @@ def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.Pa
     except ModelError as exc:
         raise ExportError(str(exc)) from None
     batch, parity_note = _parity_batch(parity_images, pre)
+    expected = {"classes": classes, "preprocessing": pre, "calibration": calibration_of(ck, str(source))}
     with torch.inference_mode():
-        reference = model(batch).float().numpy()
+        reference = model(batch).float().numpy() / np.float32(expected["calibration"]["temperature"])
     report(f"writing {fmt}", 0.2)
     try:
         with atomic_path(out) as tmp:
             note = _WRITERS[fmt](ck, model, tmp)
             report("checking the written file", 0.7)
-            loaded = Predictor.load(tmp, fmt=fmt)
-            got = loaded.logits_from_batch(batch)
-            diff = float(np.abs(got - reference).max())
-            agree = float((got.argmax(1) == reference.argmax(1)).mean())
-            metadata_ok = loaded.classes == classes and loaded.preprocessing == pre
-            del loaded  # release the file before it is moved into place
-            if not metadata_ok:
-                raise ExportError(f"{fmt} export to {out} did not keep the class names or preprocessing")
-            if not diff <= tolerance:
-                raise ExportError(f"{fmt} export of {arch} does not reproduce the PyTorch model: max abs "
-                                  f"logit difference {diff:.3g} > {tolerance:g} ({parity_note}); nothing written")
+            diff, agree = _check_written(tmp, fmt, batch, reference, expected, tolerance,
+                                         f"{fmt} export of {arch} to {out}", parity_note)
     except ExportError:
         raise
     except OSError as exc:

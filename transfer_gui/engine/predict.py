@@ -4,6 +4,12 @@ Accepted: a run folder, an app checkpoint (``.pt``), safetensors with transfer_g
 TorchScript and ONNX (through onnxruntime). Images go through the same decoding
 (:func:`open_image`) and the same deterministic transform (:func:`eval_transform`) as the
 app's validation, so predictions here match what the app reported.
+
+Calibration: every probability is ``softmax(logits / temperature)`` with the temperature fitted
+after training (1 for a model without one), whatever the format. TorchScript and ONNX exports
+have it baked into their graph (their outputs are already divided by it); :meth:`Predictor.logits`
+always gives the model's raw logits. Below the stored confidence ``threshold``
+:meth:`Predictor.predict_paths` marks a result ``"unsure"``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import torch
 from PIL import Image
 
 from transfer_gui.engine.catalog import ModelError
-from transfer_gui.engine.checkpoint import (TORCHSCRIPT_META, find_checkpoint, load_checkpoint,
-                                            model_from_checkpoint, parse_flat_metadata)
+from transfer_gui.engine.checkpoint import (NO_CALIBRATION, TORCHSCRIPT_META, calibration_of, find_checkpoint,
+                                            load_checkpoint, metadata_calibration, model_from_checkpoint,
+                                            parse_flat_metadata)
 from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, ImageError, open_image
 from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 
@@ -62,11 +69,23 @@ def _torch_forward(model: torch.nn.Module) -> Forward:
     return run
 
 
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    probs = np.exp(z)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 class Predictor:
-    """A loaded model with its classes and preprocessing. Use :meth:`load`."""
+    """A loaded model with its classes, preprocessing and calibration. Use :meth:`load`.
+
+    ``temperature`` (1.0 when none is stored) divides the logits before every softmax;
+    ``threshold`` (0.0 = none) is the confidence below which a result is ``"unsure"``;
+    ``temperature_in_graph`` says the loaded graph's outputs are already divided by it.
+    """
 
     def __init__(self, forward: Forward, classes: list[str], preprocessing: Preprocessing, fmt: str,
-                 arch: str, path: str, metrics: dict | None = None) -> None:
+                 arch: str, path: str, metrics: dict | None = None, calibration: dict | None = None,
+                 temperature_in_graph: bool = False) -> None:
         self._forward = forward
         self.classes = list(classes)
         self.preprocessing = preprocessing
@@ -74,6 +93,10 @@ class Predictor:
         self.arch = arch
         self.path = path
         self.metrics = dict(metrics or {})
+        cal = calibration_of({"calibration": dict(calibration or NO_CALIBRATION)}, path)
+        self.temperature: float = cal["temperature"]
+        self.threshold: float = cal["threshold"]
+        self.temperature_in_graph = bool(temperature_in_graph)
         self._transform = eval_transform(preprocessing)
 
     def __repr__(self) -> str:
@@ -103,12 +126,14 @@ class Predictor:
     def _load_checkpoint(cls, p: Path) -> "Predictor":
         ck = load_checkpoint(p)
         model, classes, pre, arch = model_from_checkpoint(ck, str(p))
-        return cls(_torch_forward(model), classes, pre, "checkpoint", arch, str(p), ck.get("metrics"))
+        return cls(_torch_forward(model), classes, pre, "checkpoint", arch, str(p), ck.get("metrics"),
+                   calibration_of(ck, str(p)))
 
     @classmethod
     def _from_meta(cls, forward: Forward, meta: dict, fmt: str, p: Path) -> "Predictor":
+        calibration, in_graph = metadata_calibration(meta, str(p))
         return cls(forward, [str(c) for c in meta["classes"]], Preprocessing.from_dict(meta["preprocessing"]),
-                   fmt, str(meta.get("arch", "")), str(p), meta.get("metrics"))
+                   fmt, str(meta.get("arch", "")), str(p), meta.get("metrics"), calibration, in_graph)
 
     @classmethod
     def _load_safetensors(cls, p: Path) -> "Predictor":
@@ -159,44 +184,69 @@ class Predictor:
 
     # ------------------------------------------------------------------------- inference
 
-    def logits_from_batch(self, batch: torch.Tensor) -> np.ndarray:
-        """Logits for an already preprocessed ``(N, 3, H, W)`` float batch."""
+    def _outputs(self, batch: torch.Tensor) -> np.ndarray:
         return np.asarray(self._forward(batch.float().contiguous()), dtype=np.float32)
 
+    def logits_from_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """Raw logits (no temperature) for an already preprocessed ``(N, 3, H, W)`` float batch."""
+        out = self._outputs(batch)
+        return out * np.float32(self.temperature) if self.temperature_in_graph else out
+
+    def calibrated_logits_from_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """Logits divided by the temperature: their softmax is every probability this Predictor gives."""
+        out = self._outputs(batch)
+        return out if self.temperature_in_graph else out / np.float32(self.temperature)
+
+    def probabilities_from_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """``(N, num_classes)`` calibrated probabilities of a preprocessed batch."""
+        return softmax(self.calibrated_logits_from_batch(batch))
+
+    def _batches(self, images: Sequence[ImageInput], batch_size: int) -> Iterable[torch.Tensor]:
+        step = max(1, batch_size)
+        for i in range(0, len(images), step):
+            yield torch.stack([self._transform(to_pil(im)) for im in images[i:i + step]])
+
     def logits(self, images: Sequence[ImageInput], batch_size: int = 16) -> np.ndarray:
-        """``(N, num_classes)`` logits; paths are decoded with :func:`open_image`."""
-        out = [self.logits_from_batch(torch.stack([self._transform(to_pil(im)) for im in images[i:i + batch_size]]))
-               for i in range(0, len(images), max(1, batch_size))]
+        """``(N, num_classes)`` raw logits (no temperature); paths are decoded with :func:`open_image`."""
+        out = [self.logits_from_batch(b) for b in self._batches(images, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
-    def _top(self, logits: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
-        z = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(z)
-        probs /= probs.sum(axis=1, keepdims=True)
+    def probabilities(self, images: Sequence[ImageInput], batch_size: int = 16) -> np.ndarray:
+        """``(N, num_classes)`` calibrated probabilities, ``softmax(logits / temperature)``."""
+        out = [self.probabilities_from_batch(b) for b in self._batches(images, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def is_unsure(self, confidence: float) -> bool:
+        """Whether a top probability is below the stored threshold (never with threshold 0)."""
+        return confidence < self.threshold
+
+    def _top(self, probs: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         k = max(1, min(top_k, len(self.classes)))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(self.classes[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
 
     def predict(self, images: Sequence[ImageInput], top_k: int = 5,
                 batch_size: int = 16) -> list[list[tuple[str, float]]]:
-        """For each image the ``top_k`` (class, softmax probability) pairs, most likely first."""
-        return self._top(self.logits(images, batch_size), top_k)
+        """For each image the ``top_k`` (class, calibrated probability) pairs, most likely first."""
+        return self._top(self.probabilities(images, batch_size), top_k)
 
     def predict_paths(self, paths_or_dirs: Iterable[str | os.PathLike[str]], top_k: int = 5,
                       batch_size: int = 16) -> list[dict[str, Any]]:
         """Classify files and folders (searched recursively for images) in order.
 
-        Each result is ``{"path", "top": [(class, prob), ...]}`` or ``{"path", "error": reason}``
-        for a file that is missing or cannot be decoded.
+        Each result is ``{"path", "top": [(class, prob), ...], "unsure": bool}`` (``unsure`` is True
+        when the top probability is below :attr:`threshold`) or ``{"path", "error": reason}`` for a
+        file that is missing or cannot be decoded.
         """
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, torch.Tensor]] = []
 
         def flush() -> None:
             if pending:
-                tops = self._top(self.logits_from_batch(torch.stack([t for _, t in pending])), top_k)
+                tops = self._top(self.probabilities_from_batch(torch.stack([t for _, t in pending])), top_k)
                 for (i, _), top in zip(pending, tops):
                     results[i]["top"] = top
+                    results[i]["unsure"] = self.is_unsure(top[0][1])
                 pending.clear()
 
         for path in expand_paths(paths_or_dirs):
