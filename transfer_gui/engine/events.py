@@ -70,6 +70,19 @@ class EpochEnd:
 
 
 @dataclass(frozen=True)
+class GroupStats:
+    """How far each layer group has moved from its starting (pretrained) weights, and how large
+    its gradient is, measured every few optimizer steps (engine/drift.py)."""
+
+    epoch: int  # 0-based
+    step: int  # the optimizer step (1-based) whose gradients were measured
+    drift: dict[str, float]  # group -> ||w - w_start|| / ||w_start||; groups with pretrained weights only
+    grad_norm: dict[str, float]  # group -> L2 norm of its gradients at ``step``; the groups training now
+    norm_growth: dict[str, float] = field(default_factory=dict)  # the new head: ||w|| / ||w_start||
+    flags: dict[str, str] = field(default_factory=dict)  # group -> "drift" | "no_gradient", once warned
+
+
+@dataclass(frozen=True)
 class Warning:  # noqa: A001 - an event, not the builtin
     message: str
 
@@ -86,4 +99,4 @@ class Finished:
     summary: dict = field(default_factory=dict)
 
 
-Event = RunStarted | Progress | PhaseChanged | BatchEnd | EpochEnd | Warning | Finished
+Event = RunStarted | Progress | PhaseChanged | BatchEnd | EpochEnd | GroupStats | Warning | Finished

@@ -23,9 +23,11 @@ from torch import nn
 from transfer_gui import config as config_mod
 from transfer_gui.config import RunConfig
 from transfer_gui.engine import rundir
+from transfer_gui.engine.calibration import Calibrate
 from transfer_gui.engine.checkpointing import CheckpointWriter, Resume, read_resume
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.ddp import DdpWrap
+from transfer_gui.engine.drift import GroupDrift
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted
 from transfer_gui.engine.freezing import apply_freeze
 from transfer_gui.engine.optim import current_lrs, make_optimizer, set_lr_factor
@@ -114,11 +116,13 @@ class Trainer:
 
     def parts(self, cfg: RunConfig, run_dir: Path, resume_blob: dict | None) -> list[Part]:
         """The parts of a run, in the order their hooks are called (tracking decides the best
-        epoch before the writer saves it). A subclass may add its own."""
-        parts: list[Part] = [BestEpoch(cfg.train)]
+        epoch before the writer saves it; drift copies the pretrained weights before a resume
+        loads last.pt, and adds its metrics before the writer saves them). A subclass may add its own."""
+        parts: list[Part] = [BestEpoch(cfg.train), GroupDrift(self.dist.main)]
         if resume_blob is not None:
             parts.append(Resume(resume_blob, run_dir))
         parts.append(CheckpointWriter(run_dir, self.dist.main))
+        parts.append(Calibrate(run_dir, self.dist.main))  # after the last checkpoint, before test evaluation
         if self.dist.active:
             parts.append(DdpWrap(self.dist))
         return parts
@@ -299,7 +303,8 @@ class Trainer:
             return
         set_lr_factor(run.optimizer, lr_factor(run.state.step, run.schedule))
         out = run.step(lambda inputs: self._forward(run.train_module, inputs), batch,
-                       guard=lambda loss: self._check_finite(run, loss, epoch, b))
+                       guard=lambda loss: self._check_finite(run, loss, epoch, b),
+                       after_backward=lambda o: call(run, "after_backward", o))
         run.state.step += 1
         lrs = current_lrs(run.optimizer)
         meter.add(out, batch.y, batch.valid, batch.n_valid)

@@ -7,7 +7,14 @@ each hook of every part, in the order of the list, from one place (:func:`call`)
 
 * ``before_fit(run)``: the model, optimizer and :class:`RunState` exist; no epoch has run.
 * ``before_epoch(run)``: the epoch's frozen groups are applied (``run.frozen_now``).
-* ``after_epoch(run)``: the epoch trained and validated: ``run.epoch`` holds its record.
+* ``after_backward(run, out)``: once per optimizer step, after the backward pass and before the
+  optimizer steps (and before gradient clipping): the gradients of this step are in the
+  parameters' ``.grad`` and ``out`` is the step's :class:`~transfer_gui.engine.step.StepOut`
+  (``run.state.step`` still counts the steps before this one). Under a GradScaler the gradients
+  are still scaled; a part that reads them calls ``run.step.unscaled()`` first. Keep it cheap:
+  it runs on every step (engine/drift.py measures every few steps).
+* ``after_epoch(run)``: the epoch trained and validated: ``run.epoch`` holds its record, which a
+  part may add keys to before the checkpoint writer saves it to ``metrics.jsonl``.
 * ``after_fit(run)``: the epochs have ended (completed, stopped or stopped early).
 
 A part may end the run after the current epoch by setting ``run.stop = (status, message)``.
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
     from transfer_gui.engine.prepare import Prepared
     from transfer_gui.engine.ranks import Dist
     from transfer_gui.engine.schedule import Schedule
-    from transfer_gui.engine.step import TrainStep
+    from transfer_gui.engine.step import StepOut, TrainStep
 
 
 @dataclass
@@ -84,6 +91,9 @@ class Part:
     def before_epoch(self, run: Run) -> None:
         pass
 
+    def after_backward(self, run: Run, out: "StepOut") -> None:
+        pass
+
     def after_epoch(self, run: Run) -> None:
         pass
 
@@ -91,11 +101,11 @@ class Part:
         pass
 
 
-HOOKS = ("before_fit", "before_epoch", "after_epoch", "after_fit")
+HOOKS = ("before_fit", "before_epoch", "after_backward", "after_epoch", "after_fit")
 
 
-def call(run: Run, hook: str) -> None:
-    """Call ``hook`` of every part of ``run``, in order."""
+def call(run: Run, hook: str, *args: Any) -> None:
+    """Call ``hook`` of every part of ``run``, in order (``after_backward`` takes the step's output)."""
     assert hook in HOOKS, hook
     for part in run.parts:
-        getattr(part, hook)(run)
+        getattr(part, hook)(run, *args)

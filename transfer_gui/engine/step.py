@@ -5,7 +5,8 @@ or weighted 0 under torchrun so that every rank runs the same collectives; ``cha
 when asked). Calling the step runs the forward pass under autocast, the loss with label
 smoothing, the loss averaged over all ranks (``guard`` sees it before anything changes: the
 trainer refuses a non-finite loss, the LR finder stops its sweep), then backward through the
-gradient scaler, gradient clipping and the optimizer step.
+gradient scaler, ``after_backward`` (the trainer's parts read the gradients there; see
+:meth:`TrainStep.unscaled`), gradient clipping and the optimizer step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Guard = Callable[[torch.Tensor], None]
+AfterBackward = Callable[["StepOut"], None]
 
 
 @dataclass
@@ -50,6 +52,7 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.params: list[torch.nn.Parameter] = []  # what gradient clipping measures
+        self._unscaled = False  # this step's gradients are unscaled already
 
     @classmethod
     def for_run(cls, p: "Prepared", optimizer: torch.optim.Optimizer, dist: Dist = SINGLE) -> "TrainStep":
@@ -61,6 +64,13 @@ class TrainStep:
     def clip(self, module: nn.Module) -> None:
         """Clip the gradients of what trains in ``module`` now (call when freezing changes)."""
         self.params = [q for q in module.parameters() if q.requires_grad]
+
+    def unscaled(self) -> None:
+        """Unscale this step's gradients when a GradScaler scales them (fp16), at most once per
+        step, so that whatever reads them sees their true size; nothing to do otherwise."""
+        if self.scaler.is_enabled() and not self._unscaled:
+            self.scaler.unscale_(self.optimizer)
+            self._unscaled = True
 
     def batch(self, x: torch.Tensor, y) -> Batch | None:
         """The batch on the device, or None when none of its images decoded (one process)."""
@@ -89,7 +99,8 @@ class TrainStep:
         per = nn.functional.cross_entropy(logits.float(), b.y, reduction="none", label_smoothing=self.label_smoothing)
         return (per * w).sum() / w.sum().clamp(min=1)
 
-    def __call__(self, forward: Forward, b: Batch, guard: Guard | None = None) -> StepOut:
+    def __call__(self, forward: Forward, b: Batch, guard: Guard | None = None,
+                 after_backward: AfterBackward | None = None) -> StepOut:
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             logits = forward(b.x)
             loss = self.loss(logits, b)
@@ -97,10 +108,14 @@ class TrainStep:
         if guard is not None:
             guard(global_loss)
         self.optimizer.zero_grad(set_to_none=True)
+        self._unscaled = False
         self.scaler.scale(loss).backward()
+        out = StepOut(loss.detach(), global_loss, logits)
+        if after_backward is not None:
+            after_backward(out)
         if self.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
+            self.unscaled()
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return StepOut(loss.detach(), global_loss, logits)
+        return out

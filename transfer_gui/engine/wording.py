@@ -57,3 +57,45 @@ def describe(e: object) -> tuple[str, str] | None:
     if isinstance(e, ev.PhaseChanged) and e.message and e.phase not in QUIET_PHASES:
         return e.message, "muted"
     return None
+
+
+# ----------------------------------------------------------------------------- layer-group warnings
+# engine/drift.py emits these as Warning events; the CLI prints them and the window shows them.
+
+
+def loss_spike_warning(first: float, peak: float, step: int, window: int, warmup_epochs: float,
+                       head_lr: float) -> str:
+    """The loss rose far above its first value early in the run."""
+    warm = (f"schedule.warmup_epochs is {warmup_epochs:g}; try {max(1.0, warmup_epochs * 2):g}"
+            if warmup_epochs > 0 else "schedule.warmup_epochs is 0; try 1")
+    return (f"the training loss rose to {number(peak)} at step {step}, {peak / first:.1f}x its first value "
+            f"{number(first)}, within the first {window} steps: the warmup is too short or the learning rate "
+            f"too high. Lengthen the warmup ({warm}) or lower layers.head_lr (now {head_lr:g}; try "
+            f"{head_lr / 10:g}).")
+
+
+def drift_warning(drifts: dict[str, float], rates: dict[str, float], head_lr: float, limit: float) -> str:
+    """Groups that train at a low rate and still moved far from their pretrained weights."""
+    which = ", ".join(f"{g} ({drifts[g]:.0%} at rate {rates[g]:.2g})" for g in drifts)
+    many = len(drifts) > 1
+    return (f"layer group{'s' if many else ''} {which} moved more than {limit:.0%} away from the pretrained "
+            f"weights although {'they train' if many else 'it trains'} at a tenth of the head's rate "
+            f"({head_lr:g}) or less: the pretrained features are being changed a lot. Lower "
+            f"{'their' if many else 'its'} rate (layers.lr or layers.lr_decay) or freeze "
+            f"{'them' if many else 'it'} (layers.train_from or layers.frozen).")
+
+
+def no_gradient_warning(groups: list[str], norms: dict[str, float], largest: tuple[str, float],
+                        train_from: str) -> str:
+    """Groups whose gradient stays about zero next to the others': training them is wasted time."""
+    which = ", ".join(f"{g} ({norms[g]:.1e})" for g in groups)
+    many = len(groups) > 1
+    return (f"layer group{'s' if many else ''} {which} get{'' if many else 's'} almost no gradient "
+            f"(gradient norm next to {largest[1]:.2g} for {largest[0]}): training {'them' if many else 'it'} "
+            f"is wasted time. Freeze {'them' if many else 'it'}: set layers.train_from to {train_from} "
+            f"(or list {'them' if many else 'it'} in layers.frozen).")
+
+
+# Short forms for the window's per-group table (the full sentence is in the log).
+GROUP_FLAGS = {"drift": "moved far at a low rate: lower its rate or freeze it",
+               "no_gradient": "almost no gradient: freeze it (layers.train_from)"}
