@@ -143,11 +143,11 @@ def test_empty_window_to_exported_model(qtbot, window, ui_env):
     # --- Results: opened automatically
     wait_for(qtbot, lambda: p.record is not None and str(p.record.run_dir) == str(run_dir), 30)
     wait_for(qtbot, lambda: w.current_step() == "Results")
-    conf = w.results.confusion
+    conf = w.results.quality.confusion.table
     assert conf.rowCount() == 3 and conf.columnCount() == 3
     total = sum(int(conf.item(i, j).text()) for i in range(3) for j in range(3))
     assert total == len(p.record.predictions) > 0
-    assert w.results.per_class.rowCount() == 3
+    assert w.results.quality.per_class.rowCount() == 3 and w.results.quality.averages.rowCount() == 2
     assert readiness(p, "Results") == "" and readiness(p, "Export") == ""
     # try it on an image
     w.results.try_images([str(folders[0] / "000.png")])

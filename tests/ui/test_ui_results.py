@@ -8,7 +8,6 @@ import pytest
 
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.steps import readiness
-from transfer_gui.ui.widgets.confusion import per_class_metrics
 
 from .helpers import drop_paths, make_class_folders, wait_for
 
@@ -41,12 +40,16 @@ def test_open_run_folder_shows_matrix_metrics_mistakes(qtbot, window, finished_r
     assert w.current_step() == "Results" and readiness(p, "Results") == ""
     rec = p.record
     n = len(rec.classes)
-    matrix = [[int(w.results.confusion.item(i, j).text()) for j in range(n)] for i in range(n)]
+    table = w.results.quality.confusion.table
+    matrix = [[int(table.item(i, j).text()) for j in range(n)] for i in range(n)]
     assert matrix == rec.confusion() and sum(map(sum, matrix)) == len(rec.predictions) == 24
-    metrics = per_class_metrics(matrix)
-    assert w.results.per_class.rowCount() == n
-    shown = {w.results.per_class.item(r, 0).text(): w.results.per_class.item(r, 2).text() for r in range(n)}
-    assert shown[rec.classes[0]] == f"{metrics[0]['recall']:.1%}"
+    recall = [matrix[i][i] / sum(matrix[i]) for i in range(n)]  # counted here, not by the app's metrics
+    per_class = w.results.quality.per_class
+    assert per_class.rowCount() == n
+    shown = {per_class.item(r, 0).text(): per_class.item(r, 2).text() for r in range(n)}
+    assert shown[rec.classes[0]] == f"{recall[0]:.1%}"
+    averages = w.results.quality.averages
+    assert averages.item(0, 0).text() == "macro average" and averages.item(0, 2).text() == f"{sum(recall) / n:.1%}"
     assert "1 skipped" in w.results.skipped_btn.text()
     # mistakes: one tile per wrong prediction, most confident first, then the other way round
     wrong = [q for q in rec.predictions if q["true"] != q["pred"]]

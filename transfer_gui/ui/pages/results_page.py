@@ -1,6 +1,9 @@
-"""Step 5, Results: the confusion matrix, per-class precision / recall, a gallery of
-validation mistakes, and “Try it” on new images. Shows the run that just finished or any
-run folder opened from disk (e.g. one trained on a cluster)."""
+"""Step 5, Results: can this model be trusted? For the validation set, and the test set when the
+run has one: headline figures, the confusion matrix (a heat map past 20 classes) with the most
+confused pairs, per-class precision / recall / F1, the confidence threshold explorer, the
+reliability diagram, precision-recall curves, a gallery of mistakes, "Try it" on new images, a
+self-contained report and "Classify a folder". Shows the run that just finished or any run
+folder opened from disk (e.g. one trained on a cluster)."""
 
 from __future__ import annotations
 
@@ -8,36 +11,52 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
+from transfer_gui.state import evaluation_view
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
-from transfer_gui.ui.widgets.confusion import ConfusionTable, per_class_metrics
+from transfer_gui.ui.widgets.classify_folder import ClassifyFolderDialog
+from transfer_gui.ui.widgets.confidence_view import ConfidenceView
 from transfer_gui.ui.widgets.mistakes import MistakesGallery
+from transfer_gui.ui.widgets.quality_view import QualityView
 from transfer_gui.ui.widgets.skipped_dialog import SkippedDialog
 from transfer_gui.ui.widgets.try_it import TryIt
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
+
+
+class _Tabs(QTabWidget):
+    """Tabs whose height does not follow their pages' preferred height for a width (word-wrapped
+    labels over plots would ask for over 1,000 pixels and make the page scroll): the tabs take
+    the height the window gives them, down to their minimum."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+        return False
+
+
+def store_threshold_job(task, run_dir: str, value: float) -> None:
+    from transfer_gui.engine.calibration import set_threshold
+
+    set_threshold(run_dir, value)
+
+
+def report_job(task, run_dir: str, which: str, folder: str) -> Path:
+    """Worker thread: report.html, predictions.csv and metrics.json of one set of a run."""
+    from transfer_gui.engine import evaluate
+
+    evaluation = evaluate.from_run(run_dir, which)
+    evaluate.write_outputs(evaluation, Path(folder))
+    return Path(folder) / "report.html"
 
 
 def load_run_job(task, run_dir: str):
     from transfer_gui.engine.rundir import load_run
 
     return load_run(run_dir)
-
-
-class _NumberItem(QTableWidgetItem):
-    """Sorts by its number (UserRole), not by its text ("100.0%" < "92.3%" as text)."""
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
-        a = -1.0 if a is None or a != a else a  # NaN (no predictions of a class) sorts first
-        b = -1.0 if b is None or b != b else b
-        return a < b
-
-
-def _pct(v: float) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
 
 
 class ResultsPage(QWidget):
@@ -58,10 +77,11 @@ class ResultsPage(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(self._build_top())
         lay.addWidget(self.summary)
+        lay.addLayout(self._build_actions())
         lay.addWidget(self._build_tabs(), 1)
 
     def _build_top(self) -> QHBoxLayout:
-        """The run to show: the project's runs, its skipped files, another run folder."""
+        """The run to show and its set; the run's skipped files; another run folder."""
         self.open_btn = QPushButton("Open run folder…")
         self.open_btn.setToolTip("Inspect any finished run: choose its folder (the one with config.toml and "
                                  "checkpoints/), e.g. a run trained on a cluster.")
@@ -82,50 +102,56 @@ class ResultsPage(QWidget):
         top = QHBoxLayout()
         top.addWidget(runs_label)
         top.addWidget(self.run_list, 1)
+        top.addWidget(self._build_set_choice())
         top.addWidget(self.skipped_btn)
         top.addWidget(self.open_btn)
         return top
 
-    def _build_quality(self) -> QWidget:
-        """The Accuracy tab: the confusion matrix beside the per-class table."""
-        self.confusion = ConfusionTable()
-        self.per_class = QTableWidget(0, 5)
-        self.per_class.setHorizontalHeaderLabels(["Class", "Images", "Accuracy", "Precision", "F1"])
-        tips = ["The class.", "Validation images of this class.",
-                "Share of this class's images the model got right (its recall).",
-                "When the model says this class, how often it is right.",
-                "Balance of precision and recall (their harmonic mean)."]
-        for i, tip in enumerate(tips):
-            self.per_class.horizontalHeaderItem(i).setToolTip(tip)
-        self.per_class.setToolTip("Per-class quality on the validation images, from the best epoch's model.")
-        self.per_class.verticalHeader().setVisible(False)
-        self.per_class.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.per_class.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.per_class.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.per_class.setSortingEnabled(True)
-        quality = QWidget()
-        q = QHBoxLayout(quality)
-        left = QVBoxLayout()
-        left.addWidget(QLabel("<b>Confusion matrix</b> (rows: true class, columns: predicted)"))
-        left.addWidget(self.confusion, 1)
-        right = QVBoxLayout()
-        right.addWidget(QLabel("<b>Per class</b>"))
-        right.addWidget(self.per_class, 1)
-        q.addLayout(left, 1)
-        q.addLayout(right, 1)
-        return quality
+    def _build_set_choice(self) -> QComboBox:
+        self.set_choice = QComboBox()
+        self.set_choice.setAccessibleName("Set of images to judge the model on")
+        self.set_choice.setToolTip("Validation: the images that chose the best epoch. Test: images the run never "
+                                   "chose anything by, evaluated once at the end: the honest figure.")
+        self.set_choice.activated.connect(lambda _i: self._show_set())
+        return self.set_choice
+
+    def _build_actions(self) -> QHBoxLayout:
+        self.report_btn = QPushButton("Save &report…")
+        self.report_btn.setToolTip("Write a self-contained report.html of this run and set (settings, curves, "
+                                   "per-class table, confusion, calibration, mistakes), with predictions.csv "
+                                   "and metrics.json beside it.")
+        self.report_btn.clicked.connect(self.save_report_dialog)
+        self.classify_btn = QPushButton("&Classify a folder…")
+        self.classify_btn.setToolTip("Run this model over a folder of images and save what it says about each "
+                                     "one as a CSV file.")
+        self.classify_btn.clicked.connect(self.classify_folder_dialog)
+        self.action_note = QLabel()
+        self.action_note.setWordWrap(True)
+        self.action_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.addWidget(self.report_btn)
+        row.addWidget(self.classify_btn)
+        row.addWidget(self.action_note, 1)
+        return row
 
     def _build_tabs(self) -> QTabWidget:
-        quality = self._build_quality()
+        self.quality = QualityView()
+        self.quality.pair_chosen.connect(self.show_pair)
+        self.confidence = ConfidenceView()
+        self.confidence.explorer.store_requested.connect(self.store_threshold)
         self.mistakes = MistakesGallery(self.ctx.tasks)
         self.try_it = TryIt(self.ctx.tasks)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(quality, "Accuracy")
+        self.tabs = _Tabs()
+        self.tabs.addTab(self.quality, "Accuracy")
+        self.tabs.addTab(self.confidence, "Confidence")
         self.tabs.addTab(self.mistakes, "Mistakes")
         self.tabs.addTab(self.try_it, "Try it")
-        self.tabs.setTabToolTip(0, "Confusion matrix and per-class precision and recall.")
-        self.tabs.setTabToolTip(1, "Validation images the model got wrong.")
-        self.tabs.setTabToolTip(2, "Classify your own images with the trained model.")
+        self.tabs.setTabToolTip(0, "Headline figures, confusion matrix, per-class precision, recall and F1, and "
+                                   "the most confused pairs.")
+        self.tabs.setTabToolTip(1, "How far to trust the model's confidence: threshold explorer, reliability "
+                                   "diagram, precision-recall curves.")
+        self.tabs.setTabToolTip(2, "Images the model got wrong.")
+        self.tabs.setTabToolTip(3, "Classify your own images with the trained model.")
         return self.tabs
 
     # ------------------------------------------------------------------ loading
@@ -218,15 +244,24 @@ class ResultsPage(QWidget):
         self._select_shown_run()
         self.run_list.blockSignals(False)
         self.try_it.set_source(str(rec.run_dir) if rec is not None and rec.best_checkpoint else None)
+        self.report_btn.setEnabled(rec is not None and bool(rec.predictions))
+        self.classify_btn.setEnabled(rec is not None and rec.best_checkpoint is not None)
+        self._fill_sets(rec)
         if rec is None:
             n = len(self.project.runs)
             self.summary.setText(f"No run shown: choose one of this project's {n} run(s) above, or train a model."
                                  if n else "No run yet: train a model, or open a run folder.")
-            self.confusion.set_matrix([], [])
-            self.per_class.setRowCount(0)
-            self.mistakes.set_predictions([], [])
             self.skipped_btn.setVisible(False)
+            self._show_set()
             return
+        self.summary.setText(self._summary_text(rec))
+        self.summary.setToolTip((rec.summary or {}).get("message", ""))
+        self.skipped_btn.setVisible(bool(rec.skipped))
+        self.skipped_btn.setText(f"{len(rec.skipped)} skipped file(s)…")
+        self._show_set()
+
+    @staticmethod
+    def _summary_text(rec) -> str:
         s = rec.summary or {}
         accs = [h.get("val_acc") for h in rec.history if isinstance(h.get("val_acc"), (int, float))]
         best_i = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
@@ -234,33 +269,97 @@ class ResultsPage(QWidget):
                  f"{len(rec.history)} epoch(s)"]
         if best_i is not None:
             parts.append(f"best validation accuracy <b>{_pct(accs[best_i])}</b> at epoch {best_i + 1}")
+        if isinstance(s.get("test_acc"), (int, float)):
+            parts.append(f"test accuracy <b>{_pct(s['test_acc'])}</b>")
         if s.get("status"):
             parts.append(f"{s['status'].replace('_', ' ')}")
-        self.summary.setText(", ".join(parts) + f".<br><span style='color:{status_colors()['muted']}'>"
-                             f"{rec.run_dir}</span>")
-        self.summary.setToolTip(s.get("message", ""))
-        matrix = rec.confusion() if rec.predictions else [[0] * len(rec.classes) for _ in rec.classes]
-        self.confusion.set_matrix(rec.classes, matrix)
-        self._fill_per_class(rec.classes, matrix)
-        self.mistakes.set_predictions(rec.classes, rec.predictions)
-        self.skipped_btn.setVisible(bool(rec.skipped))
-        self.skipped_btn.setText(f"{len(rec.skipped)} skipped file(s)…")
+        return (", ".join(parts) + f".<br><span style='color:{status_colors()['muted']}'>{rec.run_dir}</span>")
 
-    def _fill_per_class(self, classes: list[str], matrix: list[list[int]]) -> None:
-        metrics = per_class_metrics(matrix)
-        self.per_class.setSortingEnabled(False)
-        self.per_class.setRowCount(len(classes))
-        for r, (name, m) in enumerate(zip(classes, metrics)):
-            values = [(name, name), (str(m["support"]), m["support"]), (_pct(m["recall"]), m["recall"]),
-                      (_pct(m["precision"]), m["precision"]), (_pct(m["f1"]), m["f1"])]
-            for c, (text, key) in enumerate(values):
-                item = _NumberItem(text) if c else QTableWidgetItem(text)
-                if c:
-                    item.setData(Qt.ItemDataRole.UserRole, key)
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.per_class.setItem(r, c, item)
-        self.per_class.setSortingEnabled(True)
-        self.per_class.sortItems(0, Qt.SortOrder.AscendingOrder)
+    def _fill_sets(self, rec) -> None:
+        keep = self.set_choice.currentData()
+        sets = evaluation_view.sets_of(rec)
+        self.set_choice.blockSignals(True)
+        self.set_choice.clear()
+        for which in sets:
+            self.set_choice.addItem(evaluation_view.SET_NAMES[which], which)
+        if keep in sets:
+            self.set_choice.setCurrentIndex(sets.index(keep))
+        self.set_choice.blockSignals(False)
+        self.set_choice.setEnabled(len(sets) > 1)
+        self.set_choice.setVisible(bool(sets))
+
+    def shown_set(self) -> str:
+        return self.set_choice.currentData() or "val"
+
+    def _show_set(self) -> None:
+        """Every tab from the chosen set of the shown run."""
+        rec = self.project.record
+        self.view = evaluation_view.build(rec, self.shown_set()) if rec is not None else None
+        self.quality.set_view(self.view)
+        self.confidence.set_view(self.view)
+        items = [] if rec is None else (rec.predictions if self.shown_set() == "val" else rec.test_predictions)
+        self.mistakes.set_predictions(rec.classes if rec is not None else [], items)
+
+    def show_pair(self, true: int, pred: int) -> None:
+        """The images of one cell of the confusion matrix (or one confused pair) in the gallery."""
+        if self.view is None:
+            return
+        self.mistakes.set_pair(true, pred)
+        self.tabs.setCurrentWidget(self.mistakes)
+
+    # ------------------------------------------------------------------ actions
+    def store_threshold(self, value: float) -> None:
+        rec = self.project.record
+        if rec is None:
+            return
+        self.action_note.setText(f"Storing the threshold {value:.0%} with the model…")
+        self.ctx.tasks.start("store-threshold", store_threshold_job, str(rec.run_dir), value, heavy=True,
+                             on_done=lambda _r: self._threshold_stored(str(rec.run_dir), value),
+                             on_error=self._action_failed)
+
+    def _threshold_stored(self, run_dir: str, value: float) -> None:
+        self.action_note.setText(f"Threshold {value:.0%} stored in {run_dir}: predict, Try it and exports made "
+                                 f"from now on say \u201cunsure\u201d below it.")
+        self.open_run(run_dir, show=False)
+
+    def _action_failed(self, exc: BaseException) -> None:
+        self.action_note.setText(f"<span style='color:{status_colors()['error']}'>{exc}</span>")
+
+    def save_report_dialog(self) -> None:
+        rec = self.project.record
+        if rec is None:
+            return
+        folder = dialogs.choose_folder(self, "Choose a folder for the report", self.ctx.last_dir("reports"))
+        if folder:
+            self.ctx.remember_dir("reports", folder)
+            self.save_report(folder)
+
+    def save_report(self, folder: str) -> None:
+        rec, which = self.project.record, self.shown_set()
+        self.action_note.setText(f"Writing the {evaluation_view.SET_NAMES[which].lower()} report…")
+        self.ctx.tasks.start("save-report", report_job, str(rec.run_dir), which, folder, heavy=True,
+                             on_done=self._report_saved, on_error=self._action_failed)
+
+    def _report_saved(self, path) -> None:
+        self.report_path = str(path)
+        self.action_note.setText(f"Report saved: <a href='{Path(path).as_uri()}'>{path}</a>")
+        self.action_note.setOpenExternalLinks(True)
+        self.ctx.status(f"Report saved to {path}")
+
+    def classify_folder_dialog(self) -> None:
+        rec = self.project.record
+        if rec is None or rec.best_checkpoint is None:
+            return
+        folder = dialogs.choose_folder(self, "Choose a folder of images to classify", self.ctx.last_dir("classify"))
+        if folder:
+            self.ctx.remember_dir("classify", folder)
+            self.classify_folder(folder)
+
+    def classify_folder(self, folder: str) -> ClassifyFolderDialog:
+        self.classify_dialog = ClassifyFolderDialog(self.ctx.tasks, str(self.project.record.run_dir), folder, self)
+        self.classify_dialog.show()
+        self.classify_dialog.start()
+        return self.classify_dialog
 
     def _show_skipped(self) -> None:
         if self.project.record is not None:
