@@ -189,7 +189,8 @@ def fit_linear(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor
     xt, xv = (x_train - mean) / std, (x_val - mean) / std
     w = torch.zeros(xt.shape[1], num_classes, requires_grad=True)
     b = torch.zeros(num_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=10, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=10, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-5, tolerance_change=1e-7)
 
     def closure():
         if check:
