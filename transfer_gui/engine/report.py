@@ -96,7 +96,8 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float], Sequence
     ys = [y for _, p in pts for _, y in p]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    left, right, top, bottom = 52, 10, 24, 34
+    left, right, top, bottom = 52, 10, 24 + 12 * len(pts), 34
+    height += 12 * len(pts)
     sx = lambda x: left + (x - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
     sy = lambda y: height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
@@ -107,7 +108,8 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float], Sequence
     for t in _ticks(y0, y1):
         label = f"{10 ** t:.0e}" if log_y else f"{t:.3g}"
         out.append(f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end" font-size="10">{label}</text>')
-    for t in _ticks(x0, x1):
+    whole = all(float(x).is_integer() for x in xs) and x1 - x0 <= 10
+    for t in (range(int(x0), int(x1) + 1) if whole else _ticks(x0, x1)):
         out.append(f'<text x="{sx(t):.1f}" y="{height - bottom + 13}" text-anchor="middle" font-size="10">'
                    f'{t:.3g}</text>')
     out.append(f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle" font-size="10">{esc(x_label)}</text>')
@@ -117,7 +119,7 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float], Sequence
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}"/>')
         if len(p) == 1:
             out.append(f'<circle cx="{sx(p[0][0]):.1f}" cy="{sy(p[0][1]):.1f}" r="3" fill="{colour}"/>')
-        out.append(f'<text x="{left + 6}" y="{top + 14 + 12 * k}" font-size="10" fill="{colour}">{esc(name)}</text>')
+        out.append(f'<text x="{left}" y="{32 + 12 * k}" font-size="10" fill="{colour}">&#9632; {esc(name)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -125,18 +127,19 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float], Sequence
 def reliability_chart(tables: Sequence[tuple[str, list[dict], float]], size: int = 300) -> str:
     """The reliability diagram: accuracy per confidence bin (bars, one colour per table) against
     the diagonal of perfect calibration; the legend gives each table's ECE."""
-    left, bottom, top, right = 40, 34, 24, 10
-    w, h = size - left - right, size - top - bottom
+    left, bottom, top, right = 40, 34, 24 + 12 * len(tables), 10
+    height = size + 12 * len(tables)
+    w, h = size - left - right, height - top - bottom
     sx = lambda v: left + v * w  # noqa: E731
-    sy = lambda v: size - bottom - v * h  # noqa: E731
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
+    sy = lambda v: height - bottom - v * h  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{height}" role="img" '
            f'aria-label="reliability diagram"><text x="{size / 2}" y="15" text-anchor="middle" font-size="13">'
            f'Reliability</text><rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>',
            f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" stroke="#888" stroke-dasharray="4 3"/>']
     for t in _ticks(0.0, 1.0):
         out.append(f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end" font-size="10">{t:.2g}</text>'
-                   f'<text x="{sx(t):.1f}" y="{size - bottom + 13}" text-anchor="middle" font-size="10">{t:.2g}</text>')
-    out.append(f'<text x="{size / 2}" y="{size - 4}" text-anchor="middle" font-size="10">confidence</text>')
+                   f'<text x="{sx(t):.1f}" y="{height - bottom + 13}" text-anchor="middle" font-size="10">{t:.2g}</text>')
+    out.append(f'<text x="{size / 2}" y="{height - 4}" text-anchor="middle" font-size="10">confidence</text>')
     for k, (name, table, ece) in enumerate(tables):
         colour = COLOURS[k % len(COLOURS)]
         share = 1.0 / max(1, len(tables))
@@ -148,8 +151,8 @@ def reliability_chart(tables: Sequence[tuple[str, list[dict], float]], size: int
                            f'height="{row["accuracy"] * h:.1f}" fill="{colour}" fill-opacity="0.6">'
                            f'<title>{row["lo"]:.2f}-{row["hi"]:.2f}: {row["count"]} images, accuracy '
                            f'{row["accuracy"]:.1%}, confidence {row["confidence"]:.1%}</title></rect>')
-        out.append(f'<text x="{left + 6}" y="{top + 14 + 12 * k}" font-size="10" fill="{colour}">'
-                   f'{esc(name)}: ECE {ece:.3f}</text>')
+        out.append(f'<text x="{left}" y="{32 + 12 * k}" font-size="10" fill="{colour}">&#9632; {esc(name)}: '
+                   f'ECE {ece:.3f}</text>')
     out.append("</svg>")
     return "".join(out)
 
