@@ -34,6 +34,13 @@ class RunMonitor:
         self.val_loss: list[float] = []
         self.train_acc: list[float] = []
         self.val_acc: list[float] = []
+        # per layer group (engine/drift.py's GroupStats), x in epochs; NaN where a group did not train
+        self.group_x: list[float] = []
+        self.drift: dict[str, list[float]] = {}
+        self.grad_norm: dict[str, list[float]] = {}
+        self.group_stats: ev.GroupStats | None = None  # the latest measurement
+        self.group_flags: dict[str, str] = {}  # group -> "drift" | "no_gradient", once warned
+        self.warnings: list[str] = []
         self.last_batch: ev.BatchEnd | None = None
         self.last_epoch: ev.EpochEnd | None = None
         self.images_per_s = 0.0
@@ -66,6 +73,10 @@ class RunMonitor:
             self.val_loss.append(e.val_loss)
             self.train_acc.append(e.train_acc)
             self.val_acc.append(e.val_acc)
+        elif isinstance(e, ev.GroupStats):
+            self._group_stats(e)
+        elif isinstance(e, ev.Warning):
+            self.warnings.append(e.message)
         elif isinstance(e, ev.Finished):
             self.finished = e
             self.phase = "finished"
@@ -86,6 +97,23 @@ class RunMonitor:
         self.lr_x.append(x)
         for g, series in self.lrs.items():
             series.append(e.lrs.get(g, math.nan))
+
+    def _group_stats(self, e: ev.GroupStats) -> None:
+        spe = self.started.steps_per_epoch if self.started is not None else 0
+        self.group_x.append(e.step / spe if spe else float(e.epoch + 1))
+        n = len(self.group_x)
+        for store, values in ((self.drift, e.drift), (self.grad_norm, e.grad_norm)):
+            for g in values:
+                store.setdefault(g, [math.nan] * (n - 1))  # a group that began training later
+            for g, series in store.items():
+                series.append(values.get(g, math.nan))
+        self.group_stats = e
+        self.group_flags.update(e.flags)
+
+    @property
+    def head_only(self) -> bool:
+        """Only the head trains on features computed once: no group but the head has stats."""
+        return self.started is not None and self.started.feature_cache
 
     # ------------------------------------------------------------------
     def pause(self) -> None:

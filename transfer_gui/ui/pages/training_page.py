@@ -294,6 +294,9 @@ class TrainingPage(QWidget):
             self.project.set_run(None, None)  # its files were replaced by the run that just ended
 
     # ------------------------------------------------------------------ drawing
+    def on_theme_changed(self) -> None:
+        self.plots.groups_view.restyle()
+
     def _redraw(self) -> None:
         self.plots.update_from(self.monitor)
         if self.kind == "lrfind" and not self.is_running():
