@@ -4,7 +4,8 @@
     transfer-gui train CONFIG.toml [--set key=value]...
     transfer-gui train --data DIR --out DIR [--model NAME] ...
     transfer-gui train --resume RUN_DIR
-    transfer-gui predict MODEL_FILE IMAGE_OR_DIR... [--top-k K] [--json]
+    transfer-gui predict MODEL_FILE IMAGE_OR_DIR... [--top-k K] [--json] [--csv FILE]
+    transfer-gui evaluate RUN_DIR|MODEL_FILE --data DIR --out REPORT_DIR
     transfer-gui export RUN_DIR --format onnx --out FILE
     transfer-gui lr-find CONFIG.toml | --data DIR ...
     transfer-gui models [--json]
@@ -303,6 +304,15 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_file(path: str, option: str) -> None:
+    """A file to write: not a folder, and its folder (when it exists) not a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{option}: {p} is a folder; give a file name")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise CliError(f"{option}: {p.parent} is a file, not a folder")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CliError(f"--top-k must be >= 1, got {args.top_k}")
@@ -310,22 +320,125 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for item in args.images:
         if not Path(item).exists():
             raise CliError(f"image file or folder not found: {item}")
+    if args.csv:
+        _check_out_file(args.csv, "--csv")
 
     from transfer_gui.engine.predict import Predictor
 
     predictor = Predictor.load(args.model)
-    rows = predictor.predict_paths(args.images, top_k=args.top_k)
+    rows = predictor.predict_paths(args.images, top_k=len(predictor.classes))  # every class, for the CSV
     if not rows:
         raise CliError("no images found in " + ", ".join(args.images))
+    if args.csv:
+        _write_predict_csv(Path(args.csv), predictor, rows)
+    shown = [{**row, "top": row["top"][:args.top_k]} if "top" in row else row for row in rows]
     if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
+        print(json.dumps(shown, indent=1))
+    else:
+        for row in shown:
+            print(_predict_line(row))
+    if args.csv:
+        print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def _predict_line(row: dict) -> str:
+    if row.get("error"):
+        return f"{row['path']}: skipped ({row['error']})"
+    tops = ", ".join(f"{name} {prob:.1%}" for name, prob in row["top"])
+    return f"{row['path']}: unsure, best guess {tops}" if row.get("unsure") else f"{row['path']}: {tops}"
+
+
+def predict_csv_rows(classes: list[str], rows: list[dict], with_answer: bool) -> list[list[str]]:
+    """``path,pred,confidence``, one probability column per class, ``answer`` (the class or
+    ``unsure``; only ``with_answer``) and ``error`` (the reason a file could not be read)."""
+    out = [["path", "pred", "confidence", *classes, *(["answer"] if with_answer else []), "error"]]
     for row in rows:
-        if row.get("error"):
-            print(f"{row['path']}: skipped ({row['error']})")
+        if row.get("error") or "top" not in row:
+            out.append([row["path"], "", "", *([""] * len(classes)), *([""] if with_answer else []),
+                        row.get("error") or "no result"])
             continue
-        tops = ", ".join(f"{name} {prob:.1%}" for name, prob in row["top"])
-        print(f"{row['path']}: {tops}")
+        probs = dict(row["top"])
+        pred, confidence = row["top"][0]
+        answer = ["unsure" if row.get("unsure") else pred] if with_answer else []
+        out.append([row["path"], pred, f"{confidence:.6g}", *(f"{probs.get(c, 0.0):.6g}" for c in classes),
+                    *answer, ""])
+    return out
+
+
+def _write_predict_csv(path: Path, predictor, rows: list[dict]) -> None:
+    import csv
+    import io
+
+    from transfer_gui.atomic import atomic_write_text
+
+    with_answer = getattr(predictor, "threshold", 0.0) > 0 or any(row.get("unsure") for row in rows)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(predict_csv_rows(list(predictor.classes), rows, with_answer))
+    atomic_write_text(path, buf.getvalue())
+
+
+def _evaluate_checks(args: argparse.Namespace) -> None:
+    """Everything about ``evaluate``'s arguments that can be known without torch."""
+    source = Path(args.source)
+    _check_checkpoint_source(args.source, "run folder or model file not found")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out: {out} is a file; give a folder for the report")
+    if args.data is not None:
+        if not Path(args.data).is_dir():
+            raise CliError(f"--data: folder does not exist: {args.data}")
+        if args.split:
+            raise CliError("--split reads a run's saved predictions; leave it out when --data is given")
+        return
+    if not (source.is_dir() and (source / "config.toml").is_file()):
+        raise CliError(f"{source} is not a run folder: give --data DIR, a folder of class folders to evaluate on")
+    name = {"val": "val_predictions.json", "test": "test_predictions.json"}
+    if args.split and not (source / name[args.split]).is_file():
+        raise CliError(f"{source} has no {name[args.split]}; choose the other --split or give --data DIR")
+    if not args.split and not any((source / n).is_file() for n in name.values()):
+        raise CliError(f"{source} has no saved predictions yet; give --data DIR to evaluate on a folder")
+
+
+def _evaluation_progress(quiet: bool):
+    """A tqdm bar on stderr for ``progress(done, total)``, and its closer."""
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, desc="evaluating", file=sys.stderr, leave=False,
+                                      dynamic_ncols=True, disable=quiet)
+        bar.n = done
+        bar.refresh()
+
+    return progress, lambda: state["bar"].close() if state.get("bar") is not None else None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _evaluate_checks(args)
+
+    from transfer_gui.engine import evaluate
+
+    if args.data is None:
+        split = args.split or ("test" if (Path(args.source) / "test_predictions.json").is_file() else "val")
+        evaluation = evaluate.evaluation_from_run(args.source, split)
+    else:
+        progress, close = _evaluation_progress(args.quiet)
+        try:
+            evaluation = evaluate.evaluate_model(args.source, args.data, progress=progress)
+        finally:
+            close()
+    written = evaluate.write_outputs(evaluation, args.out)
+    m = evaluation.metrics
+    top5 = "" if m.get("top5_accuracy") is None else f" (top-5 {m['top5_accuracy']:.1%})"
+    skipped = f", {len(evaluation.skipped)} unreadable left out" if evaluation.skipped else ""
+    print(f"{m['n']} images of {len(evaluation.classes)} classes ({evaluate.SPLIT_NAMES[evaluation.which]}{skipped})")
+    print(f"accuracy {m['accuracy']:.1%}{top5}, macro F1 {m['macro']['f1']:.3f}, ECE {m['ece']:.3f} "
+          f"(temperature {evaluation.temperature:.2f})")
+    print("wrote " + ", ".join(str(p) for p in written.values()))
     return 0
 
 
@@ -382,6 +495,7 @@ examples:
   {PROG} train project.toml --set train.epochs=3 --set model.name='resnet50'
   {PROG} lr-find --data photos/ --model resnet18
   {PROG} predict runs/first cat.jpg more_photos/ --top-k 3
+  {PROG} evaluate runs/first --data test_photos/ --out runs/first/report
   {PROG} export runs/first --format onnx --out model.onnx
 
 A mistyped folder or model name is refused at once: exit code 2 and one line
@@ -441,8 +555,29 @@ def _add_predict(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per image (default: 3)")
     p.add_argument("--json", action="store_true",
-                   help='print a JSON list of {"path", "top": [[class, probability], ...]} (or "error")')
+                   help='print a JSON list of {"path", "top": [[class, probability], ...], "unsure"} (or "error")')
+    p.add_argument("--csv", metavar="FILE",
+                   help="also write FILE: path,pred,confidence, one probability column per class, answer (the class "
+                        "or 'unsure', when the model has a confidence threshold) and error (files not read)")
     p.set_defaults(func=cmd_predict)
+
+
+def _add_evaluate(sub) -> None:
+    p = _sub(sub, "evaluate", "measure a model on labelled images and write a report",
+             "Classify every image in the class folders of --data with a run or an exported model and write "
+             "metrics.json, predictions.csv and a self-contained report.html into --out. Without --data, a run "
+             "folder's saved test (or validation) predictions are reported.",
+             "evaluate runs/first --data photos_test/ --out runs/first/report")
+    p.add_argument("source", metavar="RUN_OR_MODEL",
+                   help="a run folder, checkpoint (.pt), .safetensors, TorchScript or .onnx file")
+    p.add_argument("--data", metavar="DIR",
+                   help="a folder with one sub-folder of images per class (names as the model's classes)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="the folder to write the report files into")
+    p.add_argument("--split", choices=("val", "test"),
+                   help="without --data: which of the run's saved sets to report (default: test when the run has "
+                        "one, else val)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; only the summary")
+    p.set_defaults(func=cmd_evaluate)
 
 
 def _add_export(sub) -> None:
@@ -482,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_lr_find(sub)
     _add_predict(sub)
+    _add_evaluate(sub)
     _add_export(sub)
     _add_models(sub)
     return parser
@@ -498,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept", file=sys.stderr)
+        print("interrupted" + ("; the last checkpoint is kept" if args.command == "train" else ""), file=sys.stderr)
         return 130
     except UserError as exc:  # the user's to fix (config, folders, model, groups, export): one line
         parser.exit(2, f"{PROG}: error: {_one_line(exc)}\n")
