@@ -57,7 +57,9 @@ class AugmentConfig:
 class DataConfig:
     folders: tuple[str, ...] = ()  # parents of class folders and/or class folders
     val_folders: tuple[str, ...] = ()  # optional separate validation set
-    val_fraction: float = 0.2  # stratified split when val_folders is empty
+    val_fraction: float = 0.2  # stratified split when val_folders is empty (of what the test share leaves)
+    test_folders: tuple[str, ...] = ()  # optional separate test set, evaluated once after training
+    test_fraction: float = 0.0  # or a stratified, seeded test share held out of every class first
     exclude_classes: tuple[str, ...] = ()
     rename_classes: dict[str, str] = field(default_factory=dict)  # old -> new (merge allowed)
     image_size: int = 0  # 0 = the model's own input size
@@ -275,6 +277,7 @@ def validate(cfg: RunConfig) -> None:
          f"unsupported config version {cfg.version}; this transfer_gui reads version {CONFIG_VERSION}")
     d, la, o, s, t = cfg.data, cfg.layers, cfg.optim, cfg.schedule, cfg.train
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
+    _validate_test_set(d)
     need(d.image_size == 0 or 16 <= d.image_size <= 2048, "data.image_size",
          f"must be 0 (model default) or between 16 and 2048, got {d.image_size}")
     need(d.num_workers >= -1, "data.num_workers", f"must be -1 (auto) or >= 0, got {d.num_workers}")
@@ -316,6 +319,15 @@ def validate(cfg: RunConfig) -> None:
          f"must be one of {', '.join(FEATURE_CACHE)}, got {t.feature_cache!r}")
 
 
+def _validate_test_set(d: DataConfig) -> None:
+    """A test set comes from test folders or a held-out share, not both."""
+    if not 0.0 <= d.test_fraction < 1.0:
+        raise ConfigError(f"must be in [0, 1), got {d.test_fraction}", "data.test_fraction")
+    if d.test_fraction > 0 and d.test_folders:
+        raise ConfigError("a test set comes either from data.test_folders or from a held-out share; "
+                          "set data.test_fraction to 0 or empty data.test_folders", "data.test_fraction")
+
+
 def _numbers(node: Any, prefix: str):
     """(dotted path, value) of every float in the config, tables included."""
     if dataclasses.is_dataclass(node):
@@ -336,9 +348,10 @@ def check_paths(cfg: RunConfig) -> None:
     for i, folder in enumerate(cfg.data.folders):
         if not Path(folder).is_dir():
             raise ConfigError(f"folder does not exist: {folder}", f"data.folders[{i}]")
-    for i, folder in enumerate(cfg.data.val_folders):
-        if not Path(folder).is_dir():
-            raise ConfigError(f"folder does not exist: {folder}", f"data.val_folders[{i}]")
+    for key in ("val_folders", "test_folders"):
+        for i, folder in enumerate(getattr(cfg.data, key)):
+            if not Path(folder).is_dir():
+                raise ConfigError(f"folder does not exist: {folder}", f"data.{key}[{i}]")
     weights = cfg.model.weights
     if weights not in ("pretrained", "none") and not Path(weights).is_file():
         raise ConfigError(f"weights file does not exist: {weights}", "model.weights")

@@ -32,7 +32,8 @@ def training_state(run: Run) -> dict:
     st = run.state
     return {"optimizer": run.optimizer.state_dict(), "epoch": st.epoch, "step": st.step,
             "best_score": st.best_score, "best_epoch": st.best_epoch, "best_val_acc": st.best_val_acc,
-            "history": st.history, "patience_left": st.patience_left}
+            "history": st.history, "patience_left": st.patience_left,
+            "test_paths": sorted(x.path for x in getattr(run.prepared.split, "test", ()))}
 
 
 class CheckpointWriter(Part):
@@ -76,9 +77,22 @@ class Resume(Part):
             raise ConfigError(f"cannot resume {self.run_dir}: the layers that train differ from the interrupted "
                               f"run's (frozen groups, feature cache or augmentation changed); resume with the "
                               f"run's own config.toml") from None
+        self._check_test_set(run)
         st.epoch, st.step = int(blob["epoch"]), int(blob["step"])
         st.history = list(blob.get("history") or rundir.read_metrics(self.run_dir / "metrics.jsonl"))[:st.epoch]
         st.best_score = float(blob.get("best_score", st.best_score))
         st.patience_left = int(blob.get("patience_left", st.patience_left))
         st.best_epoch = int(blob.get("best_epoch", -1))
         st.best_val_acc = float(blob.get("best_val_acc", math.nan))
+
+    def _check_test_set(self, run: Run) -> None:
+        """A resume keeps the run's test set: images it held out must not train now, and no new
+        test set can appear (its images trained in the earlier epochs). A last.pt from before test
+        sets had none."""
+        before = list(self.blob.get("test_paths") or [])
+        now = sorted(x.path for x in getattr(run.prepared.split, "test", ()))
+        if before != now:
+            raise ConfigError(f"cannot resume {self.run_dir}: its test set differs from the interrupted run's "
+                              f"({len(before)} images then, {len(now)} now), so test images would be trained on "
+                              f"or trained images tested; resume with the run's own data.test_folders, "
+                              f"data.test_fraction and train.seed (its config.toml)", "data.test_fraction")

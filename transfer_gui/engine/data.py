@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from transfer_gui.config import ConfigError
+from transfer_gui.engine import rules
 from transfer_gui.engine.control import StopRequested
 from transfer_gui.engine.imageio import ImageError, open_image
 from transfer_gui.engine.preprocess import Preprocessing, resize_transform
@@ -29,13 +32,16 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Split:
-    """Training and validation samples; a step that drops or skips images makes a new one."""
+    """Training, validation and test samples; a step that drops or skips images makes a new one.
+    The test samples (``data.test_folders`` or the ``data.test_fraction`` share) never train or
+    validate: they are evaluated once, after training."""
 
     classes: list[str]
     train: list[Sample]
     val: list[Sample]
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    test: list[Sample] = field(default_factory=list)
 
     def class_counts(self, which: str = "train") -> list[int]:
         counts = [0] * len(self.classes)
@@ -46,37 +52,98 @@ class Split:
 
 def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> Split:
-    """Scan the configured folders and split them into training and validation samples."""
+    """Scan the configured folders and split them: the test set first (its own folders, or a
+    held-out share of every class), then validation (its own folders, or a share of the rest)."""
     index = scan_sources(list(data_cfg.folders), data_cfg.exclude_classes, dict(data_cfg.rename_classes),
                          progress=progress, cancel=cancel)
     warnings = list(index.warnings())
     skipped = list(index.skipped)
+    rest, test = _test_set(index, data_cfg, seed, skipped, progress, cancel)
     if data_cfg.val_folders:
         val_index = scan_sources_lenient(list(data_cfg.val_folders), data_cfg, progress, cancel)
         skipped += val_index.skipped
-        mapping = {name: i for i, name in enumerate(index.classes)}
-        val = []
-        unknown = set()
-        for s in val_index.samples:
-            name = val_index.classes[s.label]
-            if name in mapping:
-                val.append(Sample(s.path, mapping[name]))
-            else:
-                unknown.add(name)
+        val, unknown = _matched(val_index, index.classes)
         if unknown:
             warnings.append(f"validation classes not in the training data were ignored: {', '.join(sorted(unknown))}")
-        train = list(index.samples)
+        train = list(rest.samples)
     else:
-        train_idx, val_idx = stratified_split(index, data_cfg.val_fraction, seed)
-        train = [index.samples[i] for i in train_idx]
-        val = [index.samples[i] for i in val_idx]
+        train_idx, val_idx = stratified_split(rest, data_cfg.val_fraction, seed)
+        train = [rest.samples[i] for i in train_idx]
+        val = [rest.samples[i] for i in val_idx]
+    train, val = _without(test, train, val, warnings)
     if not val:
         warnings.append("no validation images: accuracy is measured on nothing; add a validation split")
-    return Split(index.classes, train, val, skipped, warnings)
+    return Split(index.classes, train, val, skipped, warnings, test)
+
+
+def held_out_test(index: DatasetIndex, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(rest, test) indices into ``index.samples``: ``rules.test_count`` images of every class,
+    drawn by a generator seeded from ``seed`` and the class name (not the one the validation
+    split uses), so the same config always holds out the same images, also on a resume."""
+    by_label: dict[int, list[int]] = {}
+    for i, s in enumerate(index.samples):
+        by_label.setdefault(s.label, []).append(i)
+    rest: list[int] = []
+    test: list[int] = []
+    for label, members in sorted(by_label.items()):
+        order = list(members)
+        random.Random(f"test:{seed}:{index.classes[label]}").shuffle(order)
+        k = rules.test_count(len(order), test_fraction)
+        test.extend(order[:k])
+        rest.extend(order[k:])
+    return sorted(rest), sorted(test)
+
+
+def _test_set(index: DatasetIndex, data_cfg, seed: int, skipped: list[Skipped], progress, cancel
+              ) -> tuple[DatasetIndex, list[Sample]]:
+    """(what is left for training and validation, the test samples)."""
+    if data_cfg.test_folders:
+        test_index = scan_sources_lenient(list(data_cfg.test_folders), data_cfg, progress, cancel)
+        skipped += test_index.skipped
+        test, unknown = _matched(test_index, index.classes)
+        if unknown:
+            raise ConfigError(f"test classes that the training data lacks: {', '.join(sorted(unknown))}; the model "
+                              f"cannot predict them. Add training images of them, or leave them out (remove the "
+                              f"folders, or list them in data.exclude_classes)", "data.test_folders")
+        return index, test
+    if data_cfg.test_fraction <= 0:
+        return index, []
+    rest_idx, test_idx = held_out_test(index, data_cfg.test_fraction, seed)
+    rest = DatasetIndex(index.classes, [index.samples[i] for i in rest_idx])
+    return rest, [index.samples[i] for i in test_idx]
+
+
+def _matched(other: DatasetIndex, classes: list[str]) -> tuple[list[Sample], set[str]]:
+    """The samples of ``other`` relabelled to ``classes`` by name, and its class names not among them."""
+    mapping = {name: i for i, name in enumerate(classes)}
+    out, unknown = [], set()
+    for s in other.samples:
+        name = other.classes[s.label]
+        if name in mapping:
+            out.append(Sample(s.path, mapping[name]))
+        else:
+            unknown.add(name)
+    return out, unknown
+
+
+def _without(test: list[Sample], train: list[Sample], val: list[Sample], warnings: list[str]
+             ) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples with every test file left out (a test folder inside a
+    training folder would otherwise be trained on)."""
+    if not test:
+        return train, val
+    key = lambda path: os.path.normcase(os.path.realpath(path))  # noqa: E731
+    held = {key(s.path) for s in test}
+    kept = [[s for s in samples if key(s.path) not in held] for samples in (train, val)]
+    dropped = len(train) + len(val) - len(kept[0]) - len(kept[1])
+    if dropped:
+        warnings.append(f"{dropped} image(s) of the test folders are also in the training or validation "
+                        f"folders; they were left out of training and validation")
+    return kept[0], kept[1]
 
 
 def scan_sources_lenient(folders: list[str], data_cfg, progress, cancel) -> DatasetIndex:
-    """A validation folder may hold a single class; the training classes are the reference."""
+    """A validation or test folder may hold a single class; the training classes are the reference."""
     return scan_sources(folders, data_cfg.exclude_classes, dict(data_cfg.rename_classes),
                         progress=progress, cancel=cancel, min_classes=1)
 

@@ -24,6 +24,7 @@ class RunStarted:
     total_steps: int
     feature_cache: bool  # True when the frozen backbone is computed once
     start_epoch: int = 0  # > 0 when resuming
+    test_size: int = 0  # test images, evaluated once after training (data.test_folders / test_fraction)
 
 
 @dataclass(frozen=True)

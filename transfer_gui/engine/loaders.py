@@ -8,6 +8,10 @@
 * "none": images through the whole network every epoch, decoded once into memory when they fit
   ``data.decode_cache_mb``.
 
+A test set (``split.test``) gets its loader too, fed like validation's (the same features or
+activations, or the same images through the same eval transform), so that the test images go
+through the very model validation measures; it is read once, after training.
+
 Every builder returns new objects: the split it is given is never changed (images that fail to
 decode go into a new split's ``skipped``).
 """
@@ -75,6 +79,7 @@ class Data:
     workers: int
     notes: list[str] = field(default_factory=list)
     feature_seconds: float = 0.0
+    test_loader: DataLoader | None = None  # None without a test set
 
 
 def build(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: set[str], plan: CachePlan,
@@ -131,7 +136,7 @@ def _feature_data(s: Setup, built: BuiltModel, plan: CachePlan, split: Split, wo
     backbone, head = backbone_and_head(built.model, built.head_path)
     fingerprint = feat_mod.fingerprint(backbone)
     feats, skipped, seconds = [], [], 0.0
-    for name, samples in (("training", split.train), ("validation", split.val)):
+    for name, samples in _sets(split):
         ds = ImageDataset(samples, eval_from_resized(pre), pre)
         key = feat_mod.cache_key(fingerprint, pre, [x.path for x in samples], s.autocast)
         s.emit(PhaseChanged("features", f"Computing frozen features of {len(samples):,} {name} images once"))
@@ -147,12 +152,12 @@ def _feature_data(s: Setup, built: BuiltModel, plan: CachePlan, split: Split, wo
         raise ConfigError(NO_TRAINING_IMAGE, "data.folders")
     train_loader = make_loader(_tensor_ds(feats[0].features, feats[0].labels), s.batch, True, s.cfg.train.seed,
                                weighted=s.cfg.data.weighted_sampler, dist=s.dist)
-    val_loader = make_loader(_tensor_ds(feats[1].features, feats[1].labels), max(s.batch, 256), False,
-                             s.cfg.train.seed, dist=s.dist)
-    notes.append(f"features computed once: {len(split.train) + len(split.val):,} images, {seconds:.1f} s; "
+    val_loader = _cached_eval_loader(s, feats[1].features, feats[1].labels, max(s.batch, 256))
+    test_loader = _cached_eval_loader(s, feats[2].features, feats[2].labels, max(s.batch, 256)) if split.test else None
+    notes.append(f"features computed once: {sum(len(x) for _, x in _sets(split)):,} images, {seconds:.1f} s; "
                  f"only the head trains on them")
     return Data(dataclasses.replace(split, skipped=split.skipped + skipped), plan, head, train_loader, val_loader,
-                workers, notes, seconds)
+                workers, notes, seconds, test_loader)
 
 
 def _prefix_data(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: set[str], plan: CachePlan,
@@ -161,7 +166,7 @@ def _prefix_data(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: 
     (with its reason) when the architecture cannot start there or they do not fit the budget."""
     model, pre = built.model, built.preprocessing
     path = next(g for g in groups if g.name == plan.start_group).modules[0]
-    datasets = [ImageDataset(x, eval_from_resized(pre), pre, c) for x, c in zip((split.train, split.val), caches)]
+    datasets = [ImageDataset(x, eval_from_resized(pre), pre, c) for (_, x), c in zip(_sets(split), (*caches, None))]
     sample = torch.stack([datasets[0][i][0] for i in range(min(4, len(datasets[0])))]).to(s.device)
     dummy = bmod.choose_dummy_size(model, path, sample, pre.input_size)
     need = None if dummy is None else bmod.capture(model, path, sample[:1]).numel() * 4 * sum(map(len, datasets))
@@ -179,9 +184,11 @@ def _prefix_data(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: 
         offset += len(ds)
     notes.append(f"frozen layers computed once: {total:,} images at {path}, {time.perf_counter() - t0:.1f} s, "
                  f"{need / 2**20:,.0f} MB; training runs from {path} on")
+    test_loader = make_loader(out[2], s.batch, False, s.cfg.train.seed, dist=s.dist) if split.test else None
     return Data(split, plan, bmod.BoundaryModel(model, path, dummy),
                 make_loader(out[0], s.batch, True, s.cfg.train.seed, weighted=s.cfg.data.weighted_sampler, dist=s.dist),
-                make_loader(out[1], s.batch, False, s.cfg.train.seed, dist=s.dist), workers, notes)
+                make_loader(out[1], s.batch, False, s.cfg.train.seed, dist=s.dist), workers, notes,
+                test_loader=test_loader)
 
 
 def _image_data(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: set[str], plan: CachePlan,
@@ -196,7 +203,9 @@ def _image_data(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: s
         notes.append("the last training batch would hold one image, which BatchNorm cannot train on; "
                      "it is left out each epoch (a different image each time)")
     val_loader = make_loader(val_ds, bs, False, cfg.train.seed, workers, s.pin, dist=s.dist)
-    return Data(split, plan, model, train_loader, val_loader, workers, notes)
+    test_loader = make_loader(ImageDataset(split.test, eval_from_resized(pre), pre), bs, False, cfg.train.seed,
+                              workers, s.pin, dist=s.dist) if split.test else None  # read once: not decoded ahead
+    return Data(split, plan, model, train_loader, val_loader, workers, notes, test_loader=test_loader)
 
 
 def _frozen_batch(bs: int, device: torch.device) -> int:
@@ -204,6 +213,16 @@ def _frozen_batch(bs: int, device: torch.device) -> int:
     activations in cache (EfficientNet-Lite0 at 224 px: 52 images/s at 16, 35 at 32, and
     0.3 GB less memory); on a GPU, larger is better."""
     return min(bs, 16) if device.type == "cpu" else max(bs, 64)
+
+
+def _sets(split: Split) -> list[tuple[str, list]]:
+    """The sets whose inputs a cache computes, in order: training, validation and the test set if any."""
+    sets = [("training", split.train), ("validation", split.val)]
+    return [*sets, ("test", split.test)] if split.test else sets
+
+
+def _cached_eval_loader(s: Setup, x: torch.Tensor, labels: torch.Tensor, batch: int) -> DataLoader:
+    return make_loader(_tensor_ds(x, labels), batch, False, s.cfg.train.seed, dist=s.dist)
 
 
 def _tensor_ds(x: torch.Tensor, labels: torch.Tensor) -> TensorDataset:

@@ -38,6 +38,7 @@ from transfer_gui.engine.rules import frozen_at_epoch
 from transfer_gui.engine.runs import new_run_dir
 from transfer_gui.engine.schedule import from_config, lr_factor
 from transfer_gui.engine.step import StepOut, TrainStep
+from transfer_gui.engine.testeval import TestEvaluation, with_test_result
 from transfer_gui.engine.tracking import BestEpoch, finished_message
 from transfer_gui.errors import Cancelled, UserError
 
@@ -57,6 +58,7 @@ class RunResult:
     best_val_acc: float = float("nan")
     seconds: float = 0.0
     bad_input: bool = False  # failed because of the config, data or weights the user gave
+    figures: dict = field(default_factory=dict)  # what parts add to summary.json (test_acc, test_n, ...)
 
 
 def default_run_dir(runs_root: Path | None = None) -> Path:
@@ -123,6 +125,7 @@ class Trainer:
             parts.append(Resume(resume_blob, run_dir))
         parts.append(CheckpointWriter(run_dir, self.dist.main))
         parts.append(Calibrate(run_dir, self.dist.main))  # after the last checkpoint, before test evaluation
+        parts.append(TestEvaluation(self._validate, self.control))  # after_fit only: never sees an epoch
         if self.dist.active:
             parts.append(DdpWrap(self.dist))
         return parts
@@ -145,7 +148,7 @@ class Trainer:
         self._write_summary(result)
         emit(Finished(result.status, result.message, str(result.run_dir), result.best_epoch,
                       result.best_val_acc, len(result.history), result.seconds,
-                      {"classes": result.classes}))
+                      {"classes": result.classes, **result.figures}))
         return result
 
     # ------------------------------------------------------------------------------------ outcome
@@ -192,7 +195,7 @@ class Trainer:
             rundir.write_json(result.run_dir / "summary.json", {
                 "status": result.status, "message": result.message, "classes": result.classes,
                 "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
-                "epochs_done": len(result.history), "seconds": round(result.seconds, 3)})
+                "epochs_done": len(result.history), "seconds": round(result.seconds, 3), **result.figures})
         except OSError:
             pass
 
@@ -211,7 +214,10 @@ class Trainer:
         run = self.run = self._start(cfg, run_dir, p, emit, blob)
         status, message = self._epochs(run)
         call(run, "after_fit")
-        return self._result(status, message, run_dir, t0)
+        figures = {k: v for part in run.parts for k, v in getattr(part, "figures", {}).items()}
+        result = self._result(status, with_test_result(message, figures), run_dir, t0)
+        result.figures = figures
+        return result
 
     def _start(self, cfg: RunConfig, run_dir: Path, p: Prepared, emit, blob: dict | None) -> Run:
         """The optimizer, schedule and step of the run; the parts' ``before_fit``; RunStarted."""
@@ -225,7 +231,8 @@ class Trainer:
         run.start_epoch = self.state.epoch
         emit(RunStarted(str(run_dir), str(p.device), p.precision, p.split.classes, [g.name for g in p.groups],
                         [g.name for g in p.groups if g.name not in p.frozen], len(p.split.train), len(p.split.val),
-                        epochs, steps_per_epoch, steps_per_epoch * epochs, p.use_features, run.start_epoch))
+                        epochs, steps_per_epoch, steps_per_epoch * epochs, p.use_features, run.start_epoch,
+                        len(p.split.test)))
         return run
 
     def _epochs(self, run: Run) -> tuple[str, str]:

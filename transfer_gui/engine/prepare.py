@@ -75,6 +75,7 @@ class Prepared:
     workers: int
     notes: list[str] = field(default_factory=list)
     feature_seconds: float = 0.0
+    test_loader: DataLoader | None = None  # the test set (split.test), fed like validation; None without one
 
     @property
     def model(self) -> nn.Module:
@@ -115,7 +116,7 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     d = loaders.build(setup, built, groups, frozen, plan, split)
     notes = [*d.notes, f"device {device}, {precision}, {d.workers} loader workers, pin_memory={setup.pin}"]
     return Prepared(cfg, device, autocast, precision, d.split, built, groups, frozen, lrs, d.plan, d.module,
-                    d.train_loader, d.val_loader, d.workers, notes, d.feature_seconds)
+                    d.train_loader, d.val_loader, d.workers, notes, d.feature_seconds, d.test_loader)
 
 
 def _device(cfg: RunConfig, dist: Dist) -> tuple[torch.device, torch.dtype | None, str]:

@@ -4,7 +4,7 @@ The engine decides with these functions, and the window calls the same ones to s
 will do before it starts: how many images train and validate, which layer groups are frozen,
 the learning rate of each group, and which cache the run uses and why.
 
-* :func:`split_counts` - training and validation images of the stratified split
+* :func:`split_sizes` / :func:`split_counts` - training, validation (and test) images of the split
 * :func:`resolve_frozen` - the frozen groups of ``layers.frozen`` and ``layers.train_from``
 * :func:`group_rates` - each group's learning rate (head rate, decay, explicit rates)
 * :func:`plan_cache` / :func:`plan_cache_for` - features, a frozen prefix, or no cache, in words
@@ -48,13 +48,35 @@ def val_count(n: int, val_fraction: float) -> int:
     return min(max(round(n * val_fraction), 1), n - 1)
 
 
+def test_count(n: int, test_fraction: float) -> int:
+    """Test images that a class of ``n`` images gives to the held-out test share (taken before
+    the validation split): the same rounding as :func:`val_count`, never the last image."""
+    return val_count(n, test_fraction)
+
+
+def class_split(n: int, data_cfg: Any) -> tuple[int, int, int]:
+    """(training, validation, test) images of one class of ``n`` images: the test share first,
+    then ``data.val_fraction`` of what is left (none with ``data.val_folders``)."""
+    test = 0 if data_cfg.test_folders else test_count(n, data_cfg.test_fraction)
+    val = 0 if data_cfg.val_folders else val_count(n - test, data_cfg.val_fraction)
+    return n - test - val, val, test
+
+
+def split_sizes(class_counts: Mapping[str, int], data_cfg: Any) -> tuple[int, int, int]:
+    """(training, validation, test) images of the split the engine makes from these classes.
+    -1 stands for a set that comes from its own folders (``data.val_folders``,
+    ``data.test_folders``), whose size the training folders do not tell."""
+    parts = [class_split(n, data_cfg) for n in class_counts.values()]
+    train, val, test = (sum(p[k] for p in parts) for k in range(3))
+    return (train, -1 if data_cfg.val_folders else val,
+            -1 if data_cfg.test_folders else test)
+
+
 def split_counts(class_counts: Mapping[str, int], data_cfg: Any) -> tuple[int, int]:
-    """(training, validation) images of the split the engine makes from these classes. With
-    ``data.val_folders`` every image trains and validation comes from those folders: -1."""
-    if data_cfg.val_folders:
-        return sum(class_counts.values()), -1
-    val = sum(val_count(n, data_cfg.val_fraction) for n in class_counts.values())
-    return sum(class_counts.values()) - val, val
+    """(training, validation) images of the split the engine makes from these classes (the test
+    share, if any, already left out; :func:`split_sizes` tells it). With ``data.val_folders``
+    every image that is not a test image trains and validation comes from those folders: -1."""
+    return split_sizes(class_counts, data_cfg)[:2]
 
 
 # ----------------------------------------------------------------------------- layer groups

@@ -29,9 +29,10 @@ def number(value: float, digits: int = 3) -> str:
 def run_started(e: ev.RunStarted) -> str:
     cache = " Frozen backbone: features computed once, only the head trains." if e.feature_cache else ""
     resumed = f" Resuming after epoch {e.start_epoch}." if e.start_epoch else ""
+    test = f" {e.test_size:,} test images are held out and evaluated once, after training." if e.test_size else ""
     return (f"Training on {e.device} ({e.precision}): {e.train_size:,} training and {e.val_size:,} validation "
             f"images, {len(e.classes)} classes, {e.total_steps:,} steps; training {', '.join(e.trainable_groups)}."
-            f"{cache}{resumed}")
+            f"{cache}{resumed}{test}")
 
 
 def epoch_end(e: ev.EpochEnd) -> str:
@@ -44,6 +45,24 @@ def epoch_end(e: ev.EpochEnd) -> str:
             f"{val} ({e.seconds:.1f} s){best}")
 
 
+def testset_result(acc: float, n: int, epoch: int, checkpoint: str, undecoded: int = 0, stopped: bool = False) -> str:
+    """The test set's result, said once after training (engine/testeval.py)."""
+    which = f"the epoch {epoch} checkpoint ({checkpoint})" if epoch else f"the checkpoint {checkpoint}"
+    note = f" {undecoded:,} test image(s) could not be decoded and were left out." if undecoded > 0 else ""
+    stop = " The run was stopped before its last epoch, so this is the best epoch so far." if stopped else ""
+    return (f"Test accuracy {pct(acc)} on {n:,} test image{'s' if n != 1 else ''} with {which}; the test set "
+            f"took no part in choosing it.{note}{stop}")
+
+
+def testset_short(acc: float, n: int) -> str:
+    """The test result in the sentence that ends a run (the command line prints it last)."""
+    return f"Test accuracy {pct(acc)} on {n:,} test image{'s' if n != 1 else ''}."
+
+
+def testset_not_evaluated(reason: str) -> str:
+    return f"the test set was not evaluated: {reason}"
+
+
 def describe(e: object) -> tuple[str, str] | None:
     """The line for event ``e`` and its kind, or None when it is not worth one."""
     if isinstance(e, ev.RunStarted):
@@ -54,6 +73,8 @@ def describe(e: object) -> tuple[str, str] | None:
         return f"Warning: {e.message}", "warn"
     if isinstance(e, ev.Finished):
         return e.message, FINISHED_KIND.get(e.status, "error")
+    if isinstance(e, ev.PhaseChanged) and e.phase == "test" and e.message:
+        return e.message, "ok"
     if isinstance(e, ev.PhaseChanged) and e.message and e.phase not in QUIET_PHASES:
         return e.message, "muted"
     return None
