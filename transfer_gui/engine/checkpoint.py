@@ -67,12 +67,16 @@ def calibration_of(ck: dict, source: str = "checkpoint") -> dict[str, float]:
     return {"temperature": temperature, "threshold": threshold}
 
 
-def update_checkpoint(path: Path, changes: dict[str, Any]) -> None:
-    """Rewrite the checkpoint at ``path`` with ``changes`` merged in, atomically (read with
-    ``weights_only=True`` and checked like every checkpoint; everything else in it is kept)."""
+def store_calibration(path: str | os.PathLike[str], **values: float) -> dict[str, float]:
+    """Rewrite the checkpoint file ``path`` with ``temperature`` and/or ``threshold`` changed in its
+    calibration, atomically; everything else in it is kept (read with ``weights_only=True`` and
+    checked like every checkpoint). Returns the calibration now stored."""
+    unknown = set(values) - set(NO_CALIBRATION)
+    assert not unknown, unknown
     blob = load_checkpoint(path)
-    blob.update(changes)
+    blob["calibration"] = calibration_of({"calibration": {**calibration_of(blob, str(path)), **values}}, str(path))
     atomic_write_with(Path(path), lambda fh: torch.save(blob, fh))
+    return dict(blob["calibration"])
 
 
 def find_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
