@@ -33,7 +33,7 @@ def trained(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("cli_evaluate")
     data = make_class_folders(root / "train", per_class=8)
-    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 1}))
+    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 1, "data.test_fraction": 0.25}))
     assert result.status == "completed", result.message
     return {"root": root, "run": root / "run", "test": make_class_folders(root / "test", per_class=4, seed=9)}
 
@@ -63,6 +63,21 @@ def test_evaluate_a_runs_saved_validation_set(trained, tmp_path, capsys):
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["set"] == "validation" and doc["confusion"] == rundir.load_run(trained["run"]).confusion()
     assert "(validation)" in capsys.readouterr().out
+
+
+def test_evaluate_a_run_reports_its_test_set_by_default(trained, tmp_path, capsys):
+    from transfer_gui.engine import rundir
+
+    rec = rundir.load_run(trained["run"])
+    assert rec.test_predictions, "the run should have a test set"
+    out = tmp_path / "report"
+    assert cli.main(["evaluate", str(trained["run"]), "--out", str(out)]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["set"] == "test" and doc["n"] == len(rec.test_predictions)
+    assert doc["accuracy"] == pytest.approx(sum(r["true"] == r["pred"] for r in rec.test_predictions) / doc["n"])
+    paths = [row[0] for row in _csv(out / "predictions.csv")[1:]]
+    assert paths == [r["path"] for r in rec.test_predictions]
+    assert "(test)" in capsys.readouterr().out
 
 
 def test_a_class_folder_the_model_does_not_know_exits_2(trained, tmp_path, capsys):
