@@ -13,14 +13,19 @@ from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSlider, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from transfer_gui.errors import Cancelled, UserError
 from transfer_gui.state.project import GroupInfo, freeze_changes, frozen_set
 from transfer_gui.ui.binding import bind, signals_blocked
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import group_color, readable, status_colors
 from transfer_gui.ui.widgets.lr_panel import LRPanel
+from transfer_gui.ui.widgets.probe_view import ProbeView, percent
 from transfer_gui.ui.widgets.sci_spin import SciSpinBox
 
-FROZEN, NAME, PARAMS, LR = range(4)
+FROZEN, NAME, PARAMS, LR, PROBE = range(5)
+PROBE_TIP = ("Depth probe: validation accuracy of a linear classifier on the frozen activations entering this "
+             "group, i.e. what training from this group on starts from. Press “Probe depths” below.")
+PROBE_KEYS = ("model.", "data.")  # a change of these makes a probe's figures stale
 FREEZE_TIP = ("Frozen groups keep their pretrained weights: they are not trained, which is faster and "
               "needs fewer images. With everything below the head frozen (and no augmentation) the "
               "backbone's features are computed once and only the head trains. Unfreeze more groups "
@@ -40,6 +45,13 @@ def groups_job(task, name: str) -> GroupInfo:
                      groups[-1].num_params / outputs)
     _CACHE[name] = info
     return info
+
+
+def probe_job(task, cfg):
+    """The depth probe on a task thread: progress as engine events, stopped by the task's cancel."""
+    from transfer_gui.engine.probe import probe
+
+    return probe(cfg, on_event=task.report, cancel=lambda: task.cancelled)
 
 
 def compute_lrs(names: list[str], layers_cfg) -> dict[str, float]:
@@ -74,6 +86,7 @@ class LayersPage(QWidget):
         self.ctx = ctx
         self.project = ctx.project
         self.spins: list[SciSpinBox] = []
+        self.probe_result = None  # engine.probe.ProbeResult of the current model and data
         self._build()
         p = self.project
         p.config_changed.connect(self._config_changed)
@@ -98,6 +111,11 @@ class LayersPage(QWidget):
         self.totals.setWordWrap(True)
         self.totals.setToolTip("Parameters that will be trained, of all parameters in the model.")
         left.addWidget(self.totals)
+        self.probe_view = ProbeView()
+        self.probe_view.start_requested.connect(self.start_probe)
+        self.probe_view.cancel_requested.connect(self.cancel_probe)
+        self.probe_view.use_requested.connect(self.use_probe)
+        left.addWidget(self.probe_view)
         self.lr_panel = LRPanel(self.project)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -106,13 +124,14 @@ class LayersPage(QWidget):
         bind(self.train_bn, self.project, "layers.train_bn")
 
     def _build_table(self) -> QTableWidget:
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Frozen", "Layer group", "Parameters", "Learning rate"])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Frozen", "Layer group", "Parameters", "Learning rate", "Probe"])
         self.table.setToolTip(FREEZE_TIP)
         self.table.horizontalHeaderItem(FROZEN).setToolTip("Ticked = frozen: the group keeps its pretrained "
                                                            "weights (layers.frozen / layers.train_from).")
         self.table.horizontalHeaderItem(LR).setToolTip("Each trainable group's own learning rate. Type a value "
                                                        "to override one group (layers.lr).")
+        self.table.horizontalHeaderItem(PROBE).setToolTip(PROBE_TIP)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -121,6 +140,7 @@ class LayersPage(QWidget):
         hh.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         hh.setSectionResizeMode(PARAMS, QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(LR, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(PROBE, QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemChanged.connect(self._item_changed)
         return self.table
 
@@ -216,6 +236,10 @@ class LayersPage(QWidget):
                 params = QTableWidgetItem()
                 params.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, PARAMS, params)
+                acc = QTableWidgetItem()
+                acc.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                acc.setToolTip(PROBE_TIP)
+                self.table.setItem(r, PROBE, acc)
                 spin = SciSpinBox(0.0, 10.0, allow_zero=True)
                 spin.setAccessibleName(f"Learning rate of {name}")
                 spin.setFrame(False)
@@ -270,6 +294,9 @@ class LayersPage(QWidget):
         if "" in keys or "model.name" in keys:
             if self._loaded_for is not None or self.isVisible():
                 self._load_groups()
+        if self.probe_result is not None and any(k == "" or k.startswith(PROBE_KEYS) for k in keys):
+            self.probe_result = None  # another model or other images: the figures no longer apply
+            self.probe_view.clear()
         self._refresh()
 
     def _refresh(self) -> None:
@@ -281,6 +308,8 @@ class LayersPage(QWidget):
         lrs = compute_lrs(names, cfg.layers) if info else {"head": cfg.layers.head_lr}
         for w in (self.head_only, self.unfreeze, self.slider):
             w.setEnabled(info is not None)
+        self.probe_view.set_available(info is not None and bool(cfg.data.folders),
+                                      "" if cfg.data.folders else "Add image folders on the Data step first.")
         if info is None:
             if p.groups_error and not self.ctx.tasks.running("groups"):
                 self.loading.setText(f"<span style='color:{status_colors()['error']}'>{p.groups_error}</span>")
@@ -308,6 +337,7 @@ class LayersPage(QWidget):
             f = spin.font()
             f.setBold(name in layers.lr)
             spin.setFont(f)
+        self._show_probe(info)
         first = next((i for i, n in enumerate(info.names) if n not in frozen), len(info.names) - 1)
         self.slider.setValue(first)
         self.slider_label.setText(f"{info.names[first]} ({len(info.names) - first} of {len(info.names)} "
@@ -318,3 +348,53 @@ class LayersPage(QWidget):
         trainable = sum(c for n, c in zip(info.names, counts) if n not in frozen)
         self.totals.setText(f"<b>Trainable: {trainable:,} of {total:,} parameters "
                             f"({trainable / max(1, total):.1%})</b>. {speed_note(self.project.cfg, info.names, frozen)}")
+
+    # ------------------------------------------------------------------ depth probe
+    def _show_probe(self, info: GroupInfo) -> None:
+        """The probe's accuracy in the row of the group each depth feeds; the suggestion in bold."""
+        r = self.probe_result
+        accs = r.accuracy() if r is not None and r.groups == info.names else {}
+        for row, name in enumerate(info.names):
+            item = self.table.item(row, PROBE)
+            item.setText(percent(accs[name]) if name in accs else ("—" if accs else ""))
+            f = item.font()
+            f.setBold(bool(accs) and name == r.suggestion)
+            item.setFont(f)
+
+    def start_probe(self) -> None:
+        cfg = self.project.cfg
+        if not cfg.data.folders or self._info() is None:
+            self.probe_view.show_message("Add image folders on the Data step and wait for the layer groups first.")
+            return
+        self.probe_result = None
+        self.probe_view.set_running(True)
+        self._refresh()
+        self.ctx.tasks.start("probe", probe_job, cfg, heavy=True, on_progress=self.probe_view.show_progress,
+                             on_done=self._probe_done, on_error=self._probe_failed)
+
+    def cancel_probe(self) -> None:
+        self.ctx.tasks.cancel("probe")
+        self.probe_view.show_message("Probe cancelled.", "muted")
+
+    def _probe_done(self, result) -> None:
+        if result.model != self.project.cfg.model.name:
+            self.probe_view.show_message("The model changed while probing; probe again.")
+            return
+        self.probe_result = result
+        self.probe_view.show_result(result)
+        self._refresh()
+
+    def _probe_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            self.probe_view.show_message("Probe cancelled.", "muted")
+        else:
+            text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            self.probe_view.show_message(f"The probe failed: {text}", "error")
+
+    def use_probe(self, train_from: str) -> None:
+        info = self._info()
+        if info is None or train_from not in info.names:
+            return
+        k = info.names.index(train_from)
+        self.project.update(freeze_changes(info.names, set(info.names[:k])))
+        self.ctx.status(f"Train from {train_from}: the probe's suggestion.")
