@@ -8,7 +8,7 @@ import pytest
 
 from transfer_gui import cli
 
-COMMANDS = ("gui", "train", "lr-find", "predict", "evaluate", "export", "models")
+COMMANDS = ("gui", "train", "lr-find", "probe", "predict", "evaluate", "export", "models")
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -73,6 +73,7 @@ def test_commands_and_options_keep_their_names():
     expected = {
         "train": quick | {"--resume", "--quiet"},
         "lr-find": quick | {"--steps", "--start-lr", "--end-lr", "--json", "--quiet"},
+        "probe": quick | {"--tolerance", "--json", "--quiet"},
         "predict": {"--top-k", "--json", "--csv"},
         "evaluate": {"--data", "--out", "--split", "--quiet"},
         "export": {"--format", "--out", "--parity-images"},

@@ -3,6 +3,7 @@ the class signal where there is one, the suggestion rule, the in-process cache, 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -134,3 +135,30 @@ def test_cancel_stops_the_forward_pass_promptly(colour_config):
     assert len(batches) == 1 and batches[0].total == 36  # stopped before the second of nine batches
     assert not any(isinstance(e, ev.Progress) and e.phase == "probe" for e in seen)
     assert not P._MEMORY  # nothing half-computed is kept
+
+
+def test_cli_json_names_the_suggested_group(tmp_path, capsys):
+    from transfer_gui import cli
+
+    data = make_class_folders(tmp_path / "data", per_class=8, size=32)
+    code = cli.main(["probe", "--data", str(data), "--model", "resnet18", "--weights", "none", "--image-size", "32",
+                     "--batch-size", "4", "--set", "data.val_fraction=0.34", "--tolerance", "5", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["groups"] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert out["suggested_train_from"] in out["groups"][1:] and out["tolerance"] == 0.05
+    assert [d["train_from"] for d in out["depths"]] == out["groups"][1:]
+    assert all(0.0 <= d["val_accuracy"] <= 1.0 for d in out["depths"])
+
+
+def test_cli_refuses_bad_arguments_before_loading_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom transfer_gui import cli\n"
+            "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('torch' in sys.modules, e.code)\n")
+    for args in (["--data", str(tmp_path / "missing")], ["--data", str(tmp_path), "--tolerance", "-1"]):
+        out = subprocess.run([sys.executable, "-c", code, "probe", *args], capture_output=True, text=True, timeout=60)
+        assert out.stdout.split() == ["False", "2"], (out.stdout, out.stderr)
+        assert out.stderr.startswith("transfer-gui: error:") and len(out.stderr.strip().splitlines()) == 1

@@ -8,6 +8,7 @@
     transfer-gui evaluate RUN_DIR|MODEL_FILE --data DIR --out REPORT_DIR
     transfer-gui export RUN_DIR --format onnx --out FILE
     transfer-gui lr-find CONFIG.toml | --data DIR ...
+    transfer-gui probe CONFIG.toml | --data DIR ... [--json]
     transfer-gui models [--json]
 
 Arguments, paths and model names are checked before torch is imported, so a mistake is
@@ -304,6 +305,32 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """The depth probe: a linear classifier on the frozen activations at every group boundary."""
+    if args.tolerance is not None and not 0 <= args.tolerance < 100:
+        raise CliError(f"--tolerance is in accuracy points, 0 to 100 (got {args.tolerance:g})")
+    cfg = _config_from_args(args)
+    config_mod.check_paths(cfg)
+    _check_model_name(cfg.model.name)
+
+    from transfer_gui.engine.probe import TOLERANCE, probe
+
+    progress = ConsoleProgress(quiet=args.quiet or args.json)
+    tol = TOLERANCE if args.tolerance is None else args.tolerance / 100
+    res = probe(cfg, progress, tolerance=tol)
+    progress.close()
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return 0
+    print(f"{'train from':<16} {'probe':>7}  (validation accuracy of a linear classifier on the frozen input)")
+    for d in res.depths:
+        mark = "  <- suggested" if d.train_from == res.suggestion else ""
+        print(f"{d.train_from:<16} {d.val_accuracy:7.1%}  {'#' * int(round(40 * d.val_accuracy))}{mark}")
+    print(f"chance (most common class): {res.chance:.1%}; {res.train_size} training, {res.val_size} validation images")
+    print(f"suggested: --train-from {res.suggestion}  ({res.reason})")
+    return 0
+
+
 def _check_out_file(path: str, option: str) -> None:
     """A file to write: not a folder, and its folder (when it exists) not a file."""
     p = Path(path)
@@ -545,6 +572,25 @@ def _add_lr_find(sub) -> None:
     p.set_defaults(func=cmd_lr_find)
 
 
+def _add_probe(sub) -> None:
+    p = _sub(sub, "probe", "which layers should I train? probe every depth and suggest --train-from",
+             "Run the images once through the frozen network, fit a linear classifier on the pooled activations "
+             "entering every layer group (training images) and score it on the validation images, then suggest "
+             "the group to train from: the one after the deepest depth within --tolerance of the best (the head "
+             "only when that is the head's input). Takes the same config/quick-form options as train; nothing is "
+             "trained or saved.",
+             "probe --data photos/ --image-size 128 --json")
+    _add_quick_options(p)
+    p.add_argument("--tolerance", type=float, metavar="POINTS",
+                   help="accuracy points a deeper depth may lose against the best and still be picked "
+                        "(default: the engine's, 2)")
+    p.add_argument("--json", action="store_true",
+                   help='print the result as JSON: {"depths": [{"train_from", "after", "module", "dim", '
+                        '"train_accuracy", "val_accuracy"}, ...], "suggested_train_from", "reason", "groups", ...}')
+    p.add_argument("--quiet", action="store_true", help="no progress bars; only the result")
+    p.set_defaults(func=cmd_probe)
+
+
 def _add_predict(sub) -> None:
     p = _sub(sub, "predict", "classify images with an exported model or a run folder",
              "Print the most likely classes of each image. Folders are searched recursively; files that "
@@ -616,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gui(sub)
     _add_train(sub)
     _add_lr_find(sub)
+    _add_probe(sub)
     _add_predict(sub)
     _add_evaluate(sub)
     _add_export(sub)
