@@ -21,16 +21,18 @@ def _window_figures(w):
     text = re.sub(r"<[^>]+>", "", w.data.totals.text())
     train, val = (int(x.replace(",", "")) for x in re.search(r"([\d,]+) for training, ([\d,]+) for valid", text)
                   .groups())
+    held = re.search(r"([\d,]+) for test", text)
+    test = int(held.group(1).replace(",", "")) if held else 0
     table = w.layers.table
     names = [table.item(r, NAME).text().split("  ")[0] for r in range(table.rowCount())]
     frozen = {n for r, n in enumerate(names) if table.item(r, FROZEN).checkState() == Qt.CheckState.Checked}
     rates = {n: table.cellWidget(r, LR).value() for r, n in enumerate(names) if n not in frozen}
-    return train, val, names, frozen, rates, w.layers.totals.text()
+    return (train, val, test), names, frozen, rates, w.layers.totals.text()
 
 
 @pytest.mark.parametrize("layers", [
     {"layers.train_from": "layer3", "layers.lr_decay": 0.5, "layers.lr": {"layer4": 3e-3}},  # frozen prefix
-    {"layers.train_from": "head"},  # head only: the features once
+    {"layers.train_from": "head", "data.test_fraction": 0.25},  # head only: the features once; a test share
 ])
 def test_window_figures_are_what_the_engine_does(qtbot, window, ui_env, layers):
     w, p = window, window.project
@@ -41,7 +43,7 @@ def test_window_figures_are_what_the_engine_does(qtbot, window, ui_env, layers):
               "layers.head_lr": 1e-2, "output.dir": str(ui_env["tmp"] / "run"), **layers})
     wait_for(qtbot, lambda: p.scan is not None and w.layers._info() is not None, 120)
     w.go_to("Layers")
-    train, val, names, frozen, rates, note = _window_figures(w)
+    sizes, names, frozen, rates, note = _window_figures(w)
 
     seen: list = []
     w.training.start()
@@ -52,7 +54,8 @@ def test_window_figures_are_what_the_engine_does(qtbot, window, ui_env, layers):
     first_batch = next(e for e in seen if isinstance(e, ev.BatchEnd))
     notes = " ".join(e.message for e in seen if isinstance(e, ev.PhaseChanged))
 
-    assert (train, val) == (started.train_size, started.val_size)
+    assert sizes == (started.train_size, started.val_size, started.test_size)
+    assert sizes[2] == (6 if p.cfg.data.test_fraction else 0)  # 3 + 2 + 1 of 11, 7 and 5 images
     assert names == started.groups
     assert frozen == set(started.groups) - set(started.trainable_groups)
     used = {g: first_batch.lrs[g] for g in started.trainable_groups}

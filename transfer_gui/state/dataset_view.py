@@ -71,5 +71,24 @@ def split_counts(counts: dict[str, int], data_cfg) -> tuple[int, int]:
     return engine_split_counts(counts, data_cfg)
 
 
+def split_sizes(counts: dict[str, int], data_cfg) -> tuple[int, int, int]:
+    """(training, validation, test) images: the engine's own rule (-1 for a set that comes from
+    its own folders, data.val_folders or data.test_folders)."""
+    from transfer_gui.engine.rules import split_sizes as engine_split_sizes
+
+    return engine_split_sizes(counts, data_cfg)
+
+
+def split_text(counts: dict[str, int], data_cfg) -> str:
+    """The Data step's totals line: classes, images and what the split does with them."""
+    train, val, test = split_sizes(counts, data_cfg)
+    parts = [f"{train:,} for training", f"{val:,} for validation" if val >= 0 else "validation from its own folder"]
+    if test > 0:
+        parts.append(f"{test:,} for test")
+    elif test < 0:
+        parts.append("test images from their own folder")
+    return f"<b>{len(counts)} classes, {sum(counts.values()):,} images</b>: {', '.join(parts)}."
+
+
 def steps_per_epoch(train_images: int, batch_size: int) -> int:
     return max(1, -(-max(0, train_images) // max(1, batch_size)))

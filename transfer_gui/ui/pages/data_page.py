@@ -16,7 +16,7 @@ from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import drop_zone_css, status_colors
 from transfer_gui.ui.widgets.class_table import THUMB, ClassTable
-from transfer_gui.ui.widgets.data_options import AugmentBox, ValidationBox
+from transfer_gui.ui.widgets.data_options import AugmentBox, TestBox, ValidationBox
 from transfer_gui.ui.widgets.skipped_dialog import SkippedDialog
 from transfer_gui.ui.widgets.thumbnails import read_many
 
@@ -63,6 +63,8 @@ class DataPage(QWidget):
         self.preview = self.augment.preview
         right = QVBoxLayout()
         right.addWidget(self.validation)
+        self.test_set = TestBox(self.ctx)
+        right.addWidget(self.test_set)
         right.addWidget(self.augment, 1)
 
         lay = QHBoxLayout(self)
@@ -235,7 +237,7 @@ class DataPage(QWidget):
         if everything or "data.folders" in keys:
             self._start_scan()
         if everything or keys & {"data.rename_classes", "data.exclude_classes", "data.val_fraction",
-                                 "data.val_folders"}:
+                                 "data.val_folders", "data.test_fraction", "data.test_folders"}:
             self._show_scan()
 
     def _show_scan(self) -> None:
@@ -259,11 +261,8 @@ class DataPage(QWidget):
         counts = p.class_counts()
         if not counts:
             self.totals.setText("")
-        else:
-            train, val = p.split_counts()
-            val_text = (f"{val:,} for validation" if val >= 0 else "validation from its own folder")
-            self.totals.setText(f"<b>{len(counts)} classes, {sum(counts.values()):,} images</b>: "
-                                f"{train:,} for training, {val_text}.")
+        else:  # the engine's split rule, test set included (engine/rules.py split_sizes)
+            self.totals.setText(dataset_view.split_text(counts, d))
 
     def _show_warnings(self) -> None:
         self.warnings.clear()

@@ -1,4 +1,4 @@
-"""The right-hand side of the Data step: where validation images come from, and the
+"""The right-hand side of the Data step: where validation and test images come from, and the
 augmentation switches with a preview of what training will see."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
 
+from transfer_gui.state import dataset_view
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.binding import bind
 from transfer_gui.ui.context import Context
@@ -123,6 +124,135 @@ class ValidationBox(QGroupBox):
             self.val_info.setText(f"<span style='color:{status_colors()['error']}'>{err}</span>" if err else text)
         else:
             self.val_info.setText("No validation: accuracy cannot be measured." if d.val_fraction == 0 else "")
+
+
+def test_scan_job(task, folders: list[str], exclude: list[str], rename: dict[str, str]) -> tuple[int, list[str]]:
+    """Job: (images, class names) of the test folders, renamed and excluded as the run will
+    (one class alone is allowed)."""
+    from transfer_gui.engine.scan import scan_sources
+
+    idx = scan_sources(folders, exclude, rename, cancel=lambda: task.cancelled, min_classes=1)
+    return len(idx.samples), list(idx.classes)
+
+
+class TestBox(QGroupBox):
+    """Where the test set comes from: none, a held-out share of every class (data.test_fraction)
+    or a folder of its own (data.test_folders). Evaluated once, after training, with the chosen
+    checkpoint; it never takes part in choosing the best epoch."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, ctx: Context):
+        super().__init__("Test images")
+        self.ctx, self.project = ctx, ctx.project
+        self.setToolTip("Images kept apart from training and validation, evaluated once after training with the "
+                        "checkpoint the run chose: an honest final figure, since validation picked that checkpoint.")
+        self._build()
+        self._layout()
+        bind({"share": self.share_radio, "folder": self.folder_radio}, self.project, "data.test_folders",
+             to_widget=lambda folders: "folder" if folders else "share",
+             from_widget=lambda mode: [] if mode == "share" else None)
+        bind(self.test_pct, self.project, "data.test_fraction", to_widget=lambda f: round(f * 100),
+             from_widget=lambda v: v / 100.0)
+        self.scanned: tuple[int, list[str]] | None = None  # the test folders' images and classes
+        self.scan_error = ""
+        self.project.config_changed.connect(self._config_changed)
+        self.project.scan_changed.connect(self.show_info)
+        self._config_changed({""})
+
+    def _build(self) -> None:
+        self.share_radio = QRadioButton("Hold back a share of each class")
+        self.share_radio.setToolTip("Take this share of every class's images as the test set, before the "
+                                    "validation split (data.test_fraction; seeded by train.seed).")
+        self.folder_radio = QRadioButton("Use a separate folder")
+        self.folder_radio.setToolTip("Test on a folder of its own with class sub-folders named like the "
+                                     "training classes (data.test_folders).")
+        group = QButtonGroup(self)
+        group.addButton(self.share_radio)
+        group.addButton(self.folder_radio)
+        self.test_pct = QSpinBox()
+        self.test_pct.setRange(0, 90)
+        self.test_pct.setSuffix(" %")
+        self.test_pct.setToolTip("Share of every class held out for the test set (0 = no test set). Validation "
+                                 "takes its share of what is left.")
+        self.test_folder = QLineEdit()
+        self.test_folder.setReadOnly(True)
+        self.test_folder.setPlaceholderText("no folder chosen")
+        self.test_folder.setToolTip("The test folder.")
+        self.test_browse = QPushButton("Choose…")
+        self.test_browse.setToolTip("Choose the test folder.")
+        self.test_info = QLabel()
+        self.test_info.setWordWrap(True)
+        self.share_radio.toggled.connect(self._mode_changed)
+        self.test_browse.clicked.connect(self._choose_folder)
+
+    def _layout(self) -> None:
+        row1 = QHBoxLayout()
+        row1.addWidget(self.share_radio)
+        row1.addWidget(self.test_pct)
+        row1.addStretch(1)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.folder_radio)
+        row2.addWidget(self.test_folder, 1)
+        row2.addWidget(self.test_browse)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row1)
+        lay.addLayout(row2)
+        lay.addWidget(self.test_info)
+
+    def _mode_changed(self, share: bool) -> None:
+        self.test_pct.setEnabled(share)
+        self.test_browse.setEnabled(not share)
+
+    def _choose_folder(self) -> None:
+        path = dialogs.choose_folder(self, "Choose the test folder", self.ctx.last_dir("data"))
+        if path:  # a folder replaces the held-out share (both at once is refused)
+            self.project.update({"data.test_fraction": 0.0, "data.test_folders": [os.path.abspath(path)]})
+
+    def _config_changed(self, keys: set) -> None:
+        d = self.project.cfg.data
+        self._mode_changed(self.share_radio.isChecked())
+        self.test_folder.setText(d.test_folders[0] if d.test_folders else "")
+        if keys & {"", "data.test_folders", "data.rename_classes", "data.exclude_classes"}:
+            self._scan()
+        self.show_info()
+
+    def _scan(self) -> None:
+        d = self.project.cfg.data
+        self.scanned, self.scan_error = None, ""
+        if not d.test_folders:
+            self.ctx.tasks.cancel("test-scan")
+            return
+        self.ctx.tasks.start("test-scan", test_scan_job, list(d.test_folders), list(d.exclude_classes),
+                             dict(d.rename_classes), on_done=self._scanned,
+                             on_error=lambda e: self._scanned(None, str(e)))
+
+    def _scanned(self, result: tuple[int, list[str]] | None, error: str = "") -> None:
+        self.scanned, self.scan_error = result, error
+        self.show_info()
+
+    def info_text(self) -> tuple[str, bool]:
+        """(what the test set will be, whether it is a problem)."""
+        p, d = self.project, self.project.cfg.data
+        if d.test_folders:
+            if self.scan_error:
+                return self.scan_error, True
+            if self.scanned is None:
+                return "", False
+            n, classes = self.scanned
+            unknown = sorted(set(classes) - set(p.class_counts())) if p.class_counts() else []
+            if unknown:
+                return (f"Test classes the training data lacks: {', '.join(unknown)}. Rename or remove those "
+                        f"folders, or exclude them (training will refuse them)."), True
+            return f"{n:,} test images in {len(classes)} classes, evaluated once after training.", False
+        test = dataset_view.split_sizes(p.class_counts(), d)[2] if p.class_counts() else 0
+        if d.test_fraction == 0:
+            return "No test set: the final figure is the validation accuracy, which chose the checkpoint.", False
+        return f"{test:,} test images held out, evaluated once after training; never trained on.", False
+
+    def show_info(self) -> None:
+        text, bad = self.info_text()
+        self.test_info.setText(f"<span style='color:{status_colors()['error']}'>{text}</span>" if bad else text)
 
 
 class AugmentBox(QGroupBox):
