@@ -279,3 +279,104 @@ def test_importing_weights_from_a_newer_app_checkpoint_is_refused_like_opening_i
             reader(path)
         messages.append(str(err.value))
     assert messages[0] == messages[1] and "Update transfer_gui" in messages[0]
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny, tmp_path_factory):
+    """The tiny run with a stored calibration: temperature 2.5, threshold 0.6."""
+    run, model = tiny
+    copy = tmp_path_factory.mktemp("calibrated")
+    (copy / "checkpoints").mkdir()
+    ck = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ck["calibration"] = {"temperature": 2.5, "threshold": 0.6}
+    torch.save(ck, copy / "checkpoints" / "best.pt")
+    return copy, model
+
+
+def _metadata(path: str, fmt: str) -> dict:
+    if fmt == "checkpoint":
+        return torch.load(path, weights_only=True)["calibration"]
+    if fmt == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as fh:
+            flat = fh.metadata()
+    elif fmt == "onnx":
+        import onnx
+
+        flat = {p.key: p.value for p in onnx.load(path).metadata_props}
+    else:
+        import warnings
+
+        files = {"transfer_gui.json": ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still works
+            torch.jit.load(path, _extra_files=files)
+        return json.loads(files["transfer_gui.json"])
+    return {k: json.loads(v) for k, v in flat.items() if k in ("temperature", "threshold", "temperature_in_graph")}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_export_carries_the_calibration_and_the_graphs_divide_by_the_temperature(fmt, calibrated, photos,
+                                                                                       tmp_path):
+    run, model = calibrated
+    report = export_model(run, fmt, tmp_path, parity_images=photos)
+    meta = _metadata(report.path, fmt)
+    assert (meta["temperature"], meta["threshold"]) == (2.5, 0.6)
+    in_graph = fmt in ("torchscript", "onnx")
+    assert meta.get("temperature_in_graph", False) == in_graph
+    raw = _torch_logits(model, TINY_PRE, photos)
+    pred = Predictor.load(report.path)
+    assert (pred.temperature, pred.threshold, pred.temperature_in_graph) == (2.5, 0.6, in_graph)
+    batch = torch.stack([eval_transform(TINY_PRE)(Image.open(p).convert("RGB")) for p in photos])
+    graph_out = pred._forward(batch)  # what the file itself computes
+    assert np.allclose(graph_out, raw / 2.5 if in_graph else raw, atol=1e-4)
+    assert np.allclose(pred.logits(photos), raw, atol=1e-4)
+    assert np.abs(pred.probabilities(photos) - _softmax(raw / 2.5)).max() <= 1e-5
+    assert report.parity_max_abs_diff <= 1e-4
+
+
+def test_exports_from_before_calibration_read_as_temperature_1(tiny, photos, tmp_path):
+    import onnx
+
+    run, model = tiny
+    path = export_model(run, "onnx", tmp_path / "old.onnx").path
+    proto = onnx.load(path)
+    keep = [(p.key, p.value) for p in proto.metadata_props
+            if p.key not in ("temperature", "threshold", "temperature_in_graph")]
+    del proto.metadata_props[:]
+    for key, value in keep:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, path)
+    pred = Predictor.load(path)
+    assert (pred.temperature, pred.threshold, pred.temperature_in_graph) == (1.0, 0.0, False)
+    assert np.abs(pred.probabilities(photos) - _softmax(_torch_logits(model, TINY_PRE, photos))).max() <= 1e-5
+    assert not any(r["unsure"] for r in pred.predict_paths(photos))
+
+
+def test_parity_check_refuses_an_export_that_loses_the_calibration(calibrated, tmp_path, monkeypatch):
+    from transfer_gui.engine import export as export_mod
+
+    run, _ = calibrated
+    real = export_mod.export_metadata
+    monkeypatch.setattr(export_mod, "export_metadata", lambda ck, **kw: {**real(ck, **kw), "temperature": 1.0})
+    for fmt in ("safetensors", "onnx"):
+        with pytest.raises(ExportError, match="calibration") as info:
+            export_model(run, fmt, tmp_path / f"m{SUFFIXES[fmt]}")
+        assert "nothing written" in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_damaged_stored_temperature_is_refused_naming_the_file(tiny, tmp_path):
+    run, _ = tiny
+    ck = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ck["calibration"] = {"temperature": 0.0, "threshold": 0.0}
+    bad = tmp_path / "bad.pt"
+    torch.save(ck, bad)
+    with pytest.raises(ModelError, match="temperature") as info:
+        Predictor.load(bad)
+    assert str(bad) in str(info.value)
