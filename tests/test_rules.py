@@ -13,7 +13,7 @@ from conftest import make_class_folders, tiny_config
 from transfer_gui.config import DataConfig, LayersConfig
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.rules import (GroupError, group_rates, lr_sweep_ok, plan_cache, plan_cache_for,
-                                       resolve_frozen, split_counts)
+                                       resolve_frozen, split_counts, split_sizes)
 from transfer_gui.engine.scan import DatasetIndex, Sample, stratified_split
 
 RESNET = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
@@ -53,6 +53,18 @@ def test_split_counts_equal_what_prepare_splits(tmp_path):
     cfg = tiny_config(root, tmp_path / "run", **{"data.val_fraction": 0.3})
     p = prepare(cfg, lambda e: None, RunControl())
     assert split_counts({"red": 7, "green": 3, "blue": 12}, cfg.data) == (len(p.split.train), len(p.split.val))
+    held = cfg.replace(**{"data.test_fraction": 0.25})
+    q = prepare(held, lambda e: None, RunControl())
+    assert split_sizes({"red": 7, "green": 3, "blue": 12}, held.data) == (len(q.split.train), len(q.split.val),
+                                                                         len(q.split.test))
+    assert len(q.split.test) == 2 + 1 + 3 and q.test_loader is not None and len(q.test_loader.dataset) == 6
+    assert p.test_loader is None and p.split.test == []
+
+
+def test_split_sizes_with_test_folders_and_shares():
+    assert split_sizes({"a": 5, "b": 7}, DataConfig(test_folders=("/t",))) == (10, 2, -1)
+    assert split_sizes({"a": 5, "b": 7}, DataConfig(test_fraction=0.2, val_folders=("/v",))) == (10, -1, 2)
+    assert split_sizes({"a": 1, "b": 2}, DataConfig(test_fraction=0.5, val_fraction=0.5)) == (2, 0, 1)
 
 
 # ----------------------------------------------------------------------------- frozen groups

@@ -260,3 +260,30 @@ def test_the_command_line_prints_the_test_accuracy(image_folders, tmp_path, caps
     text = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_n"] == 6 and f"Test accuracy {summary['test_acc']:.1%} on 6 test images" in text
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_test_what_one_tests(tmp_path):
+    """Under torchrun every rank evaluates its share of the test set and rank 0 writes all of it."""
+    import os
+    import subprocess
+    import sys
+
+    from transfer_gui import config as C
+
+    data = make_class_folders(tmp_path / "data", per_class=10)  # 3 test, 1 validation, 6 training images each
+    outs = {}
+    for nproc in (1, 2):
+        out = outs[nproc] = tmp_path / f"run{nproc}"
+        path = tmp_path / f"cfg{nproc}.toml"
+        C.save(tiny_config(data, out, **{"data.test_fraction": 0.3, "train.epochs": 1}), path)
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               f"--nproc_per_node={nproc}", "-m", "transfer_gui", "train", str(path), "--quiet"],
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    one, two = load_run(outs[1]), load_run(outs[2])
+    assert len(two.test_predictions) == two.summary["test_n"] == 9  # no image twice or lost
+    assert [p["path"] for p in one.test_predictions] == [p["path"] for p in two.test_predictions]
+    assert [p["pred"] for p in one.test_predictions] == [p["pred"] for p in two.test_predictions]
+    assert np.allclose(one.logits("test"), two.logits("test"), atol=1e-4)
+    assert one.summary["test_acc"] == two.summary["test_acc"]
