@@ -133,6 +133,7 @@ class GroupDrift(Part):
         self.warned: dict[str, str] = {}  # group -> flag, for the window's table
         self.kinds_warned: set[str] = set()
         self.first_loss: float | None = None
+        self.last_grads: dict[str, float] = {}  # the latest measurement's gradient norms
         self.since = 0  # steps since the last measurement
         self.due = True
         self.t_step: float | None = None  # mean seconds per step between measurements
@@ -175,7 +176,13 @@ class GroupDrift(Part):
                 row["norm_growth"] = _norm([q.detach() for q in g.params]) / max(g.start_norm, 1e-12)
             record[g.name] = row
         run.epoch.record["groups"] = record
-        self._check_drift(run, {n: r["drift"] for n, r in record.items() if r["drift"] is not None})
+        flags = dict(self.warned)
+        drifts = {n: r["drift"] for n, r in record.items() if r["drift"] is not None}
+        self._check_drift(run, drifts)
+        if self.warned != flags:  # the window marks the group now, not at the next measurement
+            growth = {n: r["norm_growth"] for n, r in record.items() if "norm_growth" in r}
+            run.emit(GroupStats(run.state.epoch - 1, run.state.step, drifts, dict(self.last_grads), growth,
+                                dict(self.warned)))
 
     # ------------------------------------------------------------------------------ measuring
     def _time_step(self) -> None:
@@ -205,6 +212,7 @@ class GroupDrift(Part):
                 drifts[g.name] = drift(g.params, g.start, g.start_norm)
             else:
                 growth[g.name] = _norm([q.detach() for q in g.params]) / max(g.start_norm, 1e-12)
+        self.last_grads = grads
         self._check_drift(run, drifts)
         self._check_dead(run, grads)
         run.emit(GroupStats(run.state.epoch, step, drifts, grads, growth, dict(self.warned)))
