@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from transfer_gui.config import RunConfig, save
 from transfer_gui.engine.rundir import load_run
 from transfer_gui.state import evaluation_view
-from transfer_gui.state.evaluation_view import probs_from_top, short_names
+from transfer_gui.engine.metrics import probs_from_top
+from transfer_gui.state.evaluation_view import short_names
 
 
 def _write_run(folder: Path, logits: np.ndarray, labels: list[int], classes: list[str],

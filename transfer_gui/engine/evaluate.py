@@ -188,22 +188,6 @@ def evaluate_model(model_path_or_run_dir, data_dir, progress: ProgressFn | None 
 # ----------------------------------------------------------------------------- a run's saved predictions
 
 
-def probs_from_top(rows: list[dict], n_classes: int) -> np.ndarray:
-    """Probabilities rebuilt from the stored top lists ``[[class index, probability], ...]``: the
-    listed ones as stored, the rest of the mass shared evenly by the other classes (exact when the
-    list holds every class, as it does for up to 5 classes)."""
-    probs = np.zeros((len(rows), n_classes), dtype=np.float64)
-    for r, row in enumerate(rows):
-        top = [(int(i), float(p)) for i, p in row.get("top") or []] or [(int(row["pred"]), float(row["confidence"]))]
-        for i, p in top:
-            probs[r, i] = p
-        others = n_classes - len({i for i, _ in top})
-        if others:
-            rest = max(0.0, 1.0 - sum(p for _, p in top)) / others
-            probs[r, [j for j in range(n_classes) if j not in {i for i, _ in top}]] = rest
-    return probs
-
-
 def _run_rows(rec, which: str) -> list[dict]:
     if which == "val":
         rows = list(rec.predictions)
@@ -219,26 +203,33 @@ def _run_rows(rec, which: str) -> list[dict]:
 
 
 def evaluation_from_run(run_dir, which: str = "val") -> Evaluation:
-    """The :class:`Evaluation` of a run folder's saved ``"val"`` or ``"test"`` predictions.
+    """The :class:`Evaluation` of a run folder's saved ``"val"`` or ``"test"`` predictions."""
+    from transfer_gui.engine import rundir
+
+    if which not in ("val", "test"):
+        raise ValueError(f"which must be 'val' or 'test', not {which!r}")
+    return evaluation_from_record(rundir.load_run(run_dir), which)
+
+
+def evaluation_from_record(rec, which: str = "val") -> Evaluation:
+    """The :class:`Evaluation` of one set of a run already read (``rundir.load_run``): the window's
+    Results step and the report start from the same one.
 
     With the run's raw logits (``RunRecord.logits``) the probabilities are ``softmax(logits / T)``
     with T from ``calibration.json`` (1.0 without); older runs without logits fall back to the
     top lists of the predictions JSON at the temperature they were stored with (1.0).
     """
-    from transfer_gui.engine import rundir
-
-    if which not in ("val", "test"):
-        raise ValueError(f"which must be 'val' or 'test', not {which!r}")
-    rec = rundir.load_run(run_dir)
     rows = _run_rows(rec, which)
     classes = list(rec.classes)
     calibration = dict(getattr(rec, "calibration", {}) or {})
     logits = rec.logits(which) if hasattr(rec, "logits") else None
+    if logits is not None and len(logits) != len(rows):
+        logits = None  # written by another epoch than the predictions (cannot happen atomically; be safe)
     if logits is not None:
         temperature = float(calibration.get("temperature") or 1.0)
         probs = metrics.softmax(logits, temperature)
     else:
-        temperature, probs = 1.0, probs_from_top(rows, len(classes))
+        temperature, probs = 1.0, metrics.probs_from_top(rows, len(classes))
     return _build(classes, [r["path"] for r in rows], [int(r["true"]) for r in rows], logits, probs, temperature,
                   source=str(rec.run_dir), which=which, run_dir=Path(rec.run_dir), config=rec.config,
                   history=list(rec.history), calibration=calibration)
@@ -296,3 +287,34 @@ def write_outputs(evaluation: Evaluation, out_dir, heatmap_for: Callable[[str], 
     atomic_write_text(written["predictions.csv"], predictions_csv(evaluation))
     atomic_write_text(written["report.html"], report.build_html(evaluation, heatmap_for=heatmap_for))
     return written
+
+
+# ----------------------------------------------------------------------------- predictions without labels
+
+
+def predict_csv_rows(classes: list[str], rows: list[dict], with_answer: bool) -> list[list[str]]:
+    """The rows of ``transfer-gui predict --csv`` and the window's *Classify a folder*, from
+    ``Predictor.predict_paths`` results (with every class in ``top``): ``path,pred,confidence``,
+    one probability column per class, ``answer`` (the class or ``unsure``; only ``with_answer``)
+    and ``error`` (the reason a file could not be read; such a file keeps its row)."""
+    out = [["path", "pred", "confidence", *classes, *(["answer"] if with_answer else []), "error"]]
+    for row in rows:
+        if row.get("error") or "top" not in row:
+            out.append([str(row["path"]), "", "", *([""] * len(classes)), *([""] if with_answer else []),
+                        row.get("error") or "no result"])
+            continue
+        probs = dict(row["top"])
+        pred, confidence = row["top"][0]
+        answer = ["unsure" if row.get("unsure") else pred] if with_answer else []
+        out.append([str(row["path"]), pred, f"{confidence:.6g}", *(f"{probs.get(c, 0.0):.6g}" for c in classes),
+                    *answer, ""])
+    return out
+
+
+def write_predict_csv(path, classes: list[str], rows: list[dict], threshold: float = 0.0) -> None:
+    """Write :func:`predict_csv_rows` atomically; the ``answer`` column is there when the model has a
+    threshold (or a row says unsure)."""
+    with_answer = threshold > 0 or any(row.get("unsure") for row in rows)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(predict_csv_rows(list(classes), rows, with_answer))
+    atomic_write_text(Path(path), buf.getvalue())

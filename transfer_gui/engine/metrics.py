@@ -246,3 +246,19 @@ def fit_temperature(logits, labels, lo: float = -3.0, hi: float = 3.0, tol: floa
             d = a + ratio * (b - a)
             fd = nll(logits, labels, math.exp(d))
     return float(math.exp((a + b) / 2.0))
+
+
+def probs_from_top(rows: list[dict], n_classes: int) -> np.ndarray:
+    """Probabilities rebuilt from the stored top lists ``[[class index, probability], ...]``: the
+    listed ones as stored, the rest of the mass shared evenly by the other classes (exact when the
+    list holds every class, as it does for up to 5 classes)."""
+    probs = np.zeros((len(rows), n_classes), dtype=np.float64)
+    for r, row in enumerate(rows):
+        top = [(int(i), float(p)) for i, p in row.get("top") or []] or [(int(row["pred"]), float(row["confidence"]))]
+        for i, p in top:
+            probs[r, i] = p
+        others = n_classes - len({i for i, _ in top})
+        if others:
+            rest = max(0.0, 1.0 - sum(p for _, p in top)) / others
+            probs[r, [j for j in range(n_classes) if j not in {i for i, _ in top}]] = rest
+    return probs

@@ -1,19 +1,18 @@
 """What the Results step shows about one set of a run (validation or test), in plain Python.
 
-Built from a run folder's record (engine/rundir.py): the per-image logits when the run saved them
-(``val_logits.npy``, ``test_logits.npy``), else the top-5 probabilities of the predictions files.
-Every figure comes from ``engine/metrics.py``, the same functions the report and ``transfer-gui
-evaluate`` use, so the window, the report and the command line agree.
+Built from a run folder's record (engine/rundir.py) by ``engine/evaluate.evaluation_from_record``,
+the same evaluation that the report and ``transfer-gui evaluate`` write: the per-image logits
+when the run saved them (``val_logits.npy``, ``test_logits.npy``) with the run's temperature,
+else the top-5 probabilities of the predictions files. Every figure comes from
+``engine/metrics.py``, so the window, the report and the command line agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from transfer_gui.engine import metrics
+from transfer_gui.engine.evaluate import Evaluation, evaluation_from_record
 
 SET_NAMES = {"val": "Validation", "test": "Test"}
 
@@ -28,40 +27,23 @@ def sets_of(record: Any) -> list[str]:
     return out
 
 
-def _items(record: Any, which: str) -> list[dict]:
-    return list(record.predictions if which == "val" else getattr(record, "test_predictions", []) or [])
-
-
-def probs_from_top(items: list[dict], n_classes: int) -> np.ndarray:
-    """Probabilities rebuilt from each image's top-k list (older run folders have no logits):
-    exact up to 5 classes; beyond, the remaining mass is spread evenly over the other classes."""
-    probs = np.zeros((len(items), n_classes), dtype=np.float64)
-    for r, item in enumerate(items):
-        top = item.get("top") or [[item["pred"], item.get("confidence", 1.0)]]
-        for j, p in top:
-            probs[r, int(j)] = float(p)
-        rest = n_classes - len(top)
-        if rest > 0:
-            left = max(0.0, 1.0 - probs[r].sum())
-            others = probs[r] == 0
-            probs[r, others] = left / max(1, int(others.sum()))
-    return probs
-
-
-@dataclass
 class EvaluationView:
-    """One set's predictions with the run's calibration, and the figures drawn from them."""
+    """One set's :class:`~transfer_gui.engine.evaluate.Evaluation` (the run's calibration applied)
+    and the figures the Results step draws from it."""
 
-    which: str
-    classes: list[str]
-    paths: list[str]
-    labels: np.ndarray
-    probs: np.ndarray  # temperature applied
-    raw_probs: np.ndarray  # without the temperature (the reliability diagram's "before")
-    temperature: float = 1.0
-    threshold: float = 0.0
-    exact: bool = True  # probabilities from logits (False: rebuilt from the top-5 lists)
-    report: dict = field(default_factory=dict)
+    def __init__(self, evaluation: Evaluation):
+        self.evaluation = evaluation
+        self.which = evaluation.which
+        self.classes = evaluation.classes
+        self.paths = evaluation.paths
+        self.labels = evaluation.labels
+        self.probs = evaluation.probs  # temperature applied
+        raw = evaluation.uncalibrated_probs()
+        self.exact = raw is not None  # False: rebuilt from the top-5 lists of an older run
+        self.raw_probs = raw if raw is not None else evaluation.probs
+        self.temperature = evaluation.temperature
+        self.threshold = float(evaluation.calibration.get("threshold", 0.0) or 0.0)
+        self.report = evaluation.metrics
 
     @property
     def title(self) -> str:
@@ -89,33 +71,12 @@ class EvaluationView:
     def pr_curve(self, k: int):
         return metrics.pr_curve(self.probs, self.labels, k)
 
-    def indices_of(self, true: int | None, pred: int | None) -> list[int]:
-        """Rows whose true and predicted class are these (None: any)."""
-        predicted = self.probs.argmax(1) if self.n else np.zeros(0, dtype=int)
-        return [i for i in range(self.n) if (true is None or self.labels[i] == true)
-                and (pred is None or predicted[i] == pred)]
-
 
 def build(record: Any, which: str = "val") -> EvaluationView | None:
     """The view of ``which`` ("val" or "test") of a run record, or None when it has no predictions."""
     if record is None or which not in sets_of(record):
         return None
-    items = _items(record, which)
-    classes = list(record.classes)
-    calibration = dict(getattr(record, "calibration", None) or {})
-    temperature = float(calibration.get("temperature", 1.0) or 1.0)
-    logits = record.logits(which) if hasattr(record, "logits") else None
-    exact = logits is not None and len(logits) == len(items)
-    if exact:
-        raw = metrics.softmax(np.asarray(logits, dtype=np.float64))
-        probs = metrics.softmax(np.asarray(logits, dtype=np.float64), temperature)
-    else:
-        raw = probs = probs_from_top(items, len(classes))
-    labels = np.asarray([int(it["true"]) for it in items], dtype=np.int64)
-    view = EvaluationView(which, classes, [str(it["path"]) for it in items], labels, probs, raw,
-                          temperature if exact else 1.0, float(calibration.get("threshold", 0.0) or 0.0), exact)
-    view.report = metrics.report(probs, labels, classes)
-    return view
+    return EvaluationView(evaluation_from_record(record, which))
 
 
 def short_names(names: list[str], width: int = 14) -> list[str]:

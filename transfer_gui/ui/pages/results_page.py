@@ -48,9 +48,8 @@ def report_job(task, run_dir: str, which: str, folder: str) -> Path:
     """Worker thread: report.html, predictions.csv and metrics.json of one set of a run."""
     from transfer_gui.engine import evaluate
 
-    evaluation = evaluate.from_run(run_dir, which)
-    evaluate.write_outputs(evaluation, Path(folder))
-    return Path(folder) / "report.html"
+    written = evaluate.write_outputs(evaluate.evaluation_from_run(run_dir, which), Path(folder))
+    return written["report.html"]
 
 
 def load_run_job(task, run_dir: str):

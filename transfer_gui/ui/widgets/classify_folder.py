@@ -30,7 +30,7 @@ def classify_job(task, model: str, folder: str) -> dict:
             raise Cancelled("classification stopped")
         rows.extend(predictor.predict_paths(paths[start:start + CHUNK], top_k=len(predictor.classes)))
         task.report((len(rows), len(paths)))
-    return {"classes": predictor.classes, "rows": rows}
+    return {"classes": predictor.classes, "rows": rows, "threshold": predictor.threshold}
 
 
 def answer_of(row: dict) -> tuple[str, str]:
@@ -126,8 +126,8 @@ class ClassifyFolderDialog(QDialog):
             self.save(path)
 
     def save(self, path: str) -> None:
-        from transfer_gui.engine.tables import write_predict_csv
+        from transfer_gui.engine.evaluate import write_predict_csv
 
-        write_predict_csv(Path(path), self.result["rows"], self.result["classes"])
+        write_predict_csv(Path(path), self.result["classes"], self.result["rows"], self.result["threshold"])
         self.saved_to = path
         self.status.setText(self.status.text() + f" Saved to {path}.")
