@@ -184,11 +184,12 @@ def test_degenerate_validation_sets_keep_temperature_1_and_say_why():
         "validation image": (logits[:MIN_IMAGES - 1], labels[:MIN_IMAGES - 1]),
         "one class": (logits, np.zeros_like(labels)),
         "correctly": (logits, logits.argmax(1)),
+        "not finite": (np.where(np.arange(200)[:, None] == 3, np.nan, logits), labels),
     }
     for why, (z, y) in cases.items():
         fitted = fit_calibration(z, y)
         assert fitted["temperature"] == 1.0 and why in fitted["note"], (why, fitted)
-        assert fitted["ece_after"] == fitted["ece_before"]
+        assert fitted["ece_after"] == fitted["ece_before"] == (None if why == "not finite" else fitted["ece_before"])
 
 
 def test_a_fit_that_would_raise_the_binned_error_is_not_kept():

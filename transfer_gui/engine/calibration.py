@@ -59,6 +59,8 @@ def _why_not(logits: np.ndarray, labels: np.ndarray) -> str:
     if n < MIN_IMAGES:
         return (f"only {n} validation image(s); at least {MIN_IMAGES} are needed to fit a temperature, "
                 f"so it stays 1 (probabilities as the network gives them)")
+    if not np.isfinite(logits).all():
+        return "some validation logits are not finite numbers; the temperature stays 1"
     if np.unique(labels).size < 2:
         return "the validation images are all of one class; the temperature stays 1"
     if bool(np.all(logits.argmax(axis=1) == labels)):
@@ -73,6 +75,8 @@ def fit_calibration(logits: Any, labels: Any) -> dict[str, Any]:
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     note = _why_not(logits, labels)
+    if not np.isfinite(logits).all():  # no error to measure either
+        return {"temperature": 1.0, "ece_before": None, "ece_after": None, "n": int(labels.size), "note": note}
     temperature = 1.0 if note else float(metrics.fit_temperature(logits, labels))
     if not (math.isfinite(temperature) and temperature > 0):
         note, temperature = f"the temperature fit gave {temperature!r}; it stays 1", 1.0
