@@ -244,3 +244,28 @@ def test_step_leaves_out_images_that_failed_to_decode():
     seen = []
     out = step(model, b, guard=seen.append)
     assert seen and torch.equal(seen[0], out.global_loss) and out.logits.shape == (2, 3)
+
+
+def test_after_backward_sees_the_gradients_before_the_optimizer_steps():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    step = TrainStep(opt, torch.device("cpu"), None, grad_clip=1e-3)
+    step.clip(model)
+    seen = []
+
+    class Watch(Part):
+        def after_backward(self, run, out):
+            run.step.unscaled()  # nothing to unscale without a GradScaler: a no-op
+            seen.append((model.weight.detach().clone(), model.weight.grad.norm().item(), float(out.global_loss)))
+
+    run = _run([Watch()], model=model, opt=opt)
+    run.step = step
+    before = model.weight.detach().clone()
+    batch = step.batch(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    out = step(model, batch, after_backward=lambda o: call(run, "after_backward", o))
+    assert len(seen) == 1
+    weights, grad, loss = seen[0]
+    assert torch.equal(weights, before) and not torch.equal(model.weight, before)  # before the step, then stepped
+    assert grad > 1e-3  # the raw gradient, before clipping to 1e-3
+    assert loss == pytest.approx(float(out.global_loss))
