@@ -243,6 +243,7 @@ class ResultsPage(QWidget):
         self._select_shown_run()
         self.run_list.blockSignals(False)
         self.try_it.set_source(str(rec.run_dir) if rec is not None and rec.best_checkpoint else None)
+        self.mistakes.set_source(str(rec.run_dir) if rec is not None and rec.best_checkpoint else None)
         self.report_btn.setEnabled(rec is not None and bool(rec.predictions))
         self.classify_btn.setEnabled(rec is not None and rec.best_checkpoint is not None)
         self._fill_sets(rec)
