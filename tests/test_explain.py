@@ -252,3 +252,55 @@ def test_unreadable_image_is_a_user_error(checkpoint_file, tmp_path):
     bad.write_bytes(b"not a picture")
     with pytest.raises(ex.ExplainError, match="broken.jpg"):
         ex.explain_file(checkpoint_file, bad, tmp_path / "o.png")
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_cli_explain_writes_the_overlay_and_the_map(checkpoint_file, tmp_path, capsys):
+    from transfer_gui import cli
+
+    src = tmp_path / "photo.png"
+    _image(50, 40, seed=3).save(src)
+    code = cli.main(["explain", str(checkpoint_file.parent.parent), str(src), "--out", str(tmp_path / "o.png"),
+                     "--npy", str(tmp_path / "h.npy"), "--class", "fox", "--json"])
+    assert code == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["class"] == "fox" and info["overlay"] == str(tmp_path / "o.png")
+    assert np.load(tmp_path / "h.npy").shape == (40, 50)
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size == (50, 40)
+
+
+REFUSE = """
+import json, sys
+from transfer_gui import cli
+try:
+    code = cli.main(json.loads(sys.argv[1]))
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/none", "{img}", "--out", "{tmp}/o.png"], "model file not found: {tmp}/none"),
+    (["{tmp}/m.onnx", "{img}", "--out", "{tmp}/o.png"], "heat maps need the run folder, .pt or .safetensors file"),
+    (["{tmp}/m.pt", "{tmp}/no.png", "--out", "{tmp}/o.png"], "image file not found: {tmp}/no.png"),
+    (["{tmp}/m.pt", "{img}", "--out", "{tmp}"], "--out: {tmp} is a folder"),
+    (["{tmp}/m.pt", "{img}", "--out", "{tmp}/o.png", "--npy", "{tmp}"], "--npy: {tmp} is a folder"),
+])
+def test_cli_explain_refuses_before_torch_loads(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    (tmp_path / "img.png").write_bytes(b"x")
+    fill = {"tmp": str(tmp_path), "img": str(tmp_path / "img.png")}
+    argv = ["explain", *(a.format(**fill) for a in args)]
+    proc = subprocess.run([sys.executable, "-c", REFUSE, json.dumps(argv)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"code": 2, "torch": False}, proc.stderr
+    assert message.format(**fill) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

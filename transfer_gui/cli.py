@@ -6,6 +6,7 @@
     transfer-gui train --resume RUN_DIR
     transfer-gui predict MODEL_FILE IMAGE_OR_DIR... [--top-k K] [--json] [--csv FILE]
     transfer-gui evaluate RUN_DIR|MODEL_FILE --data DIR --out REPORT_DIR
+    transfer-gui explain RUN_DIR|MODEL_FILE IMAGE --out OVERLAY.png [--npy HEATMAP.npy] [--class NAME]
     transfer-gui export RUN_DIR --format onnx --out FILE
     transfer-gui lr-find CONFIG.toml | --data DIR ...
     transfer-gui probe CONFIG.toml | --data DIR ... [--json]
@@ -357,7 +358,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not rows:
         raise CliError("no images found in " + ", ".join(args.images))
     if args.csv:
-        _write_predict_csv(Path(args.csv), predictor, rows)
+        from transfer_gui.engine.evaluate import write_predict_csv
+
+        write_predict_csv(Path(args.csv), list(predictor.classes), rows, predictor.threshold)
     shown = [{**row, "top": row["top"][:args.top_k]} if "top" in row else row for row in rows]
     if args.json:
         print(json.dumps(shown, indent=1))
@@ -374,35 +377,6 @@ def _predict_line(row: dict) -> str:
         return f"{row['path']}: skipped ({row['error']})"
     tops = ", ".join(f"{name} {prob:.1%}" for name, prob in row["top"])
     return f"{row['path']}: unsure, best guess {tops}" if row.get("unsure") else f"{row['path']}: {tops}"
-
-
-def predict_csv_rows(classes: list[str], rows: list[dict], with_answer: bool) -> list[list[str]]:
-    """``path,pred,confidence``, one probability column per class, ``answer`` (the class or
-    ``unsure``; only ``with_answer``) and ``error`` (the reason a file could not be read)."""
-    out = [["path", "pred", "confidence", *classes, *(["answer"] if with_answer else []), "error"]]
-    for row in rows:
-        if row.get("error") or "top" not in row:
-            out.append([row["path"], "", "", *([""] * len(classes)), *([""] if with_answer else []),
-                        row.get("error") or "no result"])
-            continue
-        probs = dict(row["top"])
-        pred, confidence = row["top"][0]
-        answer = ["unsure" if row.get("unsure") else pred] if with_answer else []
-        out.append([row["path"], pred, f"{confidence:.6g}", *(f"{probs.get(c, 0.0):.6g}" for c in classes),
-                    *answer, ""])
-    return out
-
-
-def _write_predict_csv(path: Path, predictor, rows: list[dict]) -> None:
-    import csv
-    import io
-
-    from transfer_gui.atomic import atomic_write_text
-
-    with_answer = getattr(predictor, "threshold", 0.0) > 0 or any(row.get("unsure") for row in rows)
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(predict_csv_rows(list(predictor.classes), rows, with_answer))
-    atomic_write_text(path, buf.getvalue())
 
 
 def _evaluate_checks(args: argparse.Namespace) -> None:
@@ -466,6 +440,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"accuracy {m['accuracy']:.1%}{top5}, macro F1 {m['macro']['f1']:.3f}, ECE {m['ece']:.3f} "
           f"(temperature {evaluation.temperature:.2f})")
     print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    _check_checkpoint_source(args.model, "model file not found")
+    name = Path(args.model).name.lower()
+    if name.endswith((".onnx", ".torchscript.pt")):
+        raise CliError(f"{args.model} is an ONNX or TorchScript export: heat maps need the run folder, .pt or "
+                       f".safetensors file it was exported from")
+    if not Path(args.image).is_file():
+        raise CliError(f"image file not found: {args.image}")
+    _check_out_file(args.out, "--out")
+    if args.npy:
+        _check_out_file(args.npy, "--npy")
+
+    from transfer_gui.engine.explain import explain_file
+
+    info = explain_file(args.model, args.image, args.out, npy=args.npy, class_name=args.class_name)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"{args.image}: heat map for {info['class']} ({info['probability']:.1%}; predicted "
+              f"{info['predicted']}) written to {args.out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 
 
@@ -626,6 +623,25 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _add_explain(sub) -> None:
+    p = _sub(sub, "explain", "draw a heat map of where the model looked in an image (Grad-CAM)",
+             "Write IMAGE with a heat map over it: red where the model found the most evidence for the predicted "
+             "class (or --class), from the gradient at its last spatial layer, at the image's own size (what the "
+             "model's centre crop cuts off is 0). Needs the module: a run folder, checkpoint or safetensors file.",
+             "explain runs/first photo.jpg --out photo-heat.png --npy photo-heat.npy --class cat")
+    p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, checkpoint (.pt) or .safetensors file")
+    p.add_argument("image", metavar="IMAGE", help="the image to explain")
+    p.add_argument("--out", required=True, metavar="OVERLAY.png", help="the PNG to write: the image with the heat "
+                                                                       "map over it (required)")
+    p.add_argument("--npy", metavar="HEATMAP.npy",
+                   help="also write the heat map: a float32 array of the image's height x width, values in 0..1")
+    p.add_argument("--class", dest="class_name", metavar="NAME",
+                   help="the class to explain, one of the model's class names (default: the predicted class)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"class", "class_index", "probability", "predicted", "target_layer", ...} as JSON')
+    p.set_defaults(func=cmd_explain)
+
+
 def _add_export(sub) -> None:
     p = _sub(sub, "export", "export a trained run as a checkpoint, safetensors, TorchScript or ONNX",
              "Write a run's best checkpoint in another format, then load the written file back and check that "
@@ -665,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe(sub)
     _add_predict(sub)
     _add_evaluate(sub)
+    _add_explain(sub)
     _add_export(sub)
     _add_models(sub)
     return parser
