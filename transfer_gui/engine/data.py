@@ -70,7 +70,8 @@ def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None
         train_idx, val_idx = stratified_split(rest, data_cfg.val_fraction, seed)
         train = [rest.samples[i] for i in train_idx]
         val = [rest.samples[i] for i in val_idx]
-    train, val = _without(test, train, val, warnings)
+    if data_cfg.test_folders:  # a held-out share is disjoint by construction
+        train, val = _without(test, train, val, warnings)
     if not val:
         warnings.append("no validation images: accuracy is measured on nothing; add a validation split")
     return Split(index.classes, train, val, skipped, warnings, test)

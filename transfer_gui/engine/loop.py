@@ -274,8 +274,9 @@ class Trainer:
         run.emit(EpochEnd(epoch, epochs, train_loss, train_acc, val["loss"], val["acc"], val["per_class"],
                           val["confusion"], seconds, lrs, run.epoch.is_best, ips))
         if epoch == run.start_epoch and p.use_features:
-            run.emit(PhaseChanged("train", f"features computed once: {len(p.split.train) + len(p.split.val):,} "
-                                           f"images, {p.feature_seconds:.1f} s; epochs now take {seconds:.2f} s"))
+            images = len(p.split.train) + len(p.split.val) + len(p.split.test)
+            run.emit(PhaseChanged("train", f"features computed once: {images:,} images, {p.feature_seconds:.1f} s; "
+                                           f"epochs now take {seconds:.2f} s"))
 
     def _freeze_for(self, run: Run, epoch: int) -> set[str]:
         """The groups frozen in ``epoch`` (gradual unfreezing), applied to the model."""

@@ -64,6 +64,7 @@ class TestEvaluation(Part):
         p = run.prepared
         blob = load_checkpoint(path)
         p.model.load_state_dict(blob["state_dict"])
+        run.emit(PhaseChanged("testing", f"Evaluating the {len(p.split.test):,} test images with checkpoints/{path.name}"))
         res = self.result = self.evaluate(run, p.test_loader, p.split.test, check=_no_check if stopped else None)
         if run.dist.main:
             rundir.write_predictions(run.run_dir, "test", p.split.classes, res["preds"], res["logits"])
