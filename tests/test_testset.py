@@ -167,14 +167,16 @@ def test_test_set_evaluated_once_with_the_best_checkpoint(tmp_path, changes):
                                     "train.epochs": 3, "layers.head_lr": 0.05, **changes})
     result, events = _fit(cfg)
     assert result.status == "completed", result.message
+    assert result.best_epoch < len(result.history) - 1  # best.pt is not the last epoch's weights
     rec = load_run(out)
-    assert rec.summary["test_n"] == 12 and rec.summary["test_epoch"] == result.best_epoch + 1
+    assert rec.summary["test_n"] == 12 and rec.summary["test_epoch"] == result.best_epoch == rec.summary["best_epoch"]
     assert rec.summary["test_checkpoint"] == "checkpoints/best.pt"
     logits = rec.logits("test")
     assert logits is not None and logits.shape == (12, 3) and len(rec.test_predictions) == 12
     paths = [p["path"] for p in rec.test_predictions]
     expected = Predictor.load(out / "checkpoints" / "best.pt").logits(paths)
     assert np.allclose(logits, expected, atol=1e-3)
+    assert not np.allclose(logits, Predictor.load(out / "checkpoints" / "last.pt").logits(paths), atol=1e-3)
     acc = np.mean([p["true"] == p["pred"] for p in rec.test_predictions])
     assert rec.summary["test_acc"] == pytest.approx(acc)
     assert [int(i) for i in logits.argmax(1)] == [p["pred"] for p in rec.test_predictions]
