@@ -10,7 +10,11 @@ features come out of, for the predicted class or any other, drawn over the image
   and for a ViT, which reads only its class token, the last block's first norm (after it,
   the patch tokens no longer change the score).
 * Grad-CAM: the gradient of the class score, averaged over the grid, weights the channels;
-  the weighted sum, with negatives cut to 0, scaled to [0, 1], is the map.
+  the weighted sum, with negatives cut to 0, scaled to [0, 1], is the map. On a token grid
+  each token's own gradient weights its own channels (gradient times activation, summed over
+  channels): through attention every token has a gradient of its own, and their mean over the
+  grid, dominated by the background's tokens, picked out the background on a small trained ViT
+  (2 % of peaks on the object, against 100 % per token).
 * The map is computed on the model's own input (the eval transform of prediction:
   ``preprocess.eval_transform``) and mapped back through the centre crop and the resize onto
   the original image's pixels; what the crop cut away is 0.
@@ -298,8 +302,10 @@ def grad_cam(model: nn.Module, target: Target, batch: torch.Tensor,
     finally:
         handle.remove()
     acts, grads = to_nchw(store["a"].detach(), target)[0].float(), to_nchw(grad, target)[0].float()
-    weights = grads.mean(dim=(1, 2))
-    cam = torch.relu((weights[:, None, None] * acts).sum(0))
+    if target.layout == "tokens":  # each token's own gradient: attention gives each a different one
+        cam = torch.relu((grads * acts).sum(0))
+    else:
+        cam = torch.relu((grads.mean(dim=(1, 2))[:, None, None] * acts).sum(0))
     top = float(cam.max())
     cam = cam / top if top > 0 else torch.zeros_like(cam)
     return cam.clamp(0, 1).numpy().astype(np.float32), logits.detach()[0].float().numpy(), k
