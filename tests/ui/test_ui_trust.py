@@ -135,6 +135,9 @@ def test_save_report_and_classify_a_folder(qtbot, window, many_class_run, ui_env
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html) and "<script" not in html
     assert "url(http" not in html and "@import" not in html
     assert "eastern_bluebird_01" in html and (out / "metrics.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    mistakes = metrics["n"] - round(metrics["accuracy"] * metrics["n"])
+    assert html.count('alt="heat map of ') == min(mistakes, 48)  # every mistake shown has its Grad-CAM overlay
     # classify a folder: one row per image, the same classes as predict, saved as CSV
     folder = root / "data" / "eastern_bobolink_00"
     monkeypatch.setattr(dialogs, "choose_folder", lambda *a: str(folder))

@@ -30,7 +30,7 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -424,3 +424,22 @@ def explain_file(model_path: str | os.PathLike[str], image_path: str | os.PathLi
             "class": result.class_name, "class_index": result.class_index, "probability": result.probability,
             "predicted": ex.classes[result.predicted_index] if result.predicted_index < len(ex.classes) else "",
             "target_layer": result.target_layer, "width": image.width, "height": image.height}
+
+
+def overlay_maker(model_path: str | os.PathLike[str]) -> Callable[[str], Image.Image | None] | None:
+    """For a report's mistakes gallery: ``path -> overlay of the predicted class`` with the model
+    loaded once, or None when the model cannot be explained (a TorchScript or ONNX file). An image
+    that cannot be read or explained gets None (the gallery shows it without a heat map)."""
+    try:
+        ex = load_explainable(model_path)
+    except (UserError, OSError):
+        return None
+
+    def make(path: str) -> Image.Image | None:
+        try:
+            image = open_image(path)
+            return overlay(image, explain(ex, image).heatmap)
+        except (ImageError, UserError, OSError, ValueError, RuntimeError):
+            return None
+
+    return make

@@ -48,7 +48,10 @@ def report_job(task, run_dir: str, which: str, folder: str) -> Path:
     """Worker thread: report.html, predictions.csv and metrics.json of one set of a run."""
     from transfer_gui.engine import evaluate
 
-    written = evaluate.write_outputs(evaluate.evaluation_from_run(run_dir, which), Path(folder))
+    from transfer_gui.engine.explain import overlay_maker
+
+    evaluation = evaluate.evaluation_from_run(run_dir, which)
+    written = evaluate.write_outputs(evaluation, Path(folder), heatmap_for=overlay_maker(run_dir))
     return written["report.html"]
 
 
