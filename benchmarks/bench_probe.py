@@ -4,6 +4,7 @@ actually training from every layer group on the same data.
 
     python benchmarks/bench_probe.py [--train-per-class 40] [--val-per-class 20] [--size 112]
                                      [--epochs 3] [--out results.json] [--keep]
+    python benchmarks/bench_probe.py --from-json results.json   # score a saved run with today's rule
 
 Images: Fashion-MNIST class folders from Debian's dataset-fashion-mnist (tools/make_sample_data.py),
 native 28x28 greyscale PNGs upscaled by the transforms; training images from its training
@@ -16,6 +17,8 @@ Prints a markdown table: the probe's accuracy at the input of every group, the v
 accuracy of training from that group, the suggestion at the engine's tolerance, and how far
 the pick lands from the best choice (points and rank); then the same for other tolerances
 (the calibration of the rule). Not a timed test: the times are for orientation only.
+``--from-json`` re-scores the measured figures of an earlier run (``--out``) with the engine's
+current rule, without training again.
 """
 
 from __future__ import annotations
@@ -105,6 +108,40 @@ def calibration(result, trained: dict[str, dict]) -> tuple[list[str], list[dict]
     return lines, rows
 
 
+def report(result, trained: dict[str, dict], header: str) -> dict:
+    """Print the tables; return the pick and the calibration rows."""
+    cal_lines, cal_rows = calibration(result, trained)
+    s = score_pick(result.suggestion, trained)
+    print(header + "\n")
+    print("\n".join(table(result, trained)))
+    print(f"\nSuggestion at the engine's tolerance ({result.tolerance * 100:g} points): **{s['pick']}**, "
+          f"{s['pick_acc']:.1%} when trained; the best choice is {s['best']} ({s['best_acc']:.1%}): "
+          f"{s['gap_points']:.1f} points below it, rank {s['rank']} of {s['choices']}.\n")
+    print("\n".join(cal_lines))
+    return {"pick": s, "calibration": cal_rows}
+
+
+def rescore(path: str) -> int:
+    """The tables of a saved run (``--out``), its probe figures scored with the current rule."""
+    import dataclasses
+
+    from transfer_gui.engine.probe import TOLERANCE, Depth, ProbeResult, suggest
+
+    saved = json.loads(Path(path).read_text())
+    d = dict(saved["probe"])
+    depths = [Depth(**x) for x in d.pop("depths")]
+    d.pop("suggested_train_from"), d.pop("reason")
+    names = {f.name for f in dataclasses.fields(ProbeResult)}
+    result = ProbeResult(**{k: v for k, v in d.items() if k in names and k != "tolerance"}, depths=depths,
+                         suggestion=suggest(depths, TOLERANCE)[0], reason=suggest(depths, TOLERANCE)[1],
+                         tolerance=TOLERANCE)
+    a = saved["args"]
+    report(result, saved["trained"], f"{path}, re-scored with the current rule: Fashion-MNIST, 10 classes x "
+           f"{a['train_per_class']} training / {a['val_per_class']} validation images, efficientnet_lite0 at "
+           f"{a['size']} px, {a['epochs']} epochs per choice.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-per-class", type=int, default=40, help="training images per class (default 40)")
@@ -114,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="train.seed of every run (default 0)")
     ap.add_argument("--out", help="write every figure as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary images and run folders")
+    ap.add_argument("--from-json", metavar="FILE", help="re-score a saved run (--out) with the current rule; no training")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return rescore(args.from_json)
     import torch
 
     from transfer_gui.engine.probe import probe
@@ -127,21 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         result = probe(cfg)
         print(f"probe: {result.seconds:.0f} s; suggestion {result.suggestion}: {result.reason}", file=sys.stderr)
         trained = train_from_each(cfg, result.groups, tmp / "runs")
-        main_lines = table(result, trained)
-        cal_lines, cal_rows = calibration(result, trained)
-        s = score_pick(result.suggestion, trained)
-        print(f"Fashion-MNIST, 10 classes x {args.train_per_class} training / {args.val_per_class} validation images, "
-              f"efficientnet_lite0 (offline ImageNet weights) at {args.size} px, {args.epochs} epochs per choice, "
-              f"torch {torch.__version__} with {torch.get_num_threads()} threads; "
-              f"{(time.perf_counter() - t0) / 60:.1f} min in all (probe {result.seconds:.0f} s).\n")
-        print("\n".join(main_lines))
-        print(f"\nSuggestion at the engine's tolerance ({result.tolerance * 100:g} points): **{s['pick']}**, "
-              f"{s['pick_acc']:.1%} when trained; the best choice is {s['best']} ({s['best_acc']:.1%}): "
-              f"{s['gap_points']:.1f} points below it, rank {s['rank']} of {s['choices']}.\n")
-        print("\n".join(cal_lines))
+        scored = report(result, trained, f"Fashion-MNIST, 10 classes x {args.train_per_class} training / "
+                        f"{args.val_per_class} validation images, efficientnet_lite0 (offline ImageNet weights) at "
+                        f"{args.size} px, {args.epochs} epochs per choice, torch {torch.__version__} with "
+                        f"{torch.get_num_threads()} threads; {(time.perf_counter() - t0) / 60:.1f} min in all "
+                        f"(probe {result.seconds:.0f} s).")
         if args.out:
             Path(args.out).write_text(json.dumps({"args": vars(args), "probe": result.to_dict(), "trained": trained,
-                                                  "pick": s, "calibration": cal_rows}, indent=1))
+                                                  **scored}, indent=1))
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)

@@ -79,14 +79,16 @@ def test_pool_gives_one_vector_per_image():
 
 def test_suggest_rule():
     rising = [_depth("a", 0.5), _depth("b", 0.7), _depth("head", 0.9)]
-    assert P.suggest(rising)[0] == "head"
+    name, reason = P.suggest(rising, 0.05)
+    assert name == "head" and "head only" in reason
     peaked = [_depth("a", 0.5), _depth("b", 0.9), _depth("c", 0.7), _depth("head", 0.6)]
-    name, reason = P.suggest(peaked, 0.02)
-    assert name == "b" and "before b" in reason
-    # within the tolerance the deeper boundary wins: freeze more
-    assert P.suggest([_depth("a", 0.9), _depth("b", 0.885), _depth("head", 0.5)], 0.02)[0] == "b"
-    assert P.suggest([_depth("a", 0.9), _depth("b", 0.85), _depth("head", 0.5)], 0.02)[0] == "a"
-    assert P.suggest([_depth("a", 0.9), _depth("b", 0.85), _depth("head", 0.86)], 0.05)[0] == "head"
+    name, reason = P.suggest(peaked, 0.05)
+    assert name == "b" and "input of b" in reason
+    # the shallowest boundary within the tolerance of the best wins: train from there on
+    assert P.suggest([_depth("a", 0.7), _depth("b", 0.86), _depth("c", 0.9), _depth("head", 0.88)], 0.05)[0] == "b"
+    assert P.suggest([_depth("a", 0.7), _depth("b", 0.84), _depth("c", 0.9), _depth("head", 0.88)], 0.05)[0] == "c"
+    assert P.suggest([_depth("a", 0.7), _depth("b", 0.84), _depth("c", 0.9), _depth("head", 0.88)], 0.20)[0] == "a"
+    assert P.suggest([])[0] == "head"
 
 
 def test_second_probe_reuses_the_activations(probed, colour_config):

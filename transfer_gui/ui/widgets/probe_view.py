@@ -14,9 +14,9 @@ from transfer_gui.ui.theme import status_colors
 
 INTRO = ("A linear classifier is fitted on the frozen network's activations at the input of every group "
          "(on the training images) and scored on the validation images: the Probe column. High where the "
-         "frozen layers before a group already tell your classes apart. Suggested: train from the group after "
-         "the deepest depth that scores within a small tolerance of the best; when that is the head's input, "
-         "train the head only.")
+         "frozen layers before a group already tell your classes apart. Suggested: train from the first group "
+         "whose input scores within a few points of the best (the frozen layers before it then give about what "
+         "frozen features can); when only the head's input comes that close, train the head only.")
 PHASES = {"scan": "Scanning image folders", "download": "Downloading weights",
           "probe_features": "Frozen activations at every depth", "probe": "Fitting a linear classifier per depth"}
 
