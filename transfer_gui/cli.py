@@ -573,14 +573,14 @@ def _add_probe(sub) -> None:
     p = _sub(sub, "probe", "which layers should I train? probe every depth and suggest --train-from",
              "Run the images once through the frozen network, fit a linear classifier on the pooled activations "
              "entering every layer group (training images) and score it on the validation images, then suggest "
-             "the group to train from: the one after the deepest depth within --tolerance of the best (the head "
+             "the group to train from: the first one whose input scores within --tolerance of the best (the head "
              "only when that is the head's input). Takes the same config/quick-form options as train; nothing is "
              "trained or saved.",
              "probe --data photos/ --image-size 128 --json")
     _add_quick_options(p)
     p.add_argument("--tolerance", type=float, metavar="POINTS",
-                   help="accuracy points a deeper depth may lose against the best and still be picked "
-                        "(default: the engine's, 2)")
+                   help="accuracy points a depth may lack against the best and still be picked "
+                        "(default: the engine's, 5)")
     p.add_argument("--json", action="store_true",
                    help='print the result as JSON: {"depths": [{"train_from", "after", "module", "dim", '
                         '"train_accuracy", "val_accuracy"}, ...], "suggested_train_from", "reason", "groups", ...}')
