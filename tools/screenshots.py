@@ -102,7 +102,7 @@ def _run(args, work: Path) -> int:
     names = win.layers._info().names
     p.update({"layers.train_from": names[-3], "layers.lr_decay": 0.3, "layers.head_lr": 2e-3,
               "schedule.warmup_epochs": 1.0, "train.epochs": args.epochs, "train.batch_size": 32,
-              "output.dir": str(work / "runs" / "sample-run")})
+              "data.test_fraction": 0.2, "output.dir": str(work / "runs" / "sample-run")})
     shoot("03-layers")
     # 4. Training: in the middle of the run, then at its end
     win.go_to("Training")
@@ -116,16 +116,27 @@ def _run(args, work: Path) -> int:
     wait(lambda: p.record is not None)
     win.go_to("Training")
     shoot("04-training")
-    # 5. Results: accuracy, mistakes, try it
+    # 5. Results: the test set's accuracy, confidence, mistakes with heat maps, try it with one
     win.go_to("Results")
-    win.results.tabs.setCurrentIndex(0)
+    r = win.results
+    if r.set_choice.count() > 1:
+        r.set_choice.setCurrentIndex(1)
+        r.set_choice.activated.emit(1)
+    r.tabs.setCurrentWidget(r.quality)
     shoot("05-results")
-    win.results.tabs.setCurrentIndex(1)
+    r.tabs.setCurrentWidget(r.confidence)
+    r.confidence.explorer.slider.setValue(80)
+    shoot("05-results-confidence")
+    r.tabs.setCurrentWidget(r.mistakes)
+    r.mistakes.heat.setChecked(True)
     pump(1.0)
+    wait(lambda: not win.tasks.running("mistake-heat"), 300)
     shoot("05-results-mistakes")
     sample = sorted((Path(p.cfg.data.folders[0]) / "Sneaker").glob("*.png"))[0]
-    win.results.try_images([str(sample)])
-    wait(lambda: bool(win.results.try_it.results))
+    r.try_images([str(sample)])
+    wait(lambda: bool(r.try_it.results))
+    r.try_it.heat.setChecked(True)
+    wait(lambda: r.try_it.heat_state in ("shown", "failed"), 300)
     shoot("05-results-try-it")
     # 6. Export: checkpoint and ONNX with the parity check
     win.go_to("Export")
@@ -151,7 +162,7 @@ def _run(args, work: Path) -> int:
     # the same steps in the dark theme
     prefix = args.prefix + "dark-"
     win.set_theme("dark")
-    win.results.tabs.setCurrentIndex(0)
+    win.results.tabs.setCurrentWidget(win.results.quality)
     for i, step in enumerate(("Data", "Model", "Layers", "Training", "Results", "Export"), start=1):
         win.go_to(step)
         shoot(f"{i:02d}-{step.lower()}")

@@ -45,6 +45,9 @@ class ThresholdExplorer(QWidget):
         self.stored_label = QLabel()
         self.plot = make_plot("Answer only above a confidence", "share", "confidence threshold", legend=True,
                               legend_at=(8, -8))
+        self.plot.setToolTip("For every threshold: the share of images the model answers (falls as the threshold "
+                             "rises) and how many of those answers are right (usually rises). The line is the "
+                             "threshold chosen above.")
         self.plot.getPlotItem().setYRange(0, 1.02, padding=0)
         self.plot.getPlotItem().setXRange(0, 1, padding=0.01)
         self.coverage_curve = add_curve(self.plot, series_color(0), "images answered")
@@ -149,6 +152,7 @@ class PrecisionRecall(QWidget):
         self.view: EvaluationView | None = None
         self.choice = QComboBox()
         self.choice.setAccessibleName("Class of the precision-recall curve")
+        self.choice.setToolTip("The class whose precision-recall curve is drawn.")
         self.choice.currentIndexChanged.connect(self._draw)
         self.plot = make_plot("Precision-recall", "precision", "recall")
         self.plot.setToolTip("For one class: lowering the confidence needed to say this class finds more of "
