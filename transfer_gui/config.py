@@ -31,6 +31,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FEATURE_CACHE = ("auto", "off")
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 class ConfigError(UserError, ValueError):
@@ -62,6 +63,11 @@ class DataConfig:
     test_fraction: float = 0.0  # or a stratified, seeded test share held out of every class first
     exclude_classes: tuple[str, ...] = ()
     rename_classes: dict[str, str] = field(default_factory=dict)  # old -> new (merge allowed)
+    # Decisions about single files (the files themselves are never moved or deleted). Paths are
+    # absolute, or relative to the working directory like data.folders; they match the scanned
+    # files after both are made absolute (engine/rules.py apply_decisions).
+    exclude_files: tuple[str, ...] = ()  # left out of every set
+    relabel: dict[str, str] = field(default_factory=dict)  # path -> class name (after renames)
     image_size: int = 0  # 0 = the model's own input size
     weighted_sampler: bool = False
     num_workers: int = -1  # -1 = choose automatically
@@ -118,6 +124,7 @@ class TrainConfig:
     feature_cache: str = "auto"  # compute a frozen backbone (or frozen prefix) once when possible
     cache_memory_mb: int = 1024  # budget for cached activations of a frozen prefix
     channels_last: bool = False
+    class_weights: str = "none"  # "balanced": inverse class frequency in the loss, normalised to mean 1
 
 
 @dataclass(frozen=True)
@@ -278,6 +285,7 @@ def validate(cfg: RunConfig) -> None:
     d, la, o, s, t = cfg.data, cfg.layers, cfg.optim, cfg.schedule, cfg.train
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
     _validate_test_set(d)
+    _validate_decisions(d)
     need(d.image_size == 0 or 16 <= d.image_size <= 2048, "data.image_size",
          f"must be 0 (model default) or between 16 and 2048, got {d.image_size}")
     need(d.num_workers >= -1, "data.num_workers", f"must be -1 (auto) or >= 0, got {d.num_workers}")
@@ -317,6 +325,8 @@ def validate(cfg: RunConfig) -> None:
     need(t.cache_memory_mb >= 0, "train.cache_memory_mb", f"must be >= 0, got {t.cache_memory_mb}")
     need(t.feature_cache in FEATURE_CACHE, "train.feature_cache",
          f"must be one of {', '.join(FEATURE_CACHE)}, got {t.feature_cache!r}")
+    need(t.class_weights in CLASS_WEIGHTS, "train.class_weights",
+         f"must be one of {', '.join(CLASS_WEIGHTS)}, got {t.class_weights!r}")
 
 
 def _validate_test_set(d: DataConfig) -> None:
@@ -326,6 +336,22 @@ def _validate_test_set(d: DataConfig) -> None:
     if d.test_fraction > 0 and d.test_folders:
         raise ConfigError("a test set comes either from data.test_folders or from a held-out share; "
                           "set data.test_fraction to 0 or empty data.test_folders", "data.test_fraction")
+
+
+def _validate_decisions(d: DataConfig) -> None:
+    """File decisions name a file each; a file is either left out or relabelled, not both."""
+    for i, path in enumerate(d.exclude_files):
+        if not path.strip():
+            raise ConfigError("must be the path of an image file, got an empty text", f"data.exclude_files[{i}]")
+    excluded = set(d.exclude_files)
+    for path, name in d.relabel.items():
+        if not path.strip():
+            raise ConfigError("a relabelled file needs its path as the key, got an empty one", "data.relabel")
+        if not name.strip():
+            raise ConfigError("must be the name of a training class, got an empty text", f"data.relabel.{path}")
+        if path in excluded:
+            raise ConfigError("this file is also in data.exclude_files; a file is either left out or given another "
+                              "class: remove it from one of the two", f"data.relabel.{path}")
 
 
 def _numbers(node: Any, prefix: str):
