@@ -222,6 +222,8 @@ class ResultsPage(QWidget):
     def _loaded(self, run_dir: str, record, show: bool) -> None:
         self.project.set_run(run_dir, record)
         if not any(Path(r.run_dir).absolute() == Path(run_dir).absolute() for r in self.project.runs):
+            if Path(run_dir).absolute().parent != self.project.runs_dir().absolute():
+                self.project.opened_runs.append(Path(run_dir))  # e.g. a run whose output.dir is elsewhere
             self.refresh_runs()  # a run this list has not seen yet (just trained, or opened)
         if show:
             self.ctx.go_to("Results")

@@ -5,6 +5,7 @@ precision-recall curve per class. Every figure comes from the page's EvaluationV
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -141,7 +142,9 @@ class ReliabilityDiagram(QWidget):
                                f"scaling (T = {view.temperature:.2f}, fitted on validation).")
         else:
             note = "" if view.exact else " (from the top-5 probabilities this older run kept)"
-            self.label.setText(f"Expected calibration error (ECE, 15 bins): <b>{view.ece(True):.3f}</b>{note}.")
+            why = view.evaluation.calibration.get("note", "")
+            why = f" No temperature was fitted: {html.escape(why)}" if why else ""
+            self.label.setText(f"Expected calibration error (ECE, 15 bins): <b>{view.ece(True):.3f}</b>{note}.{why}")
 
 
 class PrecisionRecall(QWidget):

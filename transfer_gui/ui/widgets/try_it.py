@@ -56,7 +56,12 @@ def heat_image(source: str, path: str, class_index: int | None, box: int) -> tup
     image = open_image(path)
     result = explain.explain(model, image, class_index)
     shown = explain.overlay(image, result.heatmap)
-    shown.thumbnail((box, box))
+    scale = box / max(shown.size)  # fitted both ways: a 28-pixel image is enlarged like its plain preview
+    if scale != 1:
+        from PIL import Image
+
+        shown = shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
+                             Image.Resampling.BICUBIC)
     return qimage_of(shown), {"class_index": result.class_index, "class_name": result.class_name,
                               "probability": result.probability, "layer": result.target_layer}
 
