@@ -103,6 +103,8 @@ def _run(args, work: Path) -> int:
     p.update({"layers.train_from": names[-3], "layers.lr_decay": 0.3, "layers.head_lr": 2e-3,
               "schedule.warmup_epochs": 1.0, "train.epochs": args.epochs, "train.batch_size": 32,
               "data.test_fraction": 0.2, "output.dir": str(work / "runs" / "sample-run")})
+    win.layers.start_probe()  # "Which layers should I train?": the probe's accuracy beside each group
+    wait(lambda: win.layers.probe_result is not None and not win.tasks.running("probe"), 600)
     shoot("03-layers")
     # 4. Training: in the middle of the run, then at its end
     win.go_to("Training")
@@ -148,7 +150,7 @@ def _run(args, work: Path) -> int:
     # the learning-rate finder's dialog
     win.go_to("Training")
     win.training.find_lr()
-    wait(lambda: not win.training.is_running(), 300)
+    wait(lambda: not win.training.is_running(), 900)
     dialog = getattr(win.training, "lrfind_dialog", None)
     if dialog is not None:
         shoot("07-lr-finder", dialog)
