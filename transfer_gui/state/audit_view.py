@@ -129,8 +129,7 @@ class AuditView:
 
     def neighbours(self, issue, k: int = NEIGHBOURS) -> tuple[list[str], list[str]]:
         """The k images nearest to a suspect in its given class and in the suggested class."""
-        r = self.result
-        return list(r.neighbours(issue.path, issue.given, k)), list(r.neighbours(issue.path, issue.suggested, k))
+        return neighbours_of(self.result, issue, k)
 
     # ------------------------------------------------------------------ the config's side
     @staticmethod
@@ -206,6 +205,13 @@ class AuditView:
         self.history.pop()
         self.changed.emit()
         return step
+
+
+def neighbours_of(result: Any, issue: Any, k: int = NEIGHBOURS) -> tuple[list[str], list[str]]:
+    """The k images nearest to a suspect in its given and in its suggested class (safe to call
+    on a worker thread: it only reads the result)."""
+    return (list(result.neighbours(issue.path, issue.given, k)),
+            list(result.neighbours(issue.path, issue.suggested, k)))
 
 
 def summary(result: Any, counts: Counts) -> str:

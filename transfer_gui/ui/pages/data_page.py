@@ -16,6 +16,7 @@ from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import drop_zone_css, status_colors
 from transfer_gui.ui.widgets.class_table import THUMB, ClassTable
+from transfer_gui.ui.widgets.check_data import CheckDataButton
 from transfer_gui.ui.widgets.data_options import AugmentBox, TestBox, ValidationBox
 from transfer_gui.ui.widgets.skipped_dialog import SkippedDialog
 from transfer_gui.ui.widgets.thumbnails import read_many
@@ -84,8 +85,9 @@ class DataPage(QWidget):
         self.remove_btn = QPushButton("Re&move folder")
         self.remove_btn.setToolTip("Stop using the selected folder.")
         self.remove_btn.clicked.connect(self._remove_selected)
+        self.check_btn = CheckDataButton(self.ctx, self)  # the Check data view (widgets/check_data.py)
         buttons = QHBoxLayout()
-        for b in (self.add_btn, self.sample_btn, self.remove_btn):
+        for b in (self.add_btn, self.sample_btn, self.remove_btn, self.check_btn):
             buttons.addWidget(b)
         buttons.addStretch(1)
         return buttons

@@ -1,0 +1,203 @@
+"""The Data step's "Check data" view (ui/widgets/check_data.py): the check runs on a task thread
+with progress and Cancel, the suspects are listed with their thumbnails beside the nearest images
+of their given and suggested class, and the actions (exclude, move, keep, undo) become
+data.exclude_files / data.relabel on the project. One test runs the engine's real audit on
+generated images with one image planted in the wrong class folder."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import Qt
+
+from transfer_gui.engine.events import PhaseChanged, Progress
+from transfer_gui.errors import Cancelled
+from transfer_gui.ui.widgets import check_data
+from transfer_gui.ui.widgets.check_data import PairRow, SuspectRow
+
+from .helpers import make_class_folders, wait_for
+
+
+@dataclass
+class Issue:
+    path: str
+    given: str
+    suggested: str
+    score: float
+    reason: str = "the model is sure it is another class"
+
+
+@dataclass
+class Pair:
+    a: str
+    b: str
+    similarity: float
+    kind: str
+    reason: str = "the same photo"
+
+
+@dataclass
+class Out:
+    path: str
+    score: float
+    reason: str = "far from every class"
+
+
+@dataclass
+class FakeResult:
+    """AuditResult's agreed shape, for the tests that need no model."""
+
+    label_issues: list
+    duplicates: list
+    outliers: list
+    class_counts: dict
+    imbalance: dict | None = None
+    seconds: float = 0.25
+    neighbour_paths: dict = field(default_factory=dict)
+
+    def neighbours(self, path, class_name, k=3):
+        return self.neighbour_paths[class_name][:k]
+
+
+def fake_result(root) -> FakeResult:
+    folders = make_class_folders(root, {"red": 8, "green": 8, "blue": 3}, size=24)
+    files = {f.name: sorted(str(p) for p in f.glob("*.png")) for f in folders}
+    return FakeResult(
+        label_issues=[Issue(files["blue"][0], "blue", "red", 0.95), Issue(files["green"][1], "green", "red", 0.7)],
+        duplicates=[Pair(files["red"][2], files["red"][3], 1.0, "duplicate"),
+                    Pair(files["green"][4], files["red"][5], 0.99, "leak", "training and validation; two classes")],
+        outliers=[Out(files["green"][7], 5.5)],
+        class_counts={"red": 8, "green": 8, "blue": 3},
+        imbalance={"largest": "red", "smallest": "blue", "ratio": 8 / 3, "advice": "Try class weights."},
+        neighbour_paths=files)
+
+
+def _open_with(qtbot, w, result):
+    """Open the view on a project whose check returns ``result`` (the job stands in for the audit)."""
+    w.project.set("data.folders", [str(w._test_root)])
+
+    def job(task, cfg):
+        task.report(PhaseChanged("audit", "Looking for duplicates and leaks"), force=True)
+        return result
+
+    check_data_job = check_data.audit_job
+    check_data.audit_job = job
+    try:
+        dialog = w.data.check_btn.open_view()
+        wait_for(qtbot, lambda: w.data.check_btn.view.result is result, 30)
+    finally:
+        check_data.audit_job = check_data_job
+    return dialog
+
+
+def _row(section, cls, path):
+    return next(r for r in section.rows if isinstance(r, cls) and path in r.paths())
+
+
+def test_suspects_pairs_and_outliers_are_listed_with_counts_thumbnails_and_neighbours(qtbot, window, ui_env):
+    w = window
+    w._test_root = ui_env["tmp"] / "data"
+    result = fake_result(w._test_root)
+    dialog = _open_with(qtbot, w, result)
+    assert [dialog.tabs.tabText(i) for i in range(3)] == ["&Label issues (2)", "Duplicates && leaks (2)",
+                                                          "&Outliers (1)"]
+    assert [r.issue.path for r in dialog.labels_tab.rows] == [i.path for i in result.label_issues]
+    assert [r.pair.kind for r in dialog.pairs_tab.rows] == ["duplicate", "leak"]
+    assert "2 possible label error(s), 1 duplicate pair(s), 1 leak(s) between sets, 1 outlier(s)" in \
+        dialog.status.text() and "19 training images" in dialog.status.text()
+    assert "red has 2.7× the training images of blue" in dialog.imbalance.text()
+    row = dialog.labels_tab.rows[0]
+    assert "in <b>blue</b>, looks like <b>red</b> (score 0.95)" in row.text.text()
+    assert row.issue.reason in row.text.text()
+    wait_for(qtbot, lambda: not row.images[row.issue.path].pixmap().isNull()
+             and not row.near_suggested.pixmap().isNull(), 30)
+    assert row.near_given.property("paths") == result.neighbour_paths["blue"][:3]
+    assert row.near_suggested.property("paths") == result.neighbour_paths["red"][:3]
+    assert row.near_suggested.pixmap().width() > 2 * check_data.SMALL  # three thumbnails side by side
+    assert row.move_btn.text() == "Move to red"
+    pair = dialog.pairs_tab.rows[1]
+    wait_for(qtbot, lambda: all(not label.pixmap().isNull() for label in pair.images.values()), 30)
+    assert "Leak between sets" in pair.text.text() and "two classes" in pair.text.text()
+    assert w.project.cfg.data.relabel == {} and w.project.cfg.data.exclude_files == ()  # nothing decided yet
+
+
+def test_move_undo_exclude_and_keep_change_the_project(qtbot, window, ui_env):
+    w = window
+    w._test_root = ui_env["tmp"] / "data"
+    result = fake_result(w._test_root)
+    dialog = _open_with(qtbot, w, result)
+    w.project.dirty = False
+    suspect = _row(dialog.labels_tab, SuspectRow, result.label_issues[0].path)
+    path = suspect.issue.path
+    suspect.move_btn.click()
+    assert w.project.cfg.data.relabel == {path: "red"} and w.project.dirty
+    assert "Moved to red" in suspect.decision.text() and not suspect.move_btn.isEnabled()
+    assert dialog.undo_btn.isEnabled() and "move 000.png to red" in dialog.undo_btn.toolTip()
+    dialog.undo_btn.click()
+    assert w.project.cfg.data.relabel == {} and suspect.decision.text() == "" and suspect.move_btn.isEnabled()
+    pair = _row(dialog.pairs_tab, PairRow, result.duplicates[0].b)
+    pair.exclude_btns[result.duplicates[0].b].click()
+    assert w.project.cfg.data.exclude_files == (result.duplicates[0].b,)
+    assert "Excluded from training" in pair.decision.text()
+    assert not pair.exclude_btns[result.duplicates[0].b].isEnabled()
+    assert pair.exclude_btns[result.duplicates[0].a].isEnabled()
+    dialog.activateWindow()
+    dialog.setFocus()
+    qtbot.keyClick(dialog, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z undoes it
+    assert w.project.cfg.data.exclude_files == () and pair.decision.text() == ""
+    before = w.project.cfg
+    outlier = dialog.outliers_tab.rows[0]
+    outlier.keep_btn.click()
+    assert w.project.cfg == before and "Kept" in outlier.decision.text() and not outlier.keep_btn.isEnabled()
+    outlier.exclude_btn.click()
+    assert w.project.cfg.data.exclude_files == (result.outliers[0].path,)
+
+
+def test_kept_findings_are_not_listed_at_the_next_check(qtbot, window, ui_env):
+    w = window
+    w._test_root = ui_env["tmp"] / "data"
+    result = fake_result(w._test_root)
+    dialog = _open_with(qtbot, w, result)
+    dialog.labels_tab.rows[1].keep_btn.click()
+    again = fake_result(ui_env["tmp"] / "data")
+    check_data_job, check_data.audit_job = check_data.audit_job, lambda task, cfg: again
+    try:
+        dialog.run_btn.click()
+        wait_for(qtbot, lambda: w.data.check_btn.view.result is again, 30)
+    finally:
+        check_data.audit_job = check_data_job
+    assert [r.issue.path for r in dialog.labels_tab.rows] == [result.label_issues[0].path]
+    assert dialog.tabs.tabText(0) == "&Label issues (1)" and "1 finding(s) kept earlier" in dialog.status.text()
+
+
+def test_cancel_stops_the_check(qtbot, window, ui_env):
+    w = window
+    make_class_folders(ui_env["tmp"] / "data", {"red": 3, "green": 3}, size=16)
+    w.project.set("data.folders", [str(ui_env["tmp"] / "data")])
+    started, seen = threading.Event(), []
+
+    def job(task, cfg):  # stands in for the audit: works until it is cancelled
+        started.set()
+        n = 0
+        while not task.cancelled:
+            n += 1
+            task.report(Progress("audit_folds", n % 5, 5, f"Fold {n % 5} of 5"))
+            threading.Event().wait(0.005)
+        seen.append(n)
+        raise Cancelled("stopped")
+
+    check_data_job, check_data.audit_job = check_data.audit_job, job
+    try:
+        dialog = w.data.check_btn.open_view()
+        assert started.wait(30)
+        wait_for(qtbot, lambda: dialog.progress.format().startswith("Fold"), 30)
+        assert dialog.cancel_btn.isVisible() and not dialog.run_btn.isEnabled() and dialog.running()
+        task = w.tasks._current["audit"]
+        dialog.cancel_btn.click()
+        assert task.finished.wait(30) and seen  # the job saw the cancel and stopped
+    finally:
+        check_data.audit_job = check_data_job
+    assert "cancelled" in dialog.status.text() and dialog.run_btn.isEnabled() and not dialog.cancel_btn.isVisible()
+    assert w.data.check_btn.view.result is None and not dialog.running()
