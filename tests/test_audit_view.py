@@ -165,3 +165,14 @@ def test_imbalance_words_come_from_the_result():
                imbalance={"largest": "red", "smallest": "blue", "ratio": 6.0, "advice": "Turn on class weights."})
     assert imbalance_text(r) == "red has 6.0× the training images of blue (30 vs 5). Turn on class weights."
     assert imbalance_text(Result(class_counts={"red": 3})) == ""
+
+
+def test_another_project_forgets_the_findings_and_the_undo_stack(tmp_path):
+    project, r = Project(), result(tmp_path)
+    view = AuditView(project)
+    view.set_result(r)
+    view.exclude(r.outliers[0].path)
+    view.keep(label_key(r.label_issues[0].path))
+    project.new()
+    assert view.result is None and view.history == [] and not view.kept
+    assert view.undo() is None and project.cfg.data.exclude_files == ()

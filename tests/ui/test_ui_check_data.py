@@ -108,6 +108,9 @@ def test_suspects_pairs_and_outliers_are_listed_with_counts_thumbnails_and_neigh
     assert "2 possible label error(s), 1 duplicate pair(s), 1 leak(s) between sets, 1 outlier(s)" in \
         dialog.status.text() and "19 training images" in dialog.status.text()
     assert "red has 2.7× the training images of blue" in dialog.imbalance.text()
+    assert not dialog.weights_btn.isHidden()
+    dialog.weights_btn.click()  # the one-click fix
+    assert w.project.cfg.train.class_weights == "balanced" and dialog.weights_btn.isHidden()
     row = dialog.labels_tab.rows[0]
     assert "in <b>blue</b>, looks like <b>red</b> (score 0.95)" in row.text.text()
     assert row.issue.reason in row.text.text()

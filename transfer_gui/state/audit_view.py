@@ -88,6 +88,16 @@ class AuditView:
         self.kept: set[tuple[str, ...]] = set()  # findings kept this session
         self.hidden: set[tuple[str, ...]] = set()  # kept before the shown result came
         self.history: list[Step] = []
+        project.config_changed.connect(self._config_changed)
+
+    def _config_changed(self, keys: set) -> None:
+        if "" in keys:  # another project (new or opened): its findings and decisions are not these
+            self.reset()
+
+    def reset(self) -> None:
+        self.result = None
+        self.kept, self.hidden, self.history = set(), set(), []
+        self.changed.emit()
 
     # ------------------------------------------------------------------ findings
     def set_result(self, result) -> None:

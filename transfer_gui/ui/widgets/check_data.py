@@ -55,7 +55,10 @@ def images_job(task, result, issues: list, paths: list[str]) -> dict:
     for issue in issues:
         if task.cancelled:
             return {}
-        found[issue.path] = neighbours_of(result, issue)
+        try:
+            found[issue.path] = neighbours_of(result, issue)
+        except (KeyError, ValueError):  # an image the audit did not see: no neighbours to show
+            found[issue.path] = ([], [])
     task.report({"neighbours": found, "thumbs": {}}, force=True)
     wanted = [(p, TILE) for p in dict.fromkeys(paths)]
     wanted += [(p, SMALL) for pair in found.values() for p in dict.fromkeys(pair[0] + pair[1])]
@@ -335,12 +338,22 @@ class CheckDataDialog(QDialog):
         self.imbalance.setWordWrap(True)
         self.imbalance.setToolTip("Training images per class: a much larger class pulls the model towards it. The "
                                   "Data step's options hold the fix (class weights or the balanced sampler).")
+        self.weights_btn = _button("Use balanced class weights", "Weigh each class in the loss by the inverse of "
+                                   "its image count (train.class_weights = balanced), so the smaller classes count "
+                                   "as much as the larger ones.", self._use_weights)
         box = QWidget()
         lay = QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.status)
-        lay.addWidget(self.imbalance)
+        line = QHBoxLayout()
+        line.addWidget(self.imbalance, 1)
+        line.addWidget(self.weights_btn)
+        lay.addLayout(line)
         return box
+
+    def _use_weights(self) -> None:
+        if self.ctx.project.set("train.class_weights", "balanced"):
+            self.ctx.status("Class weights: balanced. The next run weighs the classes by their image counts.")
 
     def _build_tabs(self) -> QTabWidget:
         self.tabs = QTabWidget()
@@ -435,12 +448,14 @@ class CheckDataDialog(QDialog):
         r = self.view.result
         if r is None:
             self.status.setText("Not checked yet: click “Check now”.")
-            self.imbalance.setText("")
+            self.imbalance.setVisible(False)
+            self.weights_btn.setVisible(False)
             return
         stale = " <i>The images or the model changed since: check again.</i>" if self.stale else ""
         self.status.setText(html.escape(summary(r, self.view.counts())) + stale)
         warn = imbalance_text(r)
         self.imbalance.setVisible(bool(warn))
+        self.weights_btn.setVisible(bool(warn) and self.ctx.project.cfg.train.class_weights != "balanced")
         self.imbalance.setText(f"<span style='color:{status_colors()['warn']}'>⚠ {html.escape(warn)}</span>")
 
     def _tab_titles(self) -> None:
@@ -487,6 +502,7 @@ class CheckDataDialog(QDialog):
             return
         if "" in keys or any(k.startswith(STALE_KEYS) for k in keys):
             self.stale = True
+        if "" in keys or "train.class_weights" in keys or self.stale:
             self._show_texts()
         if "" in keys or keys & set(DECISION_KEYS):
             self._refresh()
