@@ -308,33 +308,33 @@ def pixel_corr(a: str, b: str) -> float:
 
 def score_dups(result, planted: dict[frozenset, str]) -> dict:
     """The audit's pairs against the planted ones. A planted leak counts as found when reported
-    as ``leak``; a planted same-set copy when reported as ``near`` (or ``duplicate``)."""
-    found = {}
+    as ``leak``; a planted same-set copy when reported as ``near`` or ``duplicate`` (the same
+    image: the audit's word for a copy it cannot tell from its original). "all" adds the two up;
+    the reported pairs that are not planted are listed with their pixels' correlation."""
+    found: dict[frozenset, object] = {}
     for d in result.duplicates:
-        key = frozenset((str(Path(d.a).resolve()), str(Path(d.b).resolve())))
-        found.setdefault(key, d)
-    out = {}
+        found.setdefault(frozenset((str(Path(d.a).resolve()), str(Path(d.b).resolve()))), d)
+    out, right = {}, set()
     for kind, ok in (("leak", ("leak",)), ("near", ("near", "duplicate"))):
         truth = {k for k, v in planted.items() if v == kind}
         reported = {k for k, d in found.items() if d.kind in ok}
-        hits = truth & reported
-        out[kind] = {"planted": len(truth), "reported": len(reported), "found": len(hits),
-                     "recall": len(hits) / len(truth) if truth else float("nan"),
-                     "precision": len(hits) / len(reported) if reported else float("nan")}
-    truth = set(planted)
-    reported = {k for k, d in found.items() if d.kind in ("leak", "near")}
-    hits = {k for k in truth & reported if found[k].kind == planted[k]}
-    extra = sorted(reported - truth, key=lambda k: -found[k].similarity)
+        right |= truth & reported
+        out[kind] = _rates(len(truth), len(reported), len(truth & reported))
+    wrong = sorted(set(found) - right, key=lambda k: -found[k].similarity)
     others = [{"a": found[k].a, "b": found[k].b, "kind": found[k].kind, "similarity": round(found[k].similarity, 4),
-               "pixel_corr": round(pixel_corr(*sorted(k)), 4)} for k in extra]
+               "pixel_corr": round(pixel_corr(*sorted(k)), 4)} for k in wrong]
     genuine = sum(o["pixel_corr"] >= 0.95 for o in others)
-    out["all"] = {"planted": len(truth), "reported": len(reported), "found": len(hits),
-                  "recall": len(hits) / len(truth) if truth else float("nan"),
-                  "precision": len(hits) / len(reported) if reported else float("nan"),
-                  "precision_with_source_duplicates": (len(hits) + genuine) / len(reported) if reported else float("nan"),
-                  "source_duplicates": genuine, "other_pairs": others[:40],
-                  "missed": [sorted(k) for k in truth - hits][:20]}
+    a = _rates(len(planted), out["leak"]["reported"] + out["near"]["reported"], len(right))
+    a.update(precision_with_source_duplicates=(a["found"] + genuine) / a["reported"] if a["reported"] else float("nan"),
+             source_duplicates=genuine, other_pairs=others[:40], missed=[sorted(k) for k in set(planted) - right][:20])
+    out["all"] = a
     return out
+
+
+def _rates(planted: int, reported: int, found: int) -> dict:
+    return {"planted": planted, "reported": reported, "found": found,
+            "recall": found / planted if planted else float("nan"),
+            "precision": found / reported if reported else float("nan")}
 
 
 # =============================================================================== parts

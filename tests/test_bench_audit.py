@@ -1,0 +1,121 @@
+"""benchmarks/bench_audit.py: the truth it plants (label flips, near-duplicate copies) and how it
+scores the audit's answers, checked by hand on tiny folders; no model is loaded here."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import make_class_folders
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_audit as bench  # noqa: E402
+
+CLASSES = ["red", "green", "blue"]
+
+
+def _classes_of(folder: Path) -> dict[str, str]:
+    return {f.name: f.parent.name for f in bench.files_of(folder)}
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.5])
+def test_flip_labels_moves_the_share_asked_to_another_class(tmp_path, fraction):
+    src = make_class_folders(tmp_path / "src", per_class=20, size=8, classes=CLASSES)
+    # file names must be unique over all classes for the truth to be unambiguous
+    bench._move_renamed(src, tmp_path / "clean", "t")
+    before = _classes_of(tmp_path / "clean")
+    flipped = bench.flip_labels(tmp_path / "clean", tmp_path / "noisy", fraction, CLASSES, seed=3)
+    after = _classes_of(tmp_path / "noisy")
+    assert len(after) == len(before) == 60
+    moved = {name for name in after if after[name] != before[name]}
+    assert len(flipped) == len(moved) == round(fraction * 60)
+    for path, (true, given) in flipped.items():
+        name = Path(path).name
+        assert Path(path).exists() and Path(path).parent.name == given == after[name]
+        assert true == before[name] != given
+    assert _classes_of(tmp_path / "clean") == before  # the clean copy is left alone
+
+
+def test_flip_labels_is_seeded(tmp_path):
+    src = make_class_folders(tmp_path / "src", per_class=10, size=8, classes=CLASSES)
+    bench._move_renamed(src, tmp_path / "clean", "t")
+    a = bench.flip_labels(tmp_path / "clean", tmp_path / "a", 0.3, CLASSES, seed=5)
+    b = bench.flip_labels(tmp_path / "clean", tmp_path / "b", 0.3, CLASSES, seed=5)
+    assert sorted((Path(p).name, v) for p, v in a.items()) == sorted((Path(p).name, v) for p, v in b.items())
+
+
+def test_near_copy_is_a_shifted_smaller_jpeg_of_the_same_picture(tmp_path):
+    rng = np.random.default_rng(0)
+    img = np.zeros((28, 28), np.uint8)
+    img[6:22, 8:20] = rng.integers(120, 255, (16, 12))
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(np.roll(img, 9, axis=1)).save(tmp_path / "other.png")
+    bench.near_copy(tmp_path / "a.png", tmp_path / "a.jpg")
+    with Image.open(tmp_path / "a.jpg") as im:
+        assert im.format == "JPEG" and im.size == (202, 202)  # 90 % of 224
+    same = bench.pixel_corr(str(tmp_path / "a.png"), str(tmp_path / "a.jpg"))
+    other = bench.pixel_corr(str(tmp_path / "a.png"), str(tmp_path / "other.png"))
+    assert same > 0.9 > other
+
+
+def test_near_dups_put_leaks_across_sets_and_the_rest_beside_the_original(tmp_path):
+    make_class_folders(tmp_path / "t", per_class=6, size=8, classes=CLASSES)
+    make_class_folders(tmp_path / "v", per_class=3, size=8, classes=CLASSES, seed=1)
+    base = bench.Base(tmp_path, tmp_path / "t", tmp_path / "v", tmp_path / "h", CLASSES)
+    data = bench.make_near_dups(base, tmp_path / "dups", n=8, n_leak=5, seed=0)
+    assert len(data.pairs) == 8 and sorted(data.pairs.values()).count("leak") == 5
+    assert len(bench.files_of(data.train)) + len(bench.files_of(data.val)) == 27 + 8
+    for pair, kind in data.pairs.items():
+        orig, copy = sorted(pair, key=lambda p: p.endswith(".jpg"))
+        assert copy.endswith(".jpg") and Path(copy).parent.name == Path(orig).parent.name
+        across = Path(copy).parent.parent != Path(orig).parent.parent
+        assert across == (kind == "leak")
+
+
+def test_at_n_counts_hits_among_the_first_n():
+    ranked = ["a", "x", "b", "y", "c"]
+    assert bench.at_n(ranked, {"a", "b", "z"}, 3) == {"n": 3, "taken": 3, "hits": 2, "precision": 2 / 3,
+                                                      "recall": 2 / 3}
+    short = bench.at_n(["a"], {"a", "b"}, 2)  # fewer flagged than N: precision of what was flagged
+    assert (short["precision"], short["recall"]) == (1.0, 0.5)
+
+
+@dataclass
+class _Pair:
+    a: str
+    b: str
+    similarity: float
+    kind: str
+
+
+@dataclass
+class _Result:
+    duplicates: list
+
+
+def test_score_dups_by_hand(tmp_path):
+    paths = {}
+    for name, value in (("p", 10), ("q", 200), ("r", 60), ("s", 120), ("u", 250)):
+        arr = np.full((28, 28), value, np.uint8)
+        arr[value % 20:value % 20 + 5, 3:9] = 255 - value
+        Image.fromarray(arr).save(tmp_path / f"{name}.png")
+        paths[name] = str((tmp_path / f"{name}.png").resolve())
+    planted = {frozenset((paths["p"], paths["q"])): "leak", frozenset((paths["r"], paths["s"])): "near",
+               frozenset((paths["q"], paths["u"])): "leak"}
+    found = _Result([_Pair(paths["q"], paths["p"], 0.97, "leak"),  # order of a and b does not matter
+                     _Pair(paths["r"], paths["s"], 0.995, "duplicate"),  # a same-set copy reported as the same image
+                     _Pair(paths["q"], paths["u"], 0.93, "near"),  # a leak reported as the wrong kind
+                     _Pair(paths["p"], paths["s"], 0.91, "near")])  # not planted
+    s = bench.score_dups(found, planted)
+    assert (s["leak"]["found"], s["leak"]["reported"], s["leak"]["planted"]) == (1, 1, 2)
+    assert (s["near"]["found"], s["near"]["reported"], s["near"]["planted"]) == (1, 3, 1)
+    assert (s["all"]["found"], s["all"]["reported"], s["all"]["planted"]) == (2, 4, 3)
+    assert s["all"]["precision"] == pytest.approx(0.5) and s["all"]["recall"] == pytest.approx(2 / 3)
+    others = s["all"]["other_pairs"]
+    assert [(o["kind"], o["similarity"]) for o in others] == [("near", 0.93), ("near", 0.91)]
+    assert all(o["pixel_corr"] < 0.95 for o in others) and s["all"]["source_duplicates"] == 0
