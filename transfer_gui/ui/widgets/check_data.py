@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QDialog, QFrame, QHBoxLayout, QLabel, QMenu, QProgressBar, QPushButton, QScrollArea,
+from PySide6.QtWidgets import (QDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QMenu, QProgressBar, QPushButton, QScrollArea,
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from transfer_gui.state.audit_view import AuditView, PathState, label_key, neighbours_of, outlier_key, pair_key, \
@@ -141,14 +141,12 @@ class SuspectRow(FindingRow):
         self.near_given, self.near_suggested = QLabel(), QLabel()
         self.near_given.setToolTip(f"The images of {issue.given} nearest to this one (the model's features).")
         self.near_suggested.setToolTip(f"The images of {issue.suggested} nearest to this one.")
-        grid = QVBoxLayout()
-        for caption, label in ((f"Nearest in {issue.given}:", self.near_given),
-                               (f"Nearest in {issue.suggested}:", self.near_suggested)):
-            line = QHBoxLayout()
-            line.addWidget(QLabel(caption))
-            line.addWidget(label)
-            line.addStretch(1)
-            grid.addLayout(line)
+        grid = QGridLayout()
+        for r, (caption, label) in enumerate(((f"Nearest in {issue.given}:", self.near_given),
+                                              (f"Nearest in {issue.suggested}:", self.near_suggested))):
+            grid.addWidget(QLabel(caption), r, 0)
+            grid.addWidget(label, r, 1)
+        grid.setColumnStretch(2, 1)
         middle = QVBoxLayout()
         middle.addWidget(text)
         middle.addLayout(grid)
@@ -214,8 +212,9 @@ class PairRow(FindingRow):
             name = QLabel(html.escape(Path(path).parent.name + "/" + Path(path).name))
             name.setToolTip(path)
             col.addWidget(name)
-            btn = _button(f"Exclude {Path(path).name}", f"Leave {path} out of every set (data.exclude_files). The "
-                          "file stays where it is.", lambda _=False, p=path: self.view.exclude(p))
+            btn = _button("Exclude", f"Leave {path} out of every set (data.exclude_files). The file stays where "
+                          "it is.", lambda _=False, p=path: self.view.exclude(p))
+            btn.setAccessibleName(f"Exclude {Path(path).name}")
             self.exclude_btns[path] = btn
             col.addWidget(btn)
             lay.addLayout(col)
@@ -225,7 +224,10 @@ class PairRow(FindingRow):
         middle = QVBoxLayout()
         middle.addWidget(text)
         middle.addWidget(self.decision)
-        middle.addWidget(self.keep_btn)
+        keep = QHBoxLayout()
+        keep.addWidget(self.keep_btn)
+        keep.addStretch(1)
+        middle.addLayout(keep)
         middle.addStretch(1)
         lay.addLayout(middle, 1)
         self.refresh()
