@@ -42,6 +42,9 @@ class Split:
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     test: list[Sample] = field(default_factory=list)
+    # what data.exclude_files and data.relabel did: {"excluded": [path], "relabelled": {path:
+    # {"from", "to"}}, "missing": [path as written]} (the run folder's data_decisions.json)
+    decisions: dict = field(default_factory=dict)
 
     def class_counts(self, which: str = "train") -> list[int]:
         counts = [0] * len(self.classes)
@@ -53,16 +56,21 @@ class Split:
 def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> Split:
     """Scan the configured folders and split them: the test set first (its own folders, or a
-    held-out share of every class), then validation (its own folders, or a share of the rest)."""
+    held-out share of every class), then validation (its own folders, or a share of the rest).
+    The file decisions (``data.exclude_files``, ``data.relabel``) apply to every set before it
+    is split; decisions about files that no set holds are a warning."""
     index = scan_sources(list(data_cfg.folders), data_cfg.exclude_classes, dict(data_cfg.rename_classes),
                          progress=progress, cancel=cancel)
+    decided = _Decisions(data_cfg, index.classes)
+    index = DatasetIndex(index.classes, decided(index.samples), index.skipped, index.sources, index.seconds)
     warnings = list(index.warnings())
     skipped = list(index.skipped)
-    rest, test = _test_set(index, data_cfg, seed, skipped, progress, cancel)
+    rest, test = _test_set(index, data_cfg, seed, skipped, progress, cancel, decided)
     if data_cfg.val_folders:
         val_index = scan_sources_lenient(list(data_cfg.val_folders), data_cfg, progress, cancel)
         skipped += val_index.skipped
         val, unknown = _matched(val_index, index.classes)
+        val = decided(val)
         if unknown:
             warnings.append(f"validation classes not in the training data were ignored: {', '.join(sorted(unknown))}")
         train = list(rest.samples)
@@ -74,7 +82,39 @@ def build_split(data_cfg, seed: int, progress: Callable[[int, str], None] | None
         train, val = _without(test, train, val, warnings)
     if not val:
         warnings.append("no validation images: accuracy is measured on nothing; add a validation split")
-    return Split(index.classes, train, val, skipped, warnings, test)
+    record = decided.record()
+    if record["missing"]:
+        warnings.append(rules.missing_warning(record["missing"]))
+    return Split(index.classes, train, val, skipped, warnings, test, record)
+
+
+class _Decisions:
+    """The file decisions applied to the sets of one split, remembering what they did."""
+
+    def __init__(self, data_cfg, classes: list[str]):
+        self.cfg, self.classes = data_cfg, classes
+        self.label = {name: i for i, name in enumerate(classes)}
+        self.excluded: list[str] = []
+        self.relabelled: dict[str, dict[str, str]] = {}
+        self.matched: set[str] = set()
+
+    def __call__(self, samples: list[Sample]) -> list[Sample]:
+        """``samples`` (labels of the training classes) without the excluded files, relabelled."""
+        if not rules.has_decisions(self.cfg):
+            return list(samples)
+        d = rules.apply_decisions([s.path for s in samples], [self.classes[s.label] for s in samples],
+                                  self.cfg, self.classes)
+        if d.unknown:
+            raise ConfigError(rules.unknown_class_message(d.unknown, self.classes), "data.relabel")
+        self.excluded += d.excluded
+        self.relabelled.update(d.relabelled)
+        self.matched |= d.matched
+        kept = [Sample(samples[i].path, self.label[name]) for i, name in d.kept]
+        return sorted(kept, key=lambda s: (s.label, s.path))
+
+    def record(self) -> dict:
+        return {"excluded": sorted(self.excluded), "relabelled": dict(sorted(self.relabelled.items())),
+                "missing": rules.missing_decisions(self.cfg, self.matched)}
 
 
 def held_out_test(index: DatasetIndex, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -95,13 +135,15 @@ def held_out_test(index: DatasetIndex, test_fraction: float, seed: int) -> tuple
     return sorted(rest), sorted(test)
 
 
-def _test_set(index: DatasetIndex, data_cfg, seed: int, skipped: list[Skipped], progress, cancel
-              ) -> tuple[DatasetIndex, list[Sample]]:
-    """(what is left for training and validation, the test samples)."""
+def _test_set(index: DatasetIndex, data_cfg, seed: int, skipped: list[Skipped], progress, cancel,
+              decided: Callable[[list[Sample]], list[Sample]] = list) -> tuple[DatasetIndex, list[Sample]]:
+    """(what is left for training and validation, the test samples; ``decided`` applies the file
+    decisions to the test folders' samples)."""
     if data_cfg.test_folders:
         test_index = scan_sources_lenient(list(data_cfg.test_folders), data_cfg, progress, cancel)
         skipped += test_index.skipped
         test, unknown = _matched(test_index, index.classes)
+        test = decided(test)
         if unknown:
             raise ConfigError(f"test classes that the training data lacks: {', '.join(sorted(unknown))}; the model "
                               f"cannot predict them. Add training images of them, or leave them out (remove the "

@@ -209,12 +209,15 @@ class Trainer:
         self.device, self.classes = p.device, p.split.classes
         if self.dist.main:
             rundir.write_json(run_dir / "skipped.json", [{"path": s.path, "reason": s.reason} for s in p.split.skipped])
+            rundir.write_decisions(run_dir, p.split.decisions)
         for note in p.notes:
             emit(PhaseChanged("prepare", note))
         run = self.run = self._start(cfg, run_dir, p, emit, blob)
         status, message = self._epochs(run)
         call(run, "after_fit")
         figures = {k: v for part in run.parts for k, v in getattr(part, "figures", {}).items()}
+        if p.class_weights is not None:
+            figures["class_weights"] = dict(zip(p.split.classes, p.class_weights))
         result = self._result(status, with_test_result(message, figures), run_dir, t0)
         result.figures = figures
         return result

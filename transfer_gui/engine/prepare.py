@@ -76,6 +76,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     feature_seconds: float = 0.0
     test_loader: DataLoader | None = None  # the test set (split.test), fed like validation; None without one
+    class_weights: list[float] | None = None  # the loss's weight of each class (label order); None = unweighted
 
     @property
     def model(self) -> nn.Module:
@@ -115,8 +116,18 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     setup = loaders.Setup(cfg, device, autocast, dist, emit, control)
     d = loaders.build(setup, built, groups, frozen, plan, split)
     notes = [*d.notes, f"device {device}, {precision}, {d.workers} loader workers, pin_memory={setup.pin}"]
+    weights = rules.class_weights_for(d.split.class_counts("train"), cfg.train)
+    if weights is not None:
+        notes.append(class_weights_note(d.split.classes, weights))
     return Prepared(cfg, device, autocast, precision, d.split, built, groups, frozen, lrs, d.plan, d.module,
-                    d.train_loader, d.val_loader, d.workers, notes, d.feature_seconds, d.test_loader)
+                    d.train_loader, d.val_loader, d.workers, notes, d.feature_seconds, d.test_loader, weights)
+
+
+def class_weights_note(classes: list[str], weights: list[float]) -> str:
+    """The run log's line about the loss's class weights (the largest first)."""
+    order = sorted(range(len(classes)), key=lambda i: -weights[i])
+    shown = ", ".join(f"{classes[i]} {weights[i]:.2f}" for i in order[:8]) + (", ..." if len(order) > 8 else "")
+    return f"class weights in the loss (train.class_weights = balanced, inverse class frequency, mean 1): {shown}"
 
 
 def _device(cfg: RunConfig, dist: Dist) -> tuple[torch.device, torch.dtype | None, str]:

@@ -5,6 +5,8 @@ will do before it starts: how many images train and validate, which layer groups
 the learning rate of each group, and which cache the run uses and why.
 
 * :func:`split_sizes` / :func:`split_counts` - training, validation (and test) images of the split
+* :func:`apply_decisions` - the files ``data.exclude_files`` leaves out and ``data.relabel`` moves
+* :func:`imbalance` / :func:`balanced_weights` - the imbalance warning and the class weights of the loss
 * :func:`resolve_frozen` - the frozen groups of ``layers.frozen`` and ``layers.train_from``
 * :func:`group_rates` - each group's learning rate (head rate, decay, explicit rates)
 * :func:`plan_cache` / :func:`plan_cache_for` - features, a frozen prefix, or no cache, in words
@@ -13,7 +15,8 @@ the learning rate of each group, and which cache the run uses and why.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from transfer_gui.errors import UserError
@@ -77,6 +80,129 @@ def split_counts(class_counts: Mapping[str, int], data_cfg: Any) -> tuple[int, i
     share, if any, already left out; :func:`split_sizes` tells it). With ``data.val_folders``
     every image that is not a test image trains and validation comes from those folders: -1."""
     return split_sizes(class_counts, data_cfg)[:2]
+
+
+# ----------------------------------------------------------------------------- file decisions
+
+
+def decision_key(path: str) -> str:
+    """How a path in ``data.exclude_files`` / ``data.relabel`` meets a scanned file: both made
+    absolute (a relative path is taken from the working directory, like ``data.folders``) and
+    normalised (``a/./b``, case on Windows)."""
+    return os.path.normcase(os.path.abspath(path))
+
+
+@dataclass
+class Decided:
+    """One set's samples with the file decisions applied.
+
+    ``kept``: (position in the given paths, class name) of every file the set keeps, in order;
+    ``excluded``: the scanned paths left out; ``relabelled``: scanned path -> {"from", "to"};
+    ``unknown``: scanned path -> a relabel class that is not a training class (the file keeps
+    its own class); ``matched``: the decision keys that met a file."""
+
+    kept: list[tuple[int, str]] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    relabelled: dict[str, dict[str, str]] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    matched: set[str] = field(default_factory=set)
+
+
+def has_decisions(data_cfg: Any) -> bool:
+    return bool(data_cfg.exclude_files or data_cfg.relabel)
+
+
+def apply_decisions(paths: Sequence[str], names: Sequence[str], data_cfg: Any, classes: Collection[str],
+                    keys: Sequence[str] | None = None) -> Decided:
+    """The files of one set (``paths[i]`` of class ``names[i]``, classes already renamed) after
+    the decisions: an excluded file is left out, a relabelled file takes its new class (a name
+    of ``classes``; an old name that ``data.rename_classes`` renames is taken as its new name).
+    ``keys``: the paths' :func:`decision_key` when known (the window keeps them per scan)."""
+    out = Decided()
+    excluded = {decision_key(p) for p in data_cfg.exclude_files}
+    relabel = {decision_key(p): c for p, c in data_cfg.relabel.items()}
+    renames = data_cfg.rename_classes
+    for i, (path, name) in enumerate(zip(paths, names)):
+        key = keys[i] if keys is not None else decision_key(path)
+        if key in excluded:
+            out.matched.add(key)
+            out.excluded.append(path)
+            continue
+        new = relabel.get(key)
+        if new is None:
+            out.kept.append((i, name))
+            continue
+        out.matched.add(key)
+        new = new if new in classes else renames.get(new, new)
+        if new not in classes:
+            out.unknown[path] = new
+            out.kept.append((i, name))
+            continue
+        if new != name:
+            out.relabelled[path] = {"from": name, "to": new}
+        out.kept.append((i, new))
+    return out
+
+
+def missing_decisions(data_cfg: Any, matched: Collection[str]) -> list[str]:
+    """The paths of ``data.exclude_files`` and ``data.relabel`` (as written) that met no file of any set."""
+    every = [*data_cfg.exclude_files, *data_cfg.relabel]
+    return [p for p in dict.fromkeys(every) if decision_key(p) not in matched]
+
+
+def missing_warning(missing: Sequence[str]) -> str:
+    """The words for decisions about files that are not in the data (a warning, never an error)."""
+    n = len(missing)
+    some = ", ".join(missing[:3]) + (", ..." if n > 3 else "")
+    return (f"{n} file{'s' if n != 1 else ''} named in data.exclude_files or data.relabel "
+            f"{'are' if n != 1 else 'is'} not in the image folders (moved, renamed or deleted?) and "
+            f"{'were' if n != 1 else 'was'} ignored: {some}")
+
+
+def unknown_class_message(unknown: Mapping[str, str], classes: Sequence[str]) -> str:
+    path, name = next(iter(unknown.items()))
+    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    return (f"{path} is to become class '{name}'{more}, which is not a training class ({', '.join(classes)}); "
+            f"choose one of those classes or remove the entry")
+
+
+# ----------------------------------------------------------------------------- class balance
+
+IMBALANCE_RATIO = 3.0  # largest / smallest class above this is worth a warning and a fix
+
+
+def imbalance(class_counts: Mapping[str, int]) -> dict | None:
+    """{"largest", "smallest", "ratio", "advice"} when the largest class has more than
+    ``IMBALANCE_RATIO`` times the images of the smallest (classes with no images left out), else None."""
+    counts = {c: n for c, n in class_counts.items() if n > 0}
+    if len(counts) < 2:
+        return None
+    big = max(counts, key=lambda c: counts[c])
+    small = min(counts, key=lambda c: counts[c])
+    ratio = counts[big] / counts[small]
+    if ratio <= IMBALANCE_RATIO:
+        return None
+    advice = (f"Classes are imbalanced: '{big}' has {counts[big]:,} images, {ratio:.1f}x the {counts[small]:,} of "
+              f"'{small}'; the model will favour the large classes. Weight the classes in the loss "
+              f"(train.class_weights = \"balanced\") or draw them evenly (data.weighted_sampler), and compare "
+              f"the per-class recall of the runs.")
+    return {"largest": big, "smallest": small, "ratio": ratio, "advice": advice}
+
+
+def balanced_weights(counts: Sequence[int]) -> list[float]:
+    """Class weights for the loss: inverse class frequency, normalised to mean 1 over the classes
+    that have images (a class without training images gets 1; no target ever carries it)."""
+    inv = [1.0 / n for n in counts if n > 0]
+    if not inv:
+        return [1.0] * len(counts)
+    mean = sum(inv) / len(inv)
+    return [(1.0 / n) / mean if n > 0 else 1.0 for n in counts]
+
+
+def class_weights_for(counts: Sequence[int], train_cfg: Any) -> list[float] | None:
+    """The loss's class weights that ``train.class_weights`` asks for, from the training classes'
+    counts (in label order); None for "none"."""
+    return balanced_weights(counts) if train_cfg.class_weights == "balanced" else None
 
 
 # ----------------------------------------------------------------------------- layer groups

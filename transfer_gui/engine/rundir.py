@@ -7,12 +7,16 @@ RUN_DIR/
   checkpoints/last.pt    after every epoch (with optimizer state, to resume)
   checkpoints/best.pt    the best epoch by the validation metric
   skipped.json           files that were skipped, with the reason
+  data_decisions.json    what data.exclude_files / data.relabel did: {"excluded": [path],
+                         "relabelled": {path: {"from", "to"}}, "missing": [path]} (the user's
+                         files are never moved or deleted; the decisions live in the config)
   val_predictions.json   the best model's prediction for every validation image
   val_logits.npy         their raw logits (float32, N x classes, rows in the order of the JSON's items)
   test_predictions.json  with a test set: the chosen checkpoint's prediction for every test image, once
   test_logits.npy        their raw logits, same layout
   calibration.json       the temperature fitted on validation and the stored threshold (engine/calibration.py)
-  summary.json           how the run ended (with a test set: test_acc and test_n)
+  summary.json           how the run ended (with a test set: test_acc and test_n; with class
+                         weights in the loss: class_weights {class: weight})
 ```
 
 Every file but config.toml may be missing: a run folder from an older version of the app
@@ -58,6 +62,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 PREDICTIONS = {"val": "val_predictions.json", "test": "test_predictions.json"}
 LOGITS = {"val": "val_logits.npy", "test": "test_logits.npy"}
+DECISIONS = "data_decisions.json"
 
 
 def write_logits(path: Path, logits: Any, n_classes: int) -> None:
@@ -117,6 +122,7 @@ class RunRecord:
     summary: dict = field(default_factory=dict)
     test_predictions: list[dict] = field(default_factory=list)  # same rows for the test set; [] without one
     calibration: dict = field(default_factory=dict)  # calibration.json; {} when the run has none
+    decisions: dict = field(default_factory=dict)  # data_decisions.json; {} for runs from before it
 
     def logits(self, which: str) -> np.ndarray | None:
         """The raw logits (float32 N x C) of "val" or "test", rows in the order of ``predictions``
@@ -159,14 +165,25 @@ def load_run(run_dir: str | Path) -> RunRecord:
 
     preds, test = read("val_predictions.json", {}), read("test_predictions.json", {})
     calibration = read("calibration.json", {})
+    decisions = read(DECISIONS, {})
     return RunRecord(run_dir, cfg, classes=list(preds.get("classes", [])) or read("summary.json", {}).get("classes", []),
                      history=read_metrics(run_dir / "metrics.jsonl"), predictions=list(preds.get("items", [])),
                      skipped=read("skipped.json", []), summary=read("summary.json", {}),
                      test_predictions=list(test.get("items", [])) if isinstance(test, dict) else [],
-                     calibration=calibration if isinstance(calibration, dict) else {})
+                     calibration=calibration if isinstance(calibration, dict) else {},
+                     decisions=decisions if isinstance(decisions, dict) else {})
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "skipped.json", "val_predictions.json", "val_logits.npy",
+
+def write_decisions(run_dir: Path, decisions: dict) -> None:
+    """``data_decisions.json``: the files the run left out or relabelled, and the decisions that
+    met no file; always written, empty lists when the config has no decisions."""
+    write_json(run_dir / DECISIONS, {"excluded": list(decisions.get("excluded", [])),
+                                     "relabelled": dict(decisions.get("relabelled", {})),
+                                     "missing": list(decisions.get("missing", []))})
+
+
+RUN_FILES = ("config.toml", "metrics.jsonl", "skipped.json", DECISIONS, "val_predictions.json", "val_logits.npy",
              "test_predictions.json", "test_logits.npy", "calibration.json", "summary.json", "error.log",
              "checkpoints/last.pt", "checkpoints/best.pt")
 

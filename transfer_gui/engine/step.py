@@ -3,7 +3,9 @@
 :meth:`TrainStep.batch` moves a batch to the device (images that failed to decode are left out,
 or weighted 0 under torchrun so that every rank runs the same collectives; ``channels_last``
 when asked). Calling the step runs the forward pass under autocast, the loss with label
-smoothing, the loss averaged over all ranks (``guard`` sees it before anything changes: the
+smoothing and, with ``train.class_weights = "balanced"``, class weights (each image's loss
+weighted by its class's weight and the batch's loss divided by the sum of those weights, as
+``nn.CrossEntropyLoss(weight=...)`` does; validation loss stays unweighted), the loss averaged over all ranks (``guard`` sees it before anything changes: the
 trainer refuses a non-finite loss, the LR finder stops its sweep), then backward through the
 gradient scaler, ``after_backward`` (the trainer's parts read the gradients there; see
 :meth:`TrainStep.unscaled`), gradient clipping and the optimizer step.
@@ -46,11 +48,14 @@ class StepOut:
 class TrainStep:
     def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, autocast: torch.dtype | None, *,
                  label_smoothing: float = 0.0, grad_clip: float = 0.0, channels_last: bool = False,
-                 dist: Dist = SINGLE):
+                 dist: Dist = SINGLE, class_weights: list[float] | None = None):
         self.optimizer, self.device, self.autocast, self.dist = optimizer, device, autocast, dist
         self.label_smoothing, self.grad_clip, self.channels_last = label_smoothing, grad_clip, channels_last
         self.scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)  # unweighted: validation uses it
+        self.class_weights = (torch.tensor(class_weights, dtype=torch.float32, device=device)
+                              if class_weights is not None else None)
+        self.train_criterion = nn.CrossEntropyLoss(weight=self.class_weights, label_smoothing=label_smoothing)
         self.params: list[torch.nn.Parameter] = []  # what gradient clipping measures
         self._unscaled = False  # this step's gradients are unscaled already
 
@@ -59,7 +64,8 @@ class TrainStep:
         """The step a prepared run trains with (its precision, loss and clipping settings)."""
         t = p.cfg.train
         return cls(optimizer, p.device, p.autocast, label_smoothing=p.cfg.optim.label_smoothing,
-                   grad_clip=t.grad_clip, channels_last=t.channels_last, dist=dist)
+                   grad_clip=t.grad_clip, channels_last=t.channels_last, dist=dist,
+                   class_weights=getattr(p, "class_weights", None))
 
     def clip(self, module: nn.Module) -> None:
         """Clip the gradients of what trains in ``module`` now (call when freezing changes)."""
@@ -93,10 +99,16 @@ class TrainStep:
         return Batch(x, y, weight, valid, int(valid.sum()) if valid is not None else len(y))
 
     def loss(self, logits: torch.Tensor, b: Batch) -> torch.Tensor:
+        """The training loss of a batch: the mean over its images, each weighted by its class's
+        weight (class weights) and by 0 when it failed to decode (torchrun)."""
         if b.weight is None:
-            return self.criterion(logits.float(), b.y)
+            return self.train_criterion(logits.float(), b.y)
         w = b.weight.to(self.device)
-        per = nn.functional.cross_entropy(logits.float(), b.y, reduction="none", label_smoothing=self.label_smoothing)
+        per = nn.functional.cross_entropy(logits.float(), b.y, weight=self.class_weights, reduction="none",
+                                          label_smoothing=self.label_smoothing)
+        if self.class_weights is not None:
+            w = w * self.class_weights[b.y]
+            return (per * b.weight.to(self.device)).sum() / w.sum().clamp(min=1e-12)
         return (per * w).sum() / w.sum().clamp(min=1)
 
     def __call__(self, forward: Forward, b: Batch, guard: Guard | None = None,

@@ -1,10 +1,16 @@
 """What the Data step shows, computed from a raw scan (no renames, no exclusions) and the
-config, so renaming or dropping a class never needs a rescan. Plain Python, no Qt."""
+config, so renaming or dropping a class never needs a rescan. Plain Python, no Qt.
+
+The file decisions (``data.exclude_files``, ``data.relabel``) are applied with the engine's own
+rule (``engine.rules.apply_decisions``), so the counts here are the counts the run trains on."""
 
 from __future__ import annotations
 
 import collections
+import weakref
 from dataclasses import dataclass, field
+
+from transfer_gui.engine import rules
 
 
 @dataclass
@@ -43,12 +49,67 @@ def _spread(paths: list[str], k: int) -> list[str]:
 
 
 def effective_counts(index, data_cfg) -> dict[str, int]:
-    """Images per class the run will train on (renamed, merged, without excluded), sorted by name."""
+    """Images per class the run will train on (renamed, merged, without excluded classes and
+    files, relabelled files in their new class), sorted by name."""
     counts: dict[str, int] = collections.Counter()
     for row in class_rows(index, data_cfg, examples=0):
         if not row.excluded:
             counts[row.name] += row.count
+    if rules.has_decisions(data_cfg):
+        counts = collections.Counter({name: 0 for name in counts})
+        counts.update(name for _path, name in decided_files(index, data_cfg)[0])
     return {name: counts[name] for name in sorted(counts)}
+
+
+_KEYS: dict[int, tuple[weakref.ref, list[str]]] = {}  # id(scan) -> (the scan, its paths' decision keys)
+
+
+def _keys(index) -> list[str]:
+    """The decision key of every scanned path, computed once per scan (the counts are redrawn often)."""
+    held = _KEYS.get(id(index))
+    if held is not None and held[0]() is index and len(held[1]) == len(index.samples):
+        return held[1]
+    keys = [rules.decision_key(s.path) for s in index.samples]
+    try:
+        ref = weakref.ref(index, lambda _r, k=id(index): _KEYS.pop(k, None))
+    except TypeError:  # not weak-referenceable: no cache
+        return keys
+    _KEYS[id(index)] = (ref, keys)
+    return keys
+
+
+def decided_files(index, data_cfg) -> tuple[list[tuple[str, str]], "rules.Decided"]:
+    """((path, class) of every training file the run uses, in scan order; what the decisions did)."""
+    rows = class_rows(index, data_cfg, examples=0)
+    use = {i: r.name for i, r in enumerate(rows) if not r.excluded}
+    picked = [k for k, s in enumerate(index.samples) if s.label in use]
+    paths = [index.samples[k].path for k in picked]
+    names = [use[index.samples[k].label] for k in picked]
+    every = _keys(index)
+    decided = rules.apply_decisions(paths, names, data_cfg, set(use.values()), [every[k] for k in picked])
+    return [(paths[i], name) for i, name in decided.kept], decided
+
+
+def decision_warnings(index, data_cfg) -> list[str]:
+    """What the Data step says about the file decisions: relabels to a class that is not a
+    training class (the run refuses them). Decisions about files outside the training folders
+    may concern the validation or test folders, which the run checks."""
+    if index is None or not rules.has_decisions(data_cfg):
+        return []
+    _files, decided = decided_files(index, data_cfg)
+    if not decided.unknown:
+        return []
+    names = sorted(effective_counts(index, data_cfg))
+    return [f"data.relabel: {rules.unknown_class_message(decided.unknown, names)}"]
+
+
+def decisions_summary(index, data_cfg) -> str:
+    """One line: how many training files the decisions leave out and move ("" without decisions)."""
+    if index is None or not rules.has_decisions(data_cfg):
+        return ""
+    _files, decided = decided_files(index, data_cfg)
+    return (f"{len(decided.excluded):,} image(s) left out and {len(decided.relabelled):,} given another class "
+            f"by your decisions (the files stay where they are).")
 
 
 def effective_index(index, data_cfg):
@@ -58,9 +119,17 @@ def effective_index(index, data_cfg):
     rows = class_rows(index, data_cfg, examples=0)
     names = sorted({r.name for r in rows if not r.excluded})
     label_of = {name: i for i, name in enumerate(names)}
-    mapping = {i: label_of[r.name] for i, r in enumerate(rows) if not r.excluded}
-    samples = [Sample(s.path, mapping[s.label]) for s in index.samples if s.label in mapping]
+    if rules.has_decisions(data_cfg):
+        samples = [Sample(path, label_of[name]) for path, name in decided_files(index, data_cfg)[0]]
+    else:
+        mapping = {i: label_of[r.name] for i, r in enumerate(rows) if not r.excluded}
+        samples = [Sample(s.path, mapping[s.label]) for s in index.samples if s.label in mapping]
     return DatasetIndex(names, samples, list(index.skipped), list(index.sources), index.seconds)
+
+
+def imbalance(counts: dict[str, int]) -> dict | None:
+    """The engine's imbalance rule on the Data step's counts (engine.rules.imbalance)."""
+    return rules.imbalance(counts)
 
 
 def split_counts(counts: dict[str, int], data_cfg) -> tuple[int, int]:
