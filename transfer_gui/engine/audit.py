@@ -1,0 +1,281 @@
+"""What is wrong with my data? Label issues, duplicates and leaks, outliers and imbalance,
+from the configured model's frozen backbone features.
+
+:func:`audit` computes (or reuses) the features of every training, validation and test image
+through the engine's own feature cache and hands them to :func:`audit_features`, the pure
+function on arrays that does the work (and that tests and the benchmark time):
+
+* **Label issues** (engine/confident.py): out-of-fold probabilities of a linear head from
+  k stratified, seeded folds of the training and validation images, then confident learning.
+* **Duplicates and leaks** (engine/duplicates.py): the same bytes, or near duplicates by the
+  features' cosine similarity and a perceptual hash. A pair in two different sets among
+  training / validation / test is a ``leak``; inside one set it is a ``duplicate`` (the same
+  bytes, or equal hashes and similarity >= COS_SAME) or ``near``. A pair labelled with two
+  classes says so in its reason.
+* **Outliers**: images far from every class. Two distances per image, 1 - the cosine
+  similarity to the nearest class centroid and 1 - the mean similarity to its
+  :data:`OUTLIER_K` nearest images, each standardised robustly (median and MAD over all the
+  images); their mean is the outlier's z. ``z >= Z_OUTLIER`` (3.5, the usual cut for robust
+  z-scores) flags it; its score is ``z / (z + Z_OUTLIER)``, in [0.5, 1).
+* **Balance**: training images per class; a warning and advice when the largest class has
+  more than :data:`IMBALANCE_RATIO` times the images of the smallest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from transfer_gui.engine import confident
+from transfer_gui.engine import duplicates as dup
+from transfer_gui.engine.control import StopRequested
+from transfer_gui.engine.events import PhaseChanged, Progress, Warning
+
+Emit = Callable[[object], None]
+SET_WORDS = {"train": "training", "val": "validation", "test": "test"}
+OUTLIER_K = 5
+Z_OUTLIER = 3.5
+IMBALANCE_RATIO = 3.0
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    path: str
+    given: str
+    suggested: str
+    score: float  # in [0, 1], higher = more suspicious
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    a: str
+    b: str
+    similarity: float  # cosine similarity of the features (1.0 for the same bytes)
+    kind: str  # "duplicate" | "near" | "leak"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Outlier:
+    path: str
+    score: float  # in [0.5, 1): z / (z + Z_OUTLIER)
+    reason: str
+
+
+@dataclass
+class AuditResult:
+    label_issues: list[LabelIssue]
+    duplicates: list[DuplicatePair]
+    outliers: list[Outlier]
+    class_counts: dict[str, int]
+    imbalance: dict | None
+    seconds: float
+    classes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    search: str = "blocked"  # "blocked" | "faiss": how the nearest neighbours were found
+    _x: np.ndarray | None = field(default=None, repr=False, compare=False)  # L2-normalised features
+    _labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _paths: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def neighbours(self, path: str, class_name: str, k: int = 3) -> list[str]:
+        """The ``k`` images labelled ``class_name`` nearest to ``path`` in feature space (the
+        image itself left out), nearest first."""
+        if self._x is None or class_name not in self.classes:
+            return []
+        try:
+            i = self._paths.index(path)
+        except ValueError:
+            raise KeyError(f"{path} is not among the audited images") from None
+        rows = np.flatnonzero((self._labels == self.classes.index(class_name)) & (np.arange(len(self._paths)) != i))
+        order = np.argsort(-(self._x[rows] @ self._x[i]), kind="stable")[:k]
+        return [self._paths[r] for r in rows[order]]
+
+    def to_dict(self) -> dict:
+        """The audit.json document."""
+        return {
+            "label_issues": [vars(x).copy() for x in self.label_issues],
+            "duplicates": [vars(x).copy() for x in self.duplicates],
+            "outliers": [vars(x).copy() for x in self.outliers],
+            "class_counts": dict(self.class_counts),
+            "imbalance": self.imbalance,
+            "classes": list(self.classes),
+            "seconds": round(self.seconds, 3),
+            "search": self.search,
+            "notes": list(self.notes),
+        }
+
+
+def _checker(cancel: Callable[[], bool] | None) -> Callable[[], None]:
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise StopRequested()
+    return check
+
+
+def audit_features(features, labels, sets: Sequence[str], paths: Sequence[str], classes: Sequence[str] | None = None,
+                   *, folds: int = 5, seed: int = 0, digests: Sequence[str | None] | None = None,
+                   phashes: Sequence[int | None] | None = None, on_event: Emit | None = None,
+                   cancel: Callable[[], bool] | None = None) -> AuditResult:
+    """The audit of images given as arrays: ``features`` (N, D), ``labels`` (N,) class indices
+    (-1: left out, e.g. failed to decode), ``sets`` each "train" | "val" | "test", ``paths``
+    as they are reported; optional file ``digests`` and 64-bit ``phashes`` (None where unknown)
+    for the duplicate search. Stops with a Cancelled (StopRequested) when ``cancel()`` is true."""
+    t0 = time.perf_counter()
+    emit, check = on_event or (lambda e: None), _checker(cancel)
+    feats = np.asarray(features, dtype=np.float32).reshape(len(paths), -1)
+    labels = np.asarray(labels, dtype=np.int64)
+    sets_a = np.asarray(list(sets), dtype=object)
+    paths = [str(p) for p in paths]
+    classes = list(classes) if classes is not None else [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
+    notes: list[str] = []
+    issues = _label_issues(feats, labels, sets_a, paths, classes, folds, seed, emit, check, notes)
+    x = dup.normalise(feats)
+    sims, idx, search = _neighbours(x, emit, check)
+    pairs = _duplicates(x, sims, idx, labels, sets_a, paths, classes, digests, phashes, emit)
+    outliers = _outliers(x, sims, labels, paths, classes)
+    counts = {c: int(((labels == i) & (sets_a == "train")).sum()) for i, c in enumerate(classes)}
+    imbalance = imbalance_of(counts)
+    if imbalance:
+        emit(Warning(imbalance["advice"]))
+    emit(PhaseChanged("audit", f"Audit done: {len(issues)} label issues, {len(pairs)} duplicate pairs, "
+                               f"{len(outliers)} outliers"))
+    return AuditResult(issues, pairs, outliers, counts, imbalance, time.perf_counter() - t0, classes, notes, search,
+                       x, labels, paths)
+
+
+def _label_issues(feats: np.ndarray, labels: np.ndarray, sets: np.ndarray, paths: list[str], classes: list[str],
+                  folds: int, seed: int, emit: Emit, check, notes: list[str]) -> list[LabelIssue]:
+    import torch
+
+    rows = np.flatnonzero((labels >= 0) & np.isin(sets, ["train", "val"]))
+    if len(rows) < 2 or len(np.unique(labels[rows])) < 2:
+        notes.append("label issues need at least two labelled classes; none were looked for")
+        return []
+    emit(PhaseChanged("audit", f"Out-of-fold predictions: {folds} linear heads on {len(rows):,} images"))
+    probs = confident.out_of_fold(torch.from_numpy(feats[rows]), labels[rows], len(classes), folds, seed, check,
+                                  lambda d, t: emit(Progress("audit_folds", d, t, f"Fold {d} of {t}")))
+    found, t = confident.find_issues(probs, labels[rows])
+    notes.append(f"label issues: out-of-fold probabilities from {min(folds, len(rows))} stratified folds, "
+                 f"confident learning, ranked by normalised margin")
+    out = []
+    for s in found:
+        given, sug = classes[s.given], classes[s.suggested]
+        reason = (f"predicted {sug} with {s.p_suggested:.2f} out of fold ({given}: {s.p_given:.2f}); {sug}'s own "
+                  f"images average {t[s.suggested]:.2f} for {sug}")
+        out.append(LabelIssue(paths[rows[s.index]], given, sug, round(s.score, 4), reason))
+    return out
+
+
+def _neighbours(x: np.ndarray, emit: Emit, check) -> tuple[np.ndarray, np.ndarray, str]:
+    n = len(x)
+    emit(PhaseChanged("audit", f"Nearest neighbours of {n:,} images"))
+    if n >= dup.FAISS_FROM:
+        if dup.faiss_available():
+            check()
+            sims, idx = dup.knn_faiss(x, dup.NEIGHBOURS)
+            check()
+            return sims, idx, "faiss"
+        emit(Warning(f"{n:,} images: the exact search in blocks takes a while (about n^2); "
+                     f"`pip install transfer-gui[audit]` (faiss-cpu) makes it faster"))
+    sims, idx = dup.knn_blocked(x, dup.NEIGHBOURS, check,
+                                lambda d, t: emit(Progress("audit_search", d, t, "Comparing images")))
+    return sims, idx, "blocked"
+
+
+def _pair_kind(i: int, j: int, sets: np.ndarray, exact: bool, same_hash: bool, sim: float) -> str:
+    if sets[i] != sets[j]:
+        return "leak"
+    return "duplicate" if exact or (same_hash and sim >= dup.COS_SAME) else "near"
+
+
+def _duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, labels: np.ndarray, sets: np.ndarray,
+                paths: list[str], classes: list[str], digests, phashes, emit: Emit) -> list[DuplicatePair]:
+    emit(PhaseChanged("audit", "Looking for duplicates and leaks"))
+    n = len(paths)
+    have_hash = np.array([h is not None for h in phashes]) if phashes is not None else np.zeros(n, bool)
+    hashes = np.array([h or 0 for h in phashes], dtype=np.uint64) if phashes is not None else np.zeros(n, np.uint64)
+    exact_pairs = dup.digest_pairs(list(digests)) if digests is not None else np.zeros((0, 2), np.int64)
+    exact = {(int(a), int(b)) for a, b in exact_pairs}
+    cand = dup.candidate_pairs(sims, idx, dup.COS_NEAR)
+    out, seen = [], set()
+    for a, b in [*exact_pairs.tolist(), *cand.tolist()]:
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            continue
+        seen.add(key)
+        is_exact = (a, b) in exact or (b, a) in exact
+        sim = 1.0 if is_exact else float(x[a] @ x[b])
+        hashed = bool(have_hash[a] and have_hash[b])
+        bits = int(dup.hamming(hashes[a:a + 1], hashes[b:b + 1])[0]) if hashed else -1
+        if not is_exact and not (bits >= 0 and bits <= dup.HAMMING_NEAR if hashed else sim >= dup.COS_ALONE):
+            continue
+        kind = _pair_kind(a, b, sets, is_exact, bits == 0, sim)
+        out.append(DuplicatePair(paths[a], paths[b], round(min(sim, 1.0), 4), kind,
+                                 _pair_reason(a, b, sets, labels, classes, is_exact, sim, bits)))
+    out.sort(key=lambda p: ({"leak": 0, "duplicate": 1, "near": 2}[p.kind], -p.similarity, p.a, p.b))
+    return out
+
+
+def _pair_reason(a: int, b: int, sets: np.ndarray, labels: np.ndarray, classes: list[str], exact: bool, sim: float,
+                 bits: int) -> str:
+    what = "the same file content" if exact else (
+        f"near-identical: feature similarity {sim:.3f}" + (f", perceptual hashes {bits} of 64 bits apart"
+                                                           if bits >= 0 else ""))
+    if sets[a] != sets[b]:
+        what += (f"; one in {SET_WORDS.get(sets[a], sets[a])}, one in {SET_WORDS.get(sets[b], sets[b])}: a leak "
+                 f"that inflates the measured accuracy")
+    la, lb = int(labels[a]), int(labels[b])
+    if la != lb and la >= 0 and lb >= 0:
+        what += f"; labelled {classes[la]} and {classes[lb]}: one of them is mislabelled"
+    return what
+
+
+def _robust_z(d: np.ndarray) -> np.ndarray:
+    med = np.median(d)
+    mad = 1.4826 * np.median(np.abs(d - med))
+    return (d - med) / max(mad, 1e-3 * max(abs(float(med)), 1e-3), 1e-6)
+
+
+def _outliers(x: np.ndarray, sims: np.ndarray, labels: np.ndarray, paths: list[str],
+              classes: list[str]) -> list[Outlier]:
+    known = labels >= 0
+    if len(x) < 3 * OUTLIER_K or not known.any():
+        return []
+    present = [c for c in range(len(classes)) if (labels == c).any()]
+    cent = dup.normalise(np.stack([x[labels == c].mean(0) for c in present]))
+    to_cent = x @ cent.T
+    best = to_cent.max(1)
+    knn = sims[:, :OUTLIER_K].mean(1)
+    z = (_robust_z(1.0 - best) + _robust_z(1.0 - knn)) / 2
+    out = []
+    for i in np.flatnonzero(z >= Z_OUTLIER):
+        c = present[int(to_cent[i].argmax())]
+        reason = (f"far from every class: nearest class {classes[c]} at similarity {best[i]:.2f} (typical "
+                  f"{np.median(best):.2f}), its {OUTLIER_K} nearest images at {knn[i]:.2f} (typical "
+                  f"{np.median(knn):.2f}); {z[i]:.1f} robust standard deviations out")
+        out.append(Outlier(paths[i], round(float(z[i] / (z[i] + Z_OUTLIER)), 4), reason))
+    out.sort(key=lambda o: (-o.score, o.path))
+    return out
+
+
+def imbalance_of(counts: dict[str, int], ratio: float = IMBALANCE_RATIO) -> dict | None:
+    """{"largest", "smallest", "ratio", "advice"} when the largest class has more than ``ratio``
+    times the training images of the smallest; else None."""
+    if len(counts) < 2:
+        return None
+    largest = max(counts, key=lambda c: counts[c])
+    smallest = min(counts, key=lambda c: counts[c])
+    r = counts[largest] / max(1, counts[smallest])
+    if r <= ratio:
+        return None
+    advice = (f"{largest} has {r:.1f}x the training images of {smallest} ({counts[largest]} vs {counts[smallest]}): "
+              f"set train.class_weights = \"balanced\" (the loss weighs each class by its inverse frequency) or "
+              f"data.weighted_sampler = true (batches drawn class-balanced), and watch the small classes' recall")
+    return {"largest": largest, "smallest": smallest, "ratio": round(r, 3), "advice": advice}
+
+
+__all__ = ["AuditResult", "DuplicatePair", "LabelIssue", "Outlier", "audit_features", "imbalance_of"]

@@ -1,0 +1,184 @@
+"""Duplicate and near-duplicate images: file digests, a perceptual hash, and a nearest-neighbour
+search on L2-normalised features.
+
+* Exact duplicates: the same bytes (a BLAKE2b digest of the file).
+* Near duplicates (the same photo re-encoded, resized, shifted or slightly cropped): the
+  features' cosine similarity reaches :data:`COS_NEAR` *and* the perceptual hashes differ in at
+  most :data:`HAMMING_NEAR` of 64 bits. Either test alone pairs different images that merely
+  look alike (the features of two photos of one class can be very close; so can the coarse
+  luminance layout the hash keeps); together they are strict. Without hashes (arrays only)
+  the features alone must reach :data:`COS_ALONE`. The thresholds were measured: see
+  ``tests/test_audit.py`` and ``benchmarks/bench_audit.py``.
+* The search: the k most similar images of every image, by exact inner products in blocks of
+  rows (matrix products; memory bounded by the block), or by faiss's exact flat index
+  (``pip install transfer-gui[audit]``, faiss-cpu, MIT) from :data:`FAISS_FROM` images on
+  when it is installed.
+
+The perceptual hash is the DCT hash (pHash): the image in grey at 32 x 32, its 2-D DCT, the
+8 x 8 lowest frequencies, one bit per coefficient: above their median (the constant term
+left out) or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from transfer_gui.engine.imageio import ImageError, open_image
+
+COS_NEAR = 0.90  # cosine similarity of the features a near-duplicate pair reaches (with the hash)
+HAMMING_NEAR = 12  # most differing bits of 64 between the pHashes of a near-duplicate pair
+COS_ALONE = 0.97  # without hashes, the cosine similarity alone that makes a pair
+COS_SAME = 0.99  # with equal hashes, the similarity that makes a pair the same image ("duplicate")
+NEIGHBOURS = 10  # neighbours searched per image
+FAISS_FROM = 100_000  # images from which faiss is used when installed
+BLOCK_ROWS = 2048
+_DCT_SIZE, _LOW = 32, 8
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    m = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT = _dct_matrix(_DCT_SIZE)
+
+
+def phash_image(im: Image.Image) -> int:
+    """The 64-bit DCT perceptual hash of an image."""
+    grey = np.asarray(im.convert("L").resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.BOX), dtype=np.float64)
+    low = (_DCT @ grey @ _DCT.T)[:_LOW, :_LOW].flatten()
+    bits = low > np.median(low[1:])
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def file_hashes(path: str) -> tuple[str | None, int | None]:
+    """(digest of the bytes, pHash) of a file; None for what cannot be read or decoded."""
+    try:
+        with open(path, "rb") as fh:
+            digest = hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
+    except OSError:
+        return None, None
+    try:
+        return digest, phash_image(open_image(path))
+    except (ImageError, OSError, ValueError):
+        return digest, None
+
+
+_HASH_MEMORY: dict[tuple[str, int, int], tuple[str | None, int | None]] = {}
+
+
+def hashes(paths: list[str], workers: int = 4, check: Callable[[], None] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> tuple[list[str | None], list[int | None]]:
+    """(digests, pHashes) of ``paths``, in threads; kept for the process by path, size and
+    modification time."""
+    import os
+
+    def one(p: str):
+        try:
+            st = os.stat(p)
+            key = (p, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None, None
+        if key not in _HASH_MEMORY:
+            _HASH_MEMORY[key] = file_hashes(p)
+        return _HASH_MEMORY[key]
+
+    out: list[tuple[str | None, int | None]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, r in enumerate(pool.map(one, paths, chunksize=64)):
+            out.append(r)
+            if i % 256 == 255 or i == len(paths) - 1:
+                if check:
+                    check()
+                if progress:
+                    progress(i + 1, len(paths))
+    return [d for d, _ in out], [h for _, h in out]
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Differing bits between 64-bit hashes (arrays of uint64)."""
+    return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))).astype(np.int64)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def knn_blocked(x: np.ndarray, k: int, check: Callable[[], None] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                block: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, indices), each (N, k): the k rows of ``x`` (L2-normalised) with the
+    highest inner product with each row, itself left out; exact, one block of rows at a time."""
+    n = len(x)
+    k = max(0, min(k, n - 1))
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    sims, idx = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
+    for start in range(0, n, block):
+        if check:
+            check()
+        s = xt[start:start + block] @ xt.T
+        rows = torch.arange(s.shape[0])
+        s[rows, rows + start] = -np.inf
+        v, i = torch.topk(s, k, dim=1) if k else (s[:, :0], s[:, :0].long())
+        sims[start:start + len(rows)], idx[start:start + len(rows)] = v.numpy(), i.numpy()
+        if progress:
+            progress(min(n, start + block), n)
+    return sims, idx
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def knn_faiss(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`knn_blocked`, with faiss's exact inner-product index."""
+    import faiss
+
+    n = len(x)
+    k = max(0, min(k, n - 1))
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    sims, idx = index.search(np.ascontiguousarray(x, dtype=np.float32), k + 1)
+    not_self = idx != np.arange(n)[:, None]
+    first = np.argsort(~not_self, axis=1, kind="stable")[:, :k]  # keep order, drop each row's own entry
+    return np.take_along_axis(sims, first, 1), np.take_along_axis(idx, first, 1).astype(np.int64)
+
+
+def candidate_pairs(sims: np.ndarray, idx: np.ndarray, floor: float) -> np.ndarray:
+    """(P, 2) distinct pairs i < j among the neighbours at similarity >= ``floor``."""
+    rows, cols = np.nonzero(sims >= floor)
+    a, b = rows, idx[rows, cols]
+    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], 1) if len(a) else np.zeros((0, 2), np.int64)
+    return np.unique(pairs, axis=0)
+
+
+def digest_pairs(digests: list[str | None]) -> np.ndarray:
+    """(P, 2): every file paired with the first file of the same bytes (a star, not all pairs)."""
+    first: dict[str, int] = {}
+    out = []
+    for i, d in enumerate(digests):
+        if d is None:
+            continue
+        if d in first:
+            out.append((first[d], i))
+        else:
+            first[d] = i
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+__all__ = ["COS_ALONE", "COS_NEAR", "COS_SAME", "FAISS_FROM", "HAMMING_NEAR", "NEIGHBOURS", "candidate_pairs",
+           "digest_pairs", "faiss_available", "file_hashes", "hamming", "hashes", "knn_blocked", "knn_faiss",
+           "normalise", "phash_image"]
