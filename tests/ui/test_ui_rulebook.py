@@ -33,10 +33,15 @@ def _window_figures(w):
 @pytest.mark.parametrize("layers", [
     {"layers.train_from": "layer3", "layers.lr_decay": 0.5, "layers.lr": {"layer4": 3e-3}},  # frozen prefix
     {"layers.train_from": "head", "data.test_fraction": 0.25},  # head only: the features once; a test share
+    {"layers.train_from": "head", "decisions": True},  # files left out and relabelled (data.exclude_files, data.relabel)
 ])
 def test_window_figures_are_what_the_engine_does(qtbot, window, ui_env, layers):
     w, p = window, window.project
     make_class_folders(ui_env["tmp"] / "data", {"red": 11, "green": 7, "blue": 5})
+    layers = dict(layers)
+    if layers.pop("decisions", False):
+        red = sorted(str(f) for f in (ui_env["tmp"] / "data" / "red").glob("*.png"))
+        layers.update({"data.exclude_files": red[:2], "data.relabel": {red[2]: "blue", red[3]: "green"}})
     w.data.add_folders([str(ui_env["tmp"] / "data")])
     p.update({"model.name": "resnet18", "model.weights": "none", "data.image_size": 32, "data.val_fraction": 0.3,
               "train.batch_size": 4, "train.epochs": 1, "schedule.name": "constant", "schedule.warmup_steps": 0,

@@ -17,7 +17,7 @@ from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import drop_zone_css, status_colors
 from transfer_gui.ui.widgets.class_table import THUMB, ClassTable
 from transfer_gui.ui.widgets.check_data import CheckDataButton
-from transfer_gui.ui.widgets.data_options import AugmentBox, TestBox, ValidationBox
+from transfer_gui.ui.widgets.data_options import AugmentBox, BalanceBox, TestBox, ValidationBox
 from transfer_gui.ui.widgets.skipped_dialog import SkippedDialog
 from transfer_gui.ui.widgets.thumbnails import read_many
 
@@ -66,6 +66,8 @@ class DataPage(QWidget):
         right.addWidget(self.validation)
         self.test_set = TestBox(self.ctx)
         right.addWidget(self.test_set)
+        self.balance = BalanceBox(self.ctx)
+        right.addWidget(self.balance)
         right.addWidget(self.augment, 1)
 
         lay = QHBoxLayout(self)
@@ -239,7 +241,8 @@ class DataPage(QWidget):
         if everything or "data.folders" in keys:
             self._start_scan()
         if everything or keys & {"data.rename_classes", "data.exclude_classes", "data.val_fraction",
-                                 "data.val_folders", "data.test_fraction", "data.test_folders"}:
+                                 "data.val_folders", "data.test_fraction", "data.test_folders",
+                                 "data.exclude_files", "data.relabel"}:
             self._show_scan()
 
     def _show_scan(self) -> None:
@@ -278,7 +281,8 @@ class DataPage(QWidget):
             self.warnings.setVisible(self.warnings.count() > 0)
             return
         if p.num_classes() >= 1:
-            messages = dataset_view.effective_index(p.scan, p.cfg.data).warnings()
+            messages = [*dataset_view.effective_index(p.scan, p.cfg.data).warnings(),
+                        *dataset_view.decision_warnings(p.scan, p.cfg.data)]
         else:
             messages = ["Every class is left out: tick at least two classes."]
         for msg in messages:

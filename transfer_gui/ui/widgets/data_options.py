@@ -334,3 +334,79 @@ class AugmentBox(QGroupBox):
     def request_preview(self) -> None:
         cfg = self.project.cfg
         self.preview.request(self.example_path(), cfg.data.augment, cfg.data.image_size or 224)
+
+
+class BalanceBox(QGroupBox):
+    """Class balance: the engine's imbalance warning (engine/rules.py imbalance, on the counts the
+    run trains on) with its one-click fix, the two fixes as switches (class weights in the loss,
+    the balanced sampler), and what the file decisions leave out or move."""
+
+    def __init__(self, ctx: Context):
+        super().__init__("Class balance")
+        self.ctx, self.project = ctx, ctx.project
+        self.setToolTip("When some classes have many more images than others, the model favours them. Weighting "
+                        "the classes in the loss or drawing them evenly gives the small classes their share.")
+        self._build()
+        bind(self.weights_check, self.project, "train.class_weights", to_widget=lambda v: v == "balanced",
+             from_widget=lambda on: "balanced" if on else "none")
+        bind(self.sampler_check, self.project, "data.weighted_sampler")
+        self.fix_btn.clicked.connect(self.fix)
+        self.project.config_changed.connect(self._config_changed)
+        self.project.scan_changed.connect(self.show_info)
+        self.show_info()
+
+    def _build(self) -> None:
+        self.weights_check = QCheckBox("Class weights: balanced")
+        self.weights_check.setToolTip("Weight each class in the loss by the inverse of its share of the training "
+                                      "images, normalised to mean 1 (train.class_weights = \"balanced\").")
+        self.sampler_check = QCheckBox("Balanced sampler")
+        self.sampler_check.setToolTip("Draw training images so that every class comes up equally often "
+                                      "(data.weighted_sampler).")
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.fix_btn = QPushButton("Weight the classes")
+        self.fix_btn.setToolTip("Turn on class weights in the loss (train.class_weights = \"balanced\"); compare the "
+                                "per-class recall of the next run with this one's on the Results step.")
+        self.decisions = QLabel()
+        self.decisions.setWordWrap(True)
+        checks = QHBoxLayout()
+        checks.addWidget(self.weights_check)
+        checks.addWidget(self.sampler_check)
+        checks.addStretch(1)
+        fix = QHBoxLayout()
+        fix.addWidget(self.warning, 1)
+        fix.addWidget(self.fix_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(checks)
+        lay.addLayout(fix)
+        lay.addWidget(self.decisions)
+
+    def fix(self) -> None:
+        """The one-click fix: class weights in the loss."""
+        self.project.set("train.class_weights", "balanced")
+
+    def _config_changed(self, keys: set) -> None:
+        if keys & {"", "train.class_weights", "data.weighted_sampler", "data.exclude_files", "data.relabel",
+                   "data.rename_classes", "data.exclude_classes"}:
+            self.show_info()
+
+    def info(self) -> dict | None:
+        """The imbalance of the classes the run trains on, or None."""
+        counts = self.project.class_counts()
+        return dataset_view.imbalance(counts) if counts else None
+
+    def show_info(self) -> None:
+        found = self.info()
+        d, t = self.project.cfg.data, self.project.cfg.train
+        fixed = t.class_weights == "balanced" or d.weighted_sampler
+        if found is None:
+            self.warning.setText("")
+        elif fixed:
+            self.warning.setText(f"'{found['largest']}' has {found['ratio']:.1f}x the images of "
+                                 f"'{found['smallest']}'; the run balances the classes.")
+        else:
+            self.warning.setText(f"<span style='color:{status_colors()['warn']}'>⚠ {found['advice']}</span>")
+        self.warning.setVisible(found is not None)
+        self.fix_btn.setVisible(found is not None and not fixed)
+        self.decisions.setText(dataset_view.decisions_summary(self.project.scan, d))
+        self.decisions.setVisible(bool(self.decisions.text()))
