@@ -6,9 +6,11 @@ generated images with one image planted in the wrong class folder."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 
@@ -204,3 +206,45 @@ def test_cancel_stops_the_check(qtbot, window, ui_env):
         check_data.audit_job = check_data_job
     assert "cancelled" in dialog.status.text() and dialog.run_btn.isEnabled() and not dialog.cancel_btn.isVisible()
     assert w.data.check_btn.view.result is None and not dialog.running()
+
+
+def _planted(root):
+    """Three colour classes of generated images and one red image copied into blue's folder."""
+    make_class_folders(root, {"red": 14, "green": 14, "blue": 14}, size=32)
+    planted = root / "blue" / "planted.png"
+    shutil.copy(root / "red" / "005.png", planted)
+    return planted
+
+
+def test_the_engines_result_from_features_is_shown_and_a_pair_image_excluded(qtbot, window, ui_env):
+    """engine.audit.audit_features on each image's mean colour: the real AuditResult in the view."""
+    import numpy as np
+    from PIL import Image
+
+    from transfer_gui.engine.audit import audit_features
+
+    w = window
+    w._test_root = ui_env["tmp"] / "data"
+    planted = _planted(w._test_root)
+    classes = ["blue", "green", "red"]
+    paths = sorted(str(p) for p in w._test_root.glob("*/*.png"))
+    feats = np.array([np.asarray(Image.open(p), dtype=np.float32).mean(axis=(0, 1)) for p in paths])
+    labels = [classes.index(p.split("/")[-2]) for p in paths]
+    digests = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in paths]  # the copy: the same bytes
+    result = audit_features(feats, labels, ["train"] * len(paths), paths, classes, folds=3, digests=digests)
+    dialog = _open_with(qtbot, w, result)
+    assert str(planted) in [r.issue.path for r in dialog.labels_tab.rows]
+    row = _row(dialog.labels_tab, SuspectRow, str(planted))
+    assert (row.issue.given, row.issue.suggested) == ("blue", "red")
+    wait_for(qtbot, lambda: row.near_suggested.property("paths"), 30)
+    assert [p.split("/")[-2] for p in row.near_suggested.property("paths")] == ["red"] * 3
+    assert [p.split("/")[-2] for p in row.near_given.property("paths")] == ["blue"] * 3
+    pair = next(r for r in dialog.pairs_tab.rows if str(planted) in r.paths())
+    other = next(p for p in pair.paths() if p != str(planted))
+    assert other.endswith("red/005.png")
+    pair.exclude_btns[str(planted)].click()
+    assert w.project.cfg.data.exclude_files == (str(planted),)
+    assert "Excluded from training" in row.decision.text()  # the same image's suspect row follows
+    c = w.data.check_btn.view.counts()
+    assert (c.label_issues, c.duplicates + c.leaks, c.outliers) == (len(result.label_issues), len(result.duplicates),
+                                                                    len(result.outliers))
