@@ -8,7 +8,7 @@ import pytest
 
 from transfer_gui import cli
 
-COMMANDS = ("gui", "train", "lr-find", "probe", "predict", "evaluate", "explain", "export", "models")
+COMMANDS = ("gui", "train", "lr-find", "probe", "audit", "predict", "evaluate", "explain", "export", "models")
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -10,6 +10,7 @@
     transfer-gui export RUN_DIR --format onnx --out FILE
     transfer-gui lr-find CONFIG.toml | --data DIR ...
     transfer-gui probe CONFIG.toml | --data DIR ... [--json]
+    transfer-gui audit CONFIG.toml | --data DIR ... --out DIR [--json]
     transfer-gui models [--json]
 
 Arguments, paths and model names are checked before torch is imported, so a mistake is
@@ -332,6 +333,68 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_config(args: argparse.Namespace) -> RunConfig:
+    """The config to audit: CONFIG (or the defaults) with the quick options on top."""
+    cfg = config_mod.load(args.config) if args.config else RunConfig()
+    changes: dict[str, object] = {}
+    if args.data:
+        changes["data.folders"] = [str(Path(d)) for d in args.data]
+    if args.val_data:
+        changes["data.val_folders"] = [str(Path(d)) for d in args.val_data]
+    if args.model is not None:
+        changes["model.name"] = args.model
+    if args.image_size is not None:
+        changes["data.image_size"] = args.image_size
+    cfg = cfg.replace(**changes) if changes else cfg
+    if not cfg.data.folders:
+        raise CliError("no image folders: give a config file or --data DIR")
+    return cfg
+
+
+def _audit_summary(doc: dict) -> list[str]:
+    kinds = [p["kind"] for p in doc["duplicates"]]
+    lines = [f"{len(doc['label_issues'])} label issues, {kinds.count('leak')} leaks, {kinds.count('duplicate')} "
+             f"duplicates, {kinds.count('near')} near duplicates, {len(doc['outliers'])} outliers "
+             f"({sum(doc['class_counts'].values())} training images, {doc['seconds']:.1f} s)"]
+    for x in doc["label_issues"][:5]:
+        lines.append(f"  {x['score']:.2f}  {x['path']}: given {x['given']}, suggested {x['suggested']}")
+    for p in doc["duplicates"][:3]:
+        lines.append(f"  {p['kind']:<9} {p['a']} = {p['b']} ({p['similarity']:.3f})")
+    for o in doc["outliers"][:3]:
+        lines.append(f"  outlier {o['score']:.2f}  {o['path']}")
+    if doc.get("imbalance"):
+        lines.append("imbalance: " + doc["imbalance"]["advice"])
+    return lines
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Label issues, duplicates and leaks, outliers and imbalance; writes OUT/audit.json."""
+    if args.folds < 2:
+        raise CliError(f"--folds must be at least 2 (got {args.folds})")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out: {out} is a file; give a folder (audit.json is written into it)")
+    cfg = _audit_config(args)
+    config_mod.check_paths(cfg)
+    _check_model_name(cfg.model.name)
+
+    from transfer_gui.atomic import atomic_write_text
+    from transfer_gui.engine.audit import audit
+
+    progress = ConsoleProgress(stream=sys.stderr, quiet=args.quiet or args.json)
+    res = audit(cfg, progress, folds=args.folds)
+    progress.close()
+    doc = res.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "audit.json", json.dumps(doc, indent=1))
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    print("\n".join(_audit_summary(doc)))
+    print(f"wrote {out / 'audit.json'}")
+    return 0
+
+
 def _check_out_file(path: str, option: str) -> None:
     """A file to write: not a folder, and its folder (when it exists) not a file."""
     p = Path(path)
@@ -588,6 +651,36 @@ def _add_probe(sub) -> None:
     p.set_defaults(func=cmd_probe)
 
 
+def _add_audit(sub) -> None:
+    p = _sub(sub, "audit", "what is wrong with my data? label issues, duplicates, leaks, outliers, imbalance",
+             "Compute the configured model's frozen features of every training, validation and test image once, "
+             "then look for images that are probably in the wrong class folder (out-of-fold predictions of a linear "
+             "head and confident learning), exact and near duplicates, the same image in two of the sets (a leak), "
+             "images far from every class, and classes with more than 3x the images of another. Writes "
+             "OUT/audit.json; nothing is moved, deleted or trained.",
+             "audit --data photos/ --out audit/ --image-size 128")
+    p.add_argument("config", nargs="?", metavar="CONFIG",
+                   help="a run config (.toml): its folders, model, image size and decisions; the options below "
+                        "override it")
+    p.add_argument("--data", action="append", default=[], metavar="DIR",
+                   help="a folder of class folders, or one class folder (repeatable)")
+    p.add_argument("--val-data", action="append", default=[], metavar="DIR",
+                   help="a separate validation folder (repeatable); default: the config's split")
+    p.add_argument("--model", metavar="NAME",
+                   help=f"the model whose frozen features are compared (default: {_D.model.name}, offline)")
+    p.add_argument("--image-size", type=int, metavar="PX",
+                   help="input size in pixels, 16-2048 (default: the model's own, e.g. 224)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write audit.json into (required)")
+    p.add_argument("--folds", type=int, default=5, metavar="K",
+                   help="folds of the out-of-fold predictions, >= 2 (default: 5)")
+    p.add_argument("--json", action="store_true",
+                   help='print the audit.json document: {"label_issues": [{"path", "given", "suggested", "score", '
+                        '"reason"}, ...], "duplicates": [{"a", "b", "similarity", "kind", "reason"}, ...], '
+                        '"outliers": [{"path", "score", "reason"}, ...], "class_counts", "imbalance", ...}')
+    p.add_argument("--quiet", action="store_true", help="no progress bars; only the summary")
+    p.set_defaults(func=cmd_audit)
+
+
 def _add_predict(sub) -> None:
     p = _sub(sub, "predict", "classify images with an exported model or a run folder",
              "Print the most likely classes of each image. Folders are searched recursively; files that "
@@ -679,6 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_lr_find(sub)
     _add_probe(sub)
+    _add_audit(sub)
     _add_predict(sub)
     _add_evaluate(sub)
     _add_explain(sub)

@@ -31,6 +31,7 @@ import numpy as np
 
 from transfer_gui.engine import confident
 from transfer_gui.engine import duplicates as dup
+from transfer_gui.engine import frozen
 from transfer_gui.engine.control import StopRequested
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
 
@@ -196,27 +197,26 @@ def _duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, labels: np.nda
                 paths: list[str], classes: list[str], digests, phashes, emit: Emit) -> list[DuplicatePair]:
     emit(PhaseChanged("audit", "Looking for duplicates and leaks"))
     n = len(paths)
-    have_hash = np.array([h is not None for h in phashes]) if phashes is not None else np.zeros(n, bool)
+    have = np.array([h is not None for h in phashes], bool) if phashes is not None else np.zeros(n, bool)
     hashes = np.array([h or 0 for h in phashes], dtype=np.uint64) if phashes is not None else np.zeros(n, np.uint64)
-    exact_pairs = dup.digest_pairs(list(digests)) if digests is not None else np.zeros((0, 2), np.int64)
-    exact = {(int(a), int(b)) for a, b in exact_pairs}
+    exact = dup.digest_pairs(list(digests)) if digests is not None else np.zeros((0, 2), np.int64)
     cand = dup.candidate_pairs(sims, idx, dup.COS_NEAR)
-    out, seen = [], set()
-    for a, b in [*exact_pairs.tolist(), *cand.tolist()]:
-        key = (min(a, b), max(a, b))
-        if key in seen:
-            continue
-        seen.add(key)
-        is_exact = (a, b) in exact or (b, a) in exact
-        sim = 1.0 if is_exact else float(x[a] @ x[b])
-        hashed = bool(have_hash[a] and have_hash[b])
-        bits = int(dup.hamming(hashes[a:a + 1], hashes[b:b + 1])[0]) if hashed else -1
-        if not is_exact and not (bits >= 0 and bits <= dup.HAMMING_NEAR if hashed else sim >= dup.COS_ALONE):
-            continue
-        kind = _pair_kind(a, b, sets, is_exact, bits == 0, sim)
-        out.append(DuplicatePair(paths[a], paths[b], round(min(sim, 1.0), 4), kind,
-                                 _pair_reason(a, b, sets, labels, classes, is_exact, sim, bits)))
-    out.sort(key=lambda p: ({"leak": 0, "duplicate": 1, "near": 2}[p.kind], -p.similarity, p.a, p.b))
+    pairs = np.unique(np.concatenate([np.sort(exact, 1), cand]).astype(np.int64).reshape(-1, 2), axis=0)
+    a, b = pairs[:, 0], pairs[:, 1]
+    is_exact = np.zeros(len(pairs), bool)
+    if len(exact):
+        exact_keys = set(map(tuple, np.sort(exact, 1).tolist()))
+        is_exact = np.array([(int(p), int(q)) in exact_keys for p, q in pairs], bool)
+    sim = np.where(is_exact, 1.0, np.einsum("ij,ij->i", x[a], x[b]) if len(pairs) else np.zeros(0))
+    hashed = have[a] & have[b]
+    bits = np.where(hashed, dup.hamming(hashes[a], hashes[b]), -1)
+    keep = is_exact | np.where(hashed, bits <= dup.HAMMING_NEAR, sim >= dup.COS_ALONE)
+    out = []
+    for p, q, s, e, h in zip(a[keep], b[keep], sim[keep], is_exact[keep], bits[keep]):
+        kind = _pair_kind(p, q, sets, bool(e), h == 0, float(s))
+        out.append(DuplicatePair(paths[p], paths[q], round(min(float(s), 1.0), 4), kind,
+                                 _pair_reason(p, q, sets, labels, classes, bool(e), float(s), int(h))))
+    out.sort(key=lambda d: ({"leak": 0, "duplicate": 1, "near": 2}[d.kind], -d.similarity, d.a, d.b))
     return out
 
 
@@ -278,4 +278,37 @@ def imbalance_of(counts: dict[str, int], ratio: float = IMBALANCE_RATIO) -> dict
     return {"largest": largest, "smallest": smallest, "ratio": round(r, 3), "advice": advice}
 
 
-__all__ = ["AuditResult", "DuplicatePair", "LabelIssue", "Outlier", "audit_features", "imbalance_of"]
+
+def _hash_files(paths: list[str], emit: Emit, check) -> tuple[list, list]:
+    emit(PhaseChanged("audit", f"Hashing {len(paths):,} files"))
+    return dup.hashes(paths, check=check, progress=lambda d, t: emit(Progress("audit_hash", d, t, "Hashing files")))
+
+
+def audit(cfg, on_event: Emit | None = None, cancel: Callable[[], bool] | None = None, folds: int = 5) -> AuditResult:
+    """Audit ``cfg``'s training, validation and test images with the configured model's frozen
+    backbone features (the engine's feature cache: computed once per process). Stops with a
+    Cancelled (StopRequested) when ``cancel()`` turns true."""
+    t0 = time.perf_counter()
+    emit, check = on_event or (lambda e: None), _checker(cancel)
+    fz = frozen.setup(cfg, emit, cancel or (lambda: False))
+    for w in fz.split.warnings:
+        emit(Warning(w))
+    feats, labels, sets, paths, reused = [], [], [], [], []
+    for name, samples in (("train", fz.split.train), ("val", fz.split.val), ("test", fz.split.test)):
+        fs, again = frozen.backbone_features(fz, samples, SET_WORDS[name], emit, check)
+        reused.append(again)
+        if samples:
+            feats.append(fs.features.numpy())
+            labels.extend(s.label if int(ok) >= 0 else -1 for s, ok in zip(samples, fs.labels))
+            sets.extend([name] * len(samples))
+            paths.extend(s.path for s in samples)
+    digests, phashes = _hash_files(paths, emit, check)
+    res = audit_features(np.concatenate(feats), labels, sets, paths, fz.split.classes, folds=folds,
+                         seed=cfg.train.seed, digests=digests, phashes=phashes, on_event=emit, cancel=cancel)
+    res.notes.insert(0, f"{cfg.model.name} backbone features at {fz.built.preprocessing.input_size} px"
+                        f"{' (from the cache)' if all(reused) else ''}")
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+__all__ = ["AuditResult", "DuplicatePair", "LabelIssue", "Outlier", "audit", "audit_features", "imbalance_of"]
