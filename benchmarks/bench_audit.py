@@ -220,8 +220,10 @@ def train_heldout_acc(cfg) -> dict:
     r = Trainer().fit(cfg)
     if r.status != "completed":
         raise SystemExit(f"training ended {r.status}: {r.message}")
+    decisions = Path(r.run_dir) / "data_decisions.json"
+    excluded = len(json.loads(decisions.read_text()).get("excluded", [])) if decisions.exists() else None
     return {"heldout_acc": r.figures["test_acc"], "heldout_n": r.figures["test_n"], "val_acc": r.best_val_acc,
-            "train_n": r.history[-1].get("train_n"), "seconds": time.perf_counter() - t0}
+            "excluded_by_the_run": excluded, "seconds": time.perf_counter() - t0}
 
 
 def training_features(cfg):
@@ -556,17 +558,20 @@ def preset(args: argparse.Namespace) -> dict:
     return p
 
 
-def run_parts(parts: list[str], p: dict, tmp: Path, log) -> dict:
+def run_parts(parts: list[str], p: dict, tmp: Path, log, save) -> dict:
+    """The parts asked for, in order; ``save(results)`` after each (a long run keeps what it measured)."""
     base = make_base(tmp / "base", p)
     results: dict = {}
     if "labels" in parts:
         t0 = time.perf_counter()
         results["labels"] = part_labels(base, p, tmp / "labels", log)
         results["labels_s"] = time.perf_counter() - t0
+        save(results)
     if "dups" in parts:
         t0 = time.perf_counter()
         results["dups"] = part_dups(base, p, tmp / "dups", log)
         results["dups_s"] = time.perf_counter() - t0
+        save(results)
     if "timing" in parts:
         real = None
         if "labels" in parts:
@@ -601,13 +606,16 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_audit_"))
     t0 = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        results = run_parts(parts, p, tmp, log)
-        minutes = (time.perf_counter() - t0) / 60
-        report(results, m, p, minutes)
+    def save(results: dict, done: bool = False) -> None:
         if args.out:
-            doc = {"args": vars(args), "preset": p, "machine": m, "minutes": minutes, "targets": TARGETS, **results}
+            doc = {"args": vars(args), "preset": p, "machine": m, "minutes": (time.perf_counter() - t0) / 60,
+                   "complete": done, "targets": TARGETS, **results}
             Path(args.out).write_text(json.dumps(doc, indent=1, default=str))
+
+    try:
+        results = run_parts(parts, p, tmp, log, save)
+        report(results, m, p, (time.perf_counter() - t0) / 60)
+        save(results, done=True)
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)

@@ -3,6 +3,7 @@ scores the audit's answers, checked by hand on tiny folders; no model is loaded 
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +120,21 @@ def test_score_dups_by_hand(tmp_path):
     others = s["all"]["other_pairs"]
     assert [(o["kind"], o["similarity"]) for o in others] == [("near", 0.93), ("near", 0.91)]
     assert all(o["pixel_corr"] < 0.95 for o in others) and s["all"]["source_duplicates"] == 0
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").exists(), reason="needs Debian's dataset-fashion-mnist")
+def test_quick_near_duplicate_part_end_to_end(tmp_path, capsys):
+    """The script itself on 60 images at 32 px: its JSON and table count what it planted, and the
+    audit finds at least half of the planted leaks (copies the network sees as the same image)."""
+    out = tmp_path / "r.json"
+    assert bench.main(["--quick", "--parts", "dups", "--train-per-class", "4", "--val-per-class", "2",
+                       "--heldout-per-class", "1", "--size", "32", "--dups", "4", "--dup-leaks", "2",
+                       "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    d = doc["dups"]
+    assert (d["leak"]["planted"], d["near"]["planted"], d["all"]["planted"]) == (2, 2, 4)
+    assert (d["train_images"] + d["val_images"]) == 40 + 20 + 4
+    assert d["leak"]["found"] >= 1 and 0 <= d["all"]["precision"] <= 1
+    assert doc["machine"]["capability"] and doc["preset"]["size"] == 32
+    printed = capsys.readouterr().out
+    assert "### Near-duplicates and leaks" in printed and "| leak + near | 4 |" in printed
