@@ -367,6 +367,24 @@ def _audit_summary(doc: dict) -> list[str]:
     return lines
 
 
+def _as_given(doc: dict, folders: list[str]) -> dict:
+    """The document with each image path written under its folder as the folder was given
+    (the scan reports absolute paths)."""
+    roots = sorted(((str(Path(f).resolve()), f) for f in folders), key=lambda r: -len(r[0]))
+
+    def given(path: str) -> str:
+        for absolute, as_given in roots:
+            if path == absolute or path.startswith(absolute.rstrip("/") + "/"):
+                return str(Path(as_given) / Path(path).relative_to(absolute))
+        return path
+
+    for row in doc["label_issues"] + doc["outliers"]:
+        row["path"] = given(row["path"])
+    for row in doc["duplicates"]:
+        row["a"], row["b"] = given(row["a"]), given(row["b"])
+    return doc
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Label issues, duplicates and leaks, outliers and imbalance; writes OUT/audit.json."""
     if args.folds < 2:
@@ -384,7 +402,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     progress = ConsoleProgress(stream=sys.stderr, quiet=args.quiet or args.json)
     res = audit(cfg, progress, folds=args.folds)
     progress.close()
-    doc = res.to_dict()
+    doc = _as_given(res.to_dict(), [*cfg.data.folders, *cfg.data.val_folders, *cfg.data.test_folders])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "audit.json", json.dumps(doc, indent=1))
     if args.json:
