@@ -248,3 +248,30 @@ def test_the_engines_result_from_features_is_shown_and_a_pair_image_excluded(qtb
     c = w.data.check_btn.view.counts()
     assert (c.label_issues, c.duplicates + c.leaks, c.outliers) == (len(result.label_issues), len(result.duplicates),
                                                                     len(result.outliers))
+
+
+def test_the_real_check_finds_a_planted_image_and_move_and_undo_follow(qtbot, window, ui_env):
+    w = window
+    root = ui_env["tmp"] / "data"
+    planted = _planted(root)
+    w.project.update({"data.folders": [str(root)], "data.image_size": 32, "data.val_fraction": 0.2})
+    wait_for(qtbot, lambda: w.project.scan is not None, 60)
+    dialog = w.data.check_btn.open_view()
+    view = w.data.check_btn.view
+    wait_for(qtbot, lambda: view.result is not None or not dialog.running(), 240)
+    assert view.result is not None, dialog.status.text()
+    r = view.result
+    assert str(planted) in [i.path for i in r.label_issues]
+    c = view.counts()
+    assert (c.label_issues, c.duplicates + c.leaks, c.outliers) == (len(r.label_issues), len(r.duplicates),
+                                                                    len(r.outliers))
+    assert dialog.tabs.tabText(0) == f"&Label issues ({len(r.label_issues)})"
+    assert sum(r.class_counts.values()) > 0
+    row = _row(dialog.labels_tab, SuspectRow, str(planted))
+    assert row.issue.given == "blue" and row.issue.suggested == "red"
+    wait_for(qtbot, lambda: row.near_suggested.property("paths"), 30)
+    assert all("/red/" in p for p in row.near_suggested.property("paths"))
+    row.move_btn.click()
+    assert w.project.cfg.data.relabel == {str(planted): "red"}
+    dialog.undo()
+    assert w.project.cfg.data.relabel == {}
