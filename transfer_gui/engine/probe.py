@@ -37,17 +37,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import data as data_mod
 from transfer_gui.engine import features as feat_mod
-from transfer_gui.engine import prepare as prep
-from transfer_gui.engine.catalog import build_model
+from transfer_gui.engine import frozen
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.events import PhaseChanged, Progress
+from transfer_gui.engine.linear import fit_logistic
 from transfer_gui.engine.preprocess import eval_from_resized
 from transfer_gui.engine.surgery import LayerGroup, backbone_and_head, split_groups
 
@@ -188,28 +187,10 @@ def fit_linear(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor
                num_classes: int, weight_decay: float = WEIGHT_DECAY, steps: int = FIT_STEPS,
                check: Callable[[], None] | None = None) -> tuple[float, float]:
     """(training accuracy, validation accuracy) of a multinomial logistic regression on
-    standardised features (mean and spread of the training rows), fitted with L-BFGS."""
-    mean, std = x_train.mean(0), x_train.std(0, unbiased=False).clamp_min(1e-6)
-    xt, xv = (x_train - mean) / std, (x_val - mean) / std
-    w = torch.zeros(xt.shape[1], num_classes, requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=10, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-5, tolerance_change=1e-7)
-
-    def closure():
-        if check:
-            check()
-        opt.zero_grad()
-        loss = F.cross_entropy(xt @ w + b, y_train) + 0.5 * weight_decay * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    with torch.no_grad():
-        train_acc = float(((xt @ w + b).argmax(1) == y_train).float().mean())
-        val_acc = float(((xv @ w + b).argmax(1) == y_val).float().mean()) if len(y_val) else float("nan")
-    return train_acc, val_acc
+    standardised features (mean and spread of the training rows), fitted with L-BFGS
+    (engine/linear.py, shared with the data audit)."""
+    head = fit_logistic(x_train, y_train, num_classes, weight_decay, steps, check)
+    return head.accuracy(x_train, y_train), head.accuracy(x_val, y_val)
 
 
 def _checker(control: RunControl | None, cancel: Callable[[], bool] | None) -> Callable[[], None]:
@@ -223,22 +204,11 @@ def _checker(control: RunControl | None, cancel: Callable[[], bool] | None) -> C
 
 def _setup(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]):
     """(device, autocast dtype, split, built model in eval mode, groups)."""
-    prep.seed_everything(cfg.train.seed)
-    device = prep.resolve_device(cfg.train.device)
-    autocast, _ = prep.resolve_precision(cfg.train.precision, device)
-    emit(PhaseChanged("prepare", "Scanning image folders"))
-    split = data_mod.build_split(cfg.data, cfg.train.seed, progress=lambda n, msg: emit(Progress("scan", n, 0, msg)),
-                                 cancel=cancelled)
-    if not split.val:
+    fz = frozen.setup(cfg, emit, cancelled)  # shared with the data audit
+    if not fz.split.val:
         raise ConfigError("the depth probe scores every depth on validation images and there are none; set "
                           "data.val_fraction above 0 or add data.val_folders", "data.val_fraction")
-    emit(PhaseChanged("prepare", f"Loading model {cfg.model.name}"))
-    built = build_model(cfg.model.name, cfg.model.weights, num_classes=len(split.classes),
-                        progress=lambda d, t: emit(Progress("download", d, t, "Downloading weights")), cancel=cancelled)
-    built.preprocessing = built.preprocessing.at_size(cfg.data.image_size)
-    built.model.to(device).eval()
-    prep._check_input_size(built.model, built.preprocessing, device, cfg)
-    return device, autocast, split, built, split_groups(built.model, built.head_path)
+    return fz.device, fz.autocast, fz.split, fz.built, split_groups(fz.built.model, fz.built.head_path)
 
 
 def _activations(cfg: RunConfig, setup, modules: list[str], emit: Emit, check: Callable[[], None]):
