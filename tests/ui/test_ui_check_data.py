@@ -275,3 +275,31 @@ def test_the_real_check_finds_a_planted_image_and_move_and_undo_follow(qtbot, wi
     assert w.project.cfg.data.relabel == {str(planted): "red"}
     dialog.undo()
     assert w.project.cfg.data.relabel == {}
+    counted = sum(r.class_counts.values())
+    row.exclude_btn.click()
+    assert w.project.cfg.data.exclude_files == (str(planted),) and "Excluded" in row.decision.text()
+    dialog.run_btn.click()  # the next check (like the next run) leaves the excluded image out
+    wait_for(qtbot, lambda: view.result is not r and not dialog.running(), 240)
+    again = view.result
+    assert again is not None, dialog.status.text()
+    seen = {i.path for i in again.label_issues} | {p for d in again.duplicates for p in (d.a, d.b)}
+    assert str(planted) not in seen and "The images or the model changed" not in dialog.status.text()
+    assert sum(again.class_counts.values()) in (counted, counted - 1)  # one fewer if it was a training image
+    assert again.class_counts["blue"] <= r.class_counts["blue"]
+
+
+def test_cancel_stops_the_real_check(qtbot, window, ui_env):
+    w = window
+    make_class_folders(ui_env["tmp"] / "data", {"red": 10, "green": 10}, size=32)
+    w.project.update({"data.folders": [str(ui_env["tmp"] / "data")], "data.image_size": 48})
+    wait_for(qtbot, lambda: w.project.scan is not None, 60)
+    dialog = w.data.check_btn.open_view()
+    task = w.tasks._current["audit"]
+    failures: list = []
+    task.signals.failed.connect(failures.append)
+    dialog.cancel_btn.click()
+    assert task.cancelled and task.finished.wait(120)
+    wait_for(qtbot, lambda: failures, 30)
+    assert isinstance(failures[0], Cancelled)  # the audit stopped on the cancel instead of finishing
+    assert "cancelled" in dialog.status.text() and dialog.run_btn.isEnabled()
+    assert w.data.check_btn.view.result is None and not w.tasks.running("audit")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QMenu, QProgressBar, QPushButton, QScrollArea,
-                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QMenu, QProgressBar, QPushButton,
+                               QScrollArea, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
-from transfer_gui.state.audit_view import AuditView, PathState, label_key, neighbours_of, outlier_key, pair_key, \
-    imbalance_text, summary
+from transfer_gui.state.audit_view import (AuditView, PathState, imbalance_text, label_key, neighbours_of, outlier_key,
+                                           pair_key, summary)
 from transfer_gui.ui import access
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
