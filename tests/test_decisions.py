@@ -263,3 +263,44 @@ def test_balanced_weights_raise_the_minority_class_recall(tmp_path):
         assert Trainer().fit(cfg).status == "completed"
         recall[weights] = _recall(tmp_path / weights)
     assert recall["balanced"]["small"] >= recall["none"]["small"] + 0.13, recall
+
+
+def test_a_relabel_after_cached_features_trains_on_the_new_label(tmp_path):
+    """The feature cache is keyed by the files, not their classes: the second run in the same
+    process reuses the features of the first and must train the relabelled image in its new class."""
+    from transfer_gui.engine.control import RunControl
+    from transfer_gui.engine.features import clear
+    from transfer_gui.engine.prepare import prepare
+
+    clear()
+    data = tmp_path / "data"
+    make_class_folders(data, per_class=6, size=32)
+    cfg = tiny_config(data, tmp_path / "run", **{"data.val_fraction": 0.0, "data.image_size": 32})
+    moved = str(sorted((data / "red").glob("*.png"))[0].resolve())
+
+    def labels_of(c) -> dict[str, int]:
+        p = prepare(c, lambda e: None, RunControl())
+        try:
+            assert p.use_features, "this test is about the cached-features path"
+            ds = p.train_loader.dataset
+            names = p.split.classes
+            return {p.split.train[int(i)].path: names[int(y)] for _x, y, i in ds}
+        finally:
+            p.close()
+
+    before = labels_of(cfg)
+    assert before[moved] == "red"
+    after = labels_of(cfg.replace(**{"data.relabel": {moved: "blue"}}))
+    assert after[moved] == "blue"
+    assert sum(v == "blue" for v in after.values()) == sum(v == "blue" for v in before.values()) + 1
+
+
+def test_cached_features_take_the_labels_of_the_current_split():
+    """A cache hit keeps its features but never its stored labels (only the -1 of a failed decode)."""
+    from transfer_gui.engine.features import FeatureSet
+    from transfer_gui.engine.loaders import _with_labels_of
+    from transfer_gui.engine.scan import Sample
+
+    stale = FeatureSet(torch.zeros(3, 4), torch.tensor([0, 1, -1]), 0.0)
+    fresh = _with_labels_of(stale, [Sample("a", 2), Sample("b", 1), Sample("c", 0)])
+    assert fresh.labels.tolist() == [2, 1, -1] and fresh.features is stale.features

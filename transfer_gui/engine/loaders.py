@@ -144,7 +144,7 @@ def _feature_data(s: Setup, built: BuiltModel, plan: CachePlan, split: Split, wo
             backbone, loader, s.device, s.autocast, check=s.control.checkpoint,
             progress=lambda d, t: s.emit(Progress("features", d, t, f"Features of {name} images"))), workers))
         seconds += 0.0 if reused else fs.seconds
-        feats.append(fs)
+        feats.append(_with_labels_of(fs, samples))
         for i in (fs.labels < 0).nonzero().flatten().tolist():  # failed to decode: say why
             skipped.append(_skip_reason(samples[i].path))
             s.emit(Warning(f"skipped {skipped[-1].path}: {skipped[-1].reason}"))
@@ -219,6 +219,14 @@ def _sets(split: Split) -> list[tuple[str, list]]:
     """The sets whose inputs a cache computes, in order: training, validation and the test set if any."""
     sets = [("training", split.train), ("validation", split.val)]
     return [*sets, ("test", split.test)] if split.test else sets
+
+
+def _with_labels_of(fs: feat_mod.FeatureSet, samples: list) -> feat_mod.FeatureSet:
+    """The cached features with the labels of this split: the cache is keyed by the files, not their
+    classes, so a run after a relabel (``data.relabel``) reuses the features but not the old labels.
+    An image that failed to decode keeps -1."""
+    labels = torch.tensor([x.label for x in samples], dtype=torch.long)
+    return dataclasses.replace(fs, labels=torch.where(fs.labels < 0, fs.labels, labels))
 
 
 def _cached_eval_loader(s: Setup, x: torch.Tensor, labels: torch.Tensor, batch: int) -> DataLoader:
