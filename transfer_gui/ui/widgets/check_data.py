@@ -207,19 +207,9 @@ class PairRow(FindingRow):
         lay = QHBoxLayout(self)
         for path in (pair.a, pair.b):
             self.images[path] = _image_label(path)
-            col = QVBoxLayout()
-            col.addWidget(self.images[path])
-            name = QLabel(html.escape(Path(path).parent.name + "/" + Path(path).name))
-            name.setToolTip(path)
-            col.addWidget(name)
-            btn = _button("Exclude", f"Leave {path} out of every set (data.exclude_files). The file stays where "
-                          "it is.", lambda _=False, p=path: self.view.exclude(p))
-            btn.setAccessibleName(f"Exclude {Path(path).name}")
-            self.exclude_btns[path] = btn
-            col.addWidget(btn)
-            lay.addLayout(col)
-        self.text = text = QLabel(f"<b>{KIND_WORDS.get(pair.kind, pair.kind)}</b>, similarity {pair.similarity:.3f}<br>"
-                      f"{html.escape(pair.reason)}")
+            lay.addWidget(self._image_column(path))
+        self.text = text = QLabel(f"<b>{KIND_WORDS.get(pair.kind, pair.kind)}</b>, similarity "
+                                  f"{pair.similarity:.3f}<br>{html.escape(pair.reason)}")
         text.setWordWrap(True)
         middle = QVBoxLayout()
         middle.addWidget(text)
@@ -231,6 +221,27 @@ class PairRow(FindingRow):
         middle.addStretch(1)
         lay.addLayout(middle, 1)
         self.refresh()
+
+    def _image_column(self, path: str) -> QWidget:
+        """The image, its class folder and name (elided to the image's width) and its Exclude."""
+        column = QWidget()
+        column.setFixedWidth(TILE + 40)
+        col = QVBoxLayout(column)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.images[path], 0, Qt.AlignmentFlag.AlignHCenter)
+        name = QLabel()
+        name.setText(name.fontMetrics().elidedText(f"{Path(path).parent.name}/{Path(path).name}",
+                                                   Qt.TextElideMode.ElideMiddle, TILE + 36))
+        name.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        name.setToolTip(path)
+        col.addWidget(name)
+        btn = _button("Exclude", f"Leave {path} out of every set (data.exclude_files). The file stays where it is.",
+                      lambda _=False, p=path: self.view.exclude(p))
+        btn.setAccessibleName(f"Exclude {Path(path).name}")
+        self.exclude_btns[path] = btn
+        col.addWidget(btn)
+        col.addStretch(1)
+        return column
 
     def _enable(self, states: dict[str, PathState]) -> None:
         for path, btn in self.exclude_btns.items():
