@@ -513,7 +513,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             evaluation = evaluate.evaluate_model(args.source, args.data, progress=progress)
         finally:
             close()
-    written = evaluate.write_outputs(evaluation, args.out)
+    from transfer_gui.engine.explain import overlay_maker
+
+    written = evaluate.write_outputs(evaluation, args.out, heatmap_for=overlay_maker(args.source))
     m = evaluation.metrics
     top5 = "" if m.get("top5_accuracy") is None else f" (top-5 {m['top5_accuracy']:.1%})"
     skipped = f", {len(evaluation.skipped)} unreadable left out" if evaluation.skipped else ""

@@ -31,7 +31,10 @@ def test_parent_folder_and_mix_with_rename_exclude_and_warnings(qtbot, window, u
     wait_for(qtbot, lambda: p.scan is not None)
     assert p.class_counts() == {"blue": 25, "green": 4, "red": 30}
     text = "\n".join(_warnings(w))
-    assert "'green' has only 4 images" in text and "imbalanced" in text and "1 file skipped" in text
+    assert "'green' has only 4 images" in text and "1 file skipped" in text
+    # the imbalance (30 vs 4) is said once, by the balance box with its fix, not again in the list
+    assert "imbalanced" not in text and "imbalanced" in w.data.balance.warning.text()
+    assert not w.data.balance.warning.isHidden() and not w.data.balance.fix_btn.isHidden()
     skipped_row = next(i for i in range(w.data.warnings.count()) if w.data.warnings.item(i).data(SKIPPED_ROLE))
     w.data.warnings.itemClicked.emit(w.data.warnings.item(skipped_row))
     dlg = w.data.skipped_dialog

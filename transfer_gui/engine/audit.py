@@ -32,6 +32,7 @@ import numpy as np
 from transfer_gui.engine import confident
 from transfer_gui.engine import duplicates as dup
 from transfer_gui.engine import frozen
+from transfer_gui.engine import rules
 from transfer_gui.engine.control import StopRequested
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
 
@@ -39,7 +40,7 @@ Emit = Callable[[object], None]
 SET_WORDS = {"train": "training", "val": "validation", "test": "test"}
 OUTLIER_K = 5
 Z_OUTLIER = 3.5
-IMBALANCE_RATIO = 3.0
+IMBALANCE_RATIO = rules.IMBALANCE_RATIO
 
 
 @dataclass(frozen=True)
@@ -262,21 +263,10 @@ def _outliers(x: np.ndarray, sims: np.ndarray, labels: np.ndarray, paths: list[s
     return out
 
 
-def imbalance_of(counts: dict[str, int], ratio: float = IMBALANCE_RATIO) -> dict | None:
-    """{"largest", "smallest", "ratio", "advice"} when the largest class has more than ``ratio``
-    times the training images of the smallest; else None."""
-    if len(counts) < 2:
-        return None
-    largest = max(counts, key=lambda c: counts[c])
-    smallest = min(counts, key=lambda c: counts[c])
-    r = counts[largest] / max(1, counts[smallest])
-    if r <= ratio:
-        return None
-    advice = (f"{largest} has {r:.1f}x the training images of {smallest} ({counts[largest]} vs {counts[smallest]}): "
-              f"set train.class_weights = \"balanced\" (the loss weighs each class by its inverse frequency) or "
-              f"data.weighted_sampler = true (batches drawn class-balanced), and watch the small classes' recall")
-    return {"largest": largest, "smallest": smallest, "ratio": round(r, 3), "advice": advice}
-
+def imbalance_of(counts: dict[str, int]) -> dict | None:
+    """The rulebook's imbalance (``rules.imbalance``: the largest class has more than 3x the
+    training images of the smallest), so the audit, the Data step and the scan say the same."""
+    return rules.imbalance(counts)
 
 
 def _hash_files(paths: list[str], emit: Emit, check) -> tuple[list, list]:

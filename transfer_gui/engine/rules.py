@@ -184,7 +184,7 @@ def imbalance(class_counts: Mapping[str, int]) -> dict | None:
         return None
     advice = (f"Classes are imbalanced: '{big}' has {counts[big]:,} images, {ratio:.1f}x the {counts[small]:,} of "
               f"'{small}'; the model will favour the large classes. Weight the classes in the loss "
-              f"(train.class_weights = \"balanced\") or draw them evenly (data.weighted_sampler), and compare "
+              f"(train.class_weights = \"balanced\") or draw them evenly (data.weighted_sampler = true), and compare "
               f"the per-class recall of the runs.")
     return {"largest": big, "smallest": small, "ratio": ratio, "advice": advice}
 

@@ -77,8 +77,12 @@ class DatasetIndex:
         per_label = collections.Counter(s.label for s in self.samples)
         return {name: per_label.get(i, 0) for i, name in enumerate(self.classes)}
 
-    def warnings(self, min_per_class: int = 10, imbalance_ratio: float = 5.0) -> list[str]:
-        """Human-readable problems worth showing before training starts."""
+    def warnings(self, min_per_class: int = 10, with_imbalance: bool = True) -> list[str]:
+        """Human-readable problems worth showing before training starts. The imbalance is the
+        rulebook's (``rules.imbalance``: more than 3x); ``with_imbalance=False`` leaves it to a view
+        that shows it with its fix (the Data step's balance box)."""
+        from transfer_gui.engine.rules import imbalance
+
         messages: list[str] = []
         counts = self.counts()
         for name, n in counts.items():
@@ -87,14 +91,9 @@ class DatasetIndex:
                     f"Class '{name}' has only {n} image{'s' if n != 1 else ''}; "
                     f"at least {min_per_class} per class are recommended."
                 )
-        if len(counts) >= 2:
-            big = max(counts, key=lambda c: counts[c])
-            small = min(counts, key=lambda c: counts[c])
-            if counts[small] > 0 and counts[big] / counts[small] >= imbalance_ratio:
-                messages.append(
-                    f"Classes are imbalanced: '{big}' has {counts[big]} images but '{small}' "
-                    f"only {counts[small]} ({counts[big] / counts[small]:.1f}x)."
-                )
+        found = imbalance(counts) if with_imbalance else None
+        if found:
+            messages.append(found["advice"])
         if self.skipped:
             reasons = collections.Counter(s.reason for s in self.skipped)
             top = ", ".join(f"{n} {r}" for r, n in reasons.most_common(3))

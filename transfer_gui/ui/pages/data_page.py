@@ -281,7 +281,7 @@ class DataPage(QWidget):
             self.warnings.setVisible(self.warnings.count() > 0)
             return
         if p.num_classes() >= 1:
-            messages = [*dataset_view.effective_index(p.scan, p.cfg.data).warnings(),
+            messages = [*dataset_view.effective_index(p.scan, p.cfg.data).warnings(with_imbalance=False),
                         *dataset_view.decision_warnings(p.scan, p.cfg.data)]
         else:
             messages = ["Every class is left out: tick at least two classes."]
