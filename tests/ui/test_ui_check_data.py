@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from transfer_gui.engine.events import PhaseChanged, Progress
+from transfer_gui.engine.events import PhaseChanged, Progress, Warning  # noqa: A004 - the engine's event
 from transfer_gui.errors import Cancelled
 from transfer_gui.ui.widgets import check_data
 from transfer_gui.ui.widgets.check_data import PairRow, SuspectRow
@@ -82,6 +82,7 @@ def _open_with(qtbot, w, result):
 
     def job(task, cfg):
         task.report(PhaseChanged("audit", "Looking for duplicates and leaks"), force=True)
+        task.report(Warning("Class 'blue' has only 3 images."), force=True)
         return result
 
     check_data_job = check_data.audit_job
@@ -110,6 +111,7 @@ def test_suspects_pairs_and_outliers_are_listed_with_counts_thumbnails_and_neigh
     assert "2 possible label error(s), 1 duplicate pair(s), 1 leak(s) between sets, 1 outlier(s)" in \
         dialog.status.text() and "19 training images" in dialog.status.text()
     assert "red has 2.7× the training images of blue" in dialog.imbalance.text()
+    assert "Class 'blue' has only 3 images." in dialog.status.text()  # the check's warnings, with its result
     assert not dialog.weights_btn.isHidden()
     dialog.weights_btn.click()  # the one-click fix
     assert w.project.cfg.train.class_weights == "balanced" and dialog.weights_btn.isHidden()

@@ -311,6 +311,7 @@ class CheckDataDialog(QDialog):
         self.near: dict = {}  # suspect path -> (given, suggested) neighbour paths
         self.stale = False
         self._shown: tuple = (None, 0)  # the result the rows show, and how many kept findings it hides
+        self._warnings: list[str] = []  # the last check's warnings
         lay = QVBoxLayout(self)
         intro = QLabel(INTRO)
         intro.setWordWrap(True)
@@ -385,6 +386,7 @@ class CheckDataDialog(QDialog):
             self._message("Add image folders on the Data step first.", "warn")
             return
         self.set_running(True)
+        self._warnings = []
         self.ctx.tasks.start("audit", audit_job, cfg, heavy=True, on_progress=self.show_progress,
                              on_done=self._done, on_error=self._failed)
 
@@ -406,6 +408,9 @@ class CheckDataDialog(QDialog):
 
     def show_progress(self, e: object) -> None:
         """The audit's events (engine.events.Progress and PhaseChanged) on the bar."""
+        if not hasattr(e, "phase"):  # a Warning (a split's or the imbalance): said with the result
+            self._warnings.append(str(getattr(e, "message", e)))
+            return
         phase, done, total = getattr(e, "phase", ""), getattr(e, "done", None), getattr(e, "total", 0)
         label = getattr(e, "message", "") or PHASES.get(phase, phase)
         if done is None:
@@ -465,7 +470,11 @@ class CheckDataDialog(QDialog):
             self.weights_btn.setVisible(False)
             return
         stale = " <i>The images or the model changed since: check again.</i>" if self.stale else ""
-        self.status.setText(html.escape(summary(r, self.view.counts())) + stale)
+        advice = str((getattr(r, "imbalance", None) or {}).get("advice", ""))
+        notes = [m for m in dict.fromkeys(self._warnings) if m != advice]  # the imbalance is said below
+        muted = status_colors()["muted"]
+        notes = "".join(f"<br><span style='color:{muted}'>{html.escape(m, quote=False)}</span>" for m in notes)
+        self.status.setText(html.escape(summary(r, self.view.counts())) + stale + notes)
         warn = imbalance_text(r)
         self.imbalance.setVisible(bool(warn))
         self.weights_btn.setVisible(bool(warn) and self.ctx.project.cfg.train.class_weights != "balanced")
