@@ -200,6 +200,10 @@ def test_cancel_stops_the_check(qtbot, window, ui_env):
         dialog = w.data.check_btn.open_view()
         assert started.wait(30)
         wait_for(qtbot, lambda: dialog.progress.format().startswith("Fold"), 30)
+        assert dialog.progress.maximum() == 5 and 0 <= dialog.progress.value() <= 5
+        dialog.show_progress(Progress("features", 40, 160, "Features of training images"))
+        assert dialog.progress.format() == "Features of training images: 40 of 160"
+        assert (dialog.progress.value(), dialog.progress.maximum()) == (40, 160)
         assert dialog.cancel_btn.isVisible() and not dialog.run_btn.isEnabled() and dialog.running()
         task = w.tasks._current["audit"]
         dialog.cancel_btn.click()

@@ -413,13 +413,18 @@ class CheckDataDialog(QDialog):
             return
         phase, done, total = getattr(e, "phase", ""), getattr(e, "done", None), getattr(e, "total", 0)
         label = getattr(e, "message", "") or PHASES.get(phase, phase)
-        if done is None:
+        if done is None:  # a new phase: its sentence until its first progress
+            self.progress.setRange(0, 0)
             self.progress.setFormat(label)
             return
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(min(done, max(1, total)) if total else 0)
-        self.progress.setFormat(getattr(e, "message", "") or (f"{PHASES.get(phase, phase)}: {done:,} of {total:,}"
-                                                              if total else f"{label}…"))
+        if not total:  # no known end (scanning): a busy bar with the latest line
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(label)
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(done, total))
+        counted = any(ch.isdigit() for ch in label)  # "Fold 2 of 5" says it already
+        self.progress.setFormat(label if counted else f"{label}: {done:,} of {total:,}")
 
     def _done(self, result) -> None:
         self.set_running(False)
