@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt
 
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning  # noqa: A004 - the engine's event
 from transfer_gui.errors import Cancelled
+from transfer_gui.ui import theme
 from transfer_gui.ui.widgets import check_data
 from transfer_gui.ui.widgets.check_data import PairRow, SuspectRow
 
@@ -112,6 +113,11 @@ def test_suspects_pairs_and_outliers_are_listed_with_counts_thumbnails_and_neigh
         dialog.status.text() and "19 training images" in dialog.status.text()
     assert "red has 2.7× the training images of blue" in dialog.imbalance.text()
     assert "Class 'blue' has only 3 images." in dialog.status.text()  # the check's warnings, with its result
+    light = theme.status_colors()["warn"]
+    assert light in dialog.imbalance.text()
+    w.set_theme("dark")
+    wait_for(qtbot, lambda: theme.status_colors()["warn"] != light
+             and theme.status_colors()["warn"] in dialog.imbalance.text(), 10)
     assert not dialog.weights_btn.isHidden()
     dialog.weights_btn.click()  # the one-click fix
     assert w.project.cfg.train.class_weights == "balanced" and dialog.weights_btn.isHidden()
@@ -144,6 +150,12 @@ def test_move_undo_exclude_and_keep_change_the_project(qtbot, window, ui_env):
     assert dialog.undo_btn.isEnabled() and "move 000.png to red" in dialog.undo_btn.toolTip()
     dialog.undo_btn.click()
     assert w.project.cfg.data.relabel == {} and suspect.decision.text() == "" and suspect.move_btn.isEnabled()
+    others = {a.text(): a for a in suspect.other_btn.menu().actions()}
+    assert set(others) == {"green"}  # the classes other than the given and the suggested one
+    others["green"].trigger()
+    assert w.project.cfg.data.relabel == {path: "green"} and "Moved to green" in suspect.decision.text()
+    assert suspect.move_btn.isEnabled()  # Move to red still possible
+    dialog.undo()
     pair = _row(dialog.pairs_tab, PairRow, result.duplicates[0].b)
     pair.exclude_btns[result.duplicates[0].b].click()
     assert w.project.cfg.data.exclude_files == (result.duplicates[0].b,)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (QDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QMenu, QProgressBar, QPushButton,
                                QScrollArea, QTabWidget, QToolButton, QVBoxLayout, QWidget)
@@ -502,6 +502,11 @@ class CheckDataDialog(QDialog):
             row.show_thumbs(self.thumbs)
             if isinstance(row, SuspectRow) and row.issue.path in self.near:
                 row.show_neighbours(*self.near[row.issue.path], self.thumbs)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # another theme: the message colours follow
+            self._show_texts()
 
     # ------------------------------------------------------------------ decisions
     def undo(self) -> None:
