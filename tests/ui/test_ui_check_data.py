@@ -191,6 +191,23 @@ def test_kept_findings_are_not_listed_at_the_next_check(qtbot, window, ui_env):
     assert dialog.tabs.tabText(0) == "&Label issues (1)" and "1 finding(s) kept earlier" in dialog.status.text()
 
 
+def test_a_long_list_shows_the_most_suspicious_first_and_says_how_many_more(qtbot, window, ui_env):
+    from PySide6.QtWidgets import QLabel
+
+    w = window
+    w._test_root = ui_env["tmp"] / "data"
+    result = fake_result(w._test_root)
+    n = check_data.MAX_ROWS + 5
+    result.outliers = [Out(str(w._test_root / "red" / f"missing-{k}.png"), 1 - k / 100) for k in range(n)]
+    dialog = _open_with(qtbot, w, result)
+    assert dialog.tabs.tabText(2) == f"&Outliers ({n})"
+    rows = dialog.outliers_tab.rows
+    assert [r.outlier.path for r in rows] == [o.path for o in result.outliers[:check_data.MAX_ROWS]]
+    texts = [label.text() for label in dialog.outliers_tab.widget().findChildren(QLabel)]
+    assert f"Showing the {check_data.MAX_ROWS} most suspicious of {n}; decide on these and check again for the rest." \
+        in texts
+
+
 def test_cancel_stops_the_check(qtbot, window, ui_env):
     w = window
     make_class_folders(ui_env["tmp"] / "data", {"red": 3, "green": 3}, size=16)
