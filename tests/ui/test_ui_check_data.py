@@ -111,13 +111,17 @@ def test_suspects_pairs_and_outliers_are_listed_with_counts_thumbnails_and_neigh
     assert [r.pair.kind for r in dialog.pairs_tab.rows] == ["duplicate", "leak"]
     assert "2 possible label error(s), 1 duplicate pair(s), 1 leak(s) between sets, 1 outlier(s)" in \
         dialog.status.text() and "19 training images" in dialog.status.text()
-    assert "red has 2.7× the training images of blue" in dialog.imbalance.text()
+    assert "⚠ Try class weights." in dialog.imbalance.text()  # the engine's advice
     assert "Class 'blue' has only 3 images." in dialog.status.text()  # the check's warnings, with its result
     light = theme.status_colors()["warn"]
     assert light in dialog.imbalance.text()
     w.set_theme("dark")
     wait_for(qtbot, lambda: theme.status_colors()["warn"] != light
              and theme.status_colors()["warn"] in dialog.imbalance.text(), 10)
+    assert not dialog.weights_btn.isHidden() and dialog.weights_btn.text() == "Weight the classes"
+    w.project.set("data.weighted_sampler", True)  # the classes drawn evenly: no fix offered
+    assert dialog.weights_btn.isHidden()
+    w.project.set("data.weighted_sampler", False)
     assert not dialog.weights_btn.isHidden()
     dialog.weights_btn.click()  # the one-click fix
     assert w.project.cfg.train.class_weights == "balanced" and dialog.weights_btn.isHidden()

@@ -236,12 +236,11 @@ def summary(result: Any, counts: Counts) -> str:
 
 
 def imbalance_text(result: Any) -> str:
-    """The audit's class-count warning (the rule is the engine's), or '' when balanced enough."""
+    """The audit's class-count warning in the engine's own words (engine/rules.py imbalance: the
+    rule and the advice are the engine's), or '' when the classes are balanced enough."""
     info = getattr(result, "imbalance", None)
     if not info:
         return ""
-    head = (f"{info['largest']} has {float(info['ratio']):.1f}× the training images of {info['smallest']} "
-            f"({result.class_counts.get(info['largest'], 0):,} vs "
-            f"{result.class_counts.get(info['smallest'], 0):,}).")
     advice = str(info.get("advice", "")).strip()
-    return f"{head} {advice}".strip()
+    return advice or (f"{info['largest']} has {float(info['ratio']):.1f}× the training images of "
+                      f"{info['smallest']}.")

@@ -352,9 +352,10 @@ class CheckDataDialog(QDialog):
         self.imbalance.setWordWrap(True)
         self.imbalance.setToolTip("Training images per class: a much larger class pulls the model towards it. The "
                                   "Data step's options hold the fix (class weights or the balanced sampler).")
-        self.weights_btn = _button("Use balanced class weights", "Weigh each class in the loss by the inverse of "
-                                   "its image count (train.class_weights = balanced), so the smaller classes count "
-                                   "as much as the larger ones.", self._use_weights)
+        self.weights_btn = _button("Weight the classes", "Turn on class weights in the loss (train.class_weights = "
+                                   "\"balanced\"), the same fix as the Data step's Class balance box; compare the "
+                                   "per-class recall of the next run with this one's on the Results step.",
+                                   self._use_weights)
         box = QWidget()
         lay = QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -482,7 +483,9 @@ class CheckDataDialog(QDialog):
         self.status.setText(html.escape(summary(r, self.view.counts())) + stale + notes)
         warn = imbalance_text(r)
         self.imbalance.setVisible(bool(warn))
-        self.weights_btn.setVisible(bool(warn) and self.ctx.project.cfg.train.class_weights != "balanced")
+        cfg = self.ctx.project.cfg
+        self.weights_btn.setVisible(bool(warn) and cfg.train.class_weights != "balanced"
+                                    and not cfg.data.weighted_sampler)
         self.imbalance.setText(f"<span style='color:{status_colors()['warn']}'>⚠ {html.escape(warn)}</span>")
 
     def _tab_titles(self) -> None:
@@ -534,7 +537,7 @@ class CheckDataDialog(QDialog):
             return
         if "" in keys or any(k.startswith(STALE_KEYS) for k in keys):
             self.stale = True
-        if "" in keys or "train.class_weights" in keys or self.stale:
+        if keys & {"", "train.class_weights", "data.weighted_sampler"} or self.stale:
             self._show_texts()
         if "" in keys or keys & set(DECISION_KEYS):
             self._refresh()
