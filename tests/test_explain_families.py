@@ -11,8 +11,22 @@ tests/test_explain.py's test of the offline model. A hit is the heat map's peak 
 ``explain`` on the trained module) inside the object's box.
 
 The canvas is 128 pixels for the CNNs (a stride of 32 gives a 4 x 4 grid, 2 x 2 cells a
-quadrant) and 64 for the transformers (ViT with 8-pixel patches: 8 x 8 tokens; a two-stage Swin: 8 x 8).
-Seeds are fixed; each family's figure was checked on 3 seeds (the module's report below).
+quadrant; batch norm's running statistics are measured again after the short training) and
+64 for Swin (4-pixel patches, two stages: an 8 x 8 grid).
+Seeds are fixed. Measured (peak inside the object, of 32 new scenes; seeds 0 / 1 / 2; CPU
+seconds per seed on a shared 2-core machine under a load of 5-9):
+
+* ResNet (timm resnet18, widths 16-128): 97 / 94 / 97 %, 32-44 s. Tested here.
+* Swin (timm swin_tiny layout, embed 32, window 4, depths 2 + 2, 256 scenes, 6 epochs):
+  100 / 100 / 100 %, 19-88 s (the same work; the spread is the machine's load). Tested here.
+* Left out, below 80 % on some seed or over the time budget:
+  - MobileNet (timm mobilenetv3_small_050, 128 px, 160 scenes, 5 epochs): 31 / 56 / 50 %
+    with 84 / 97 / 100 % classified right (without re-measuring batch norm: 34 %);
+  - ViT (timm vit_tiny, 8-pixel patches, 64 px): depth 4, 256 scenes, 6 epochs: 91 % on seed
+    0 but 80 s; depth 4, 192 scenes, 5 epochs: 69 / 88 %; depth 2, 256 scenes, 6 epochs:
+    72 / 34 / 38 %;
+  - ConvNeXt (timm convnext_atto, 128 px, 5 epochs): 72 %, 50 % classified right, 76 s;
+  - Swin with three stages (depths 2 + 2 + 2, a 4 x 4 grid at 64 px): 78 % on seed 0.
 """
 
 from __future__ import annotations
@@ -49,21 +63,15 @@ def _timm(name: str, **kwargs) -> Callable[[int], nn.Module]:
     def build(size: int) -> nn.Module:
         import timm
 
-        extra = {k: (size if v == "size" else v) for k, v in kwargs.items()}
-        return timm.create_model(name, pretrained=False, num_classes=len(COLOURS), **extra)
+        return timm.create_model(name, pretrained=False, num_classes=len(COLOURS), **kwargs)
     return build
 
 
-FAMILIES = {
+FAMILIES = {  # only those whose hit rate was >= 80 % on each of 3 seeds (see the module's docstring)
     "resnet": Family(_timm("resnet18", channels=(16, 32, 64, 128), stem_width=16), 128, 2e-3, 160, 5),
-    "mobilenet": Family(_timm("mobilenetv3_small_050"), 128, 2e-3, 160, 5),
-    "convnext": Family(_timm("test_convnext"), 128, 4e-3, 160, 8),
-    "vit": Family(_timm("vit_tiny_patch16_224", img_size="size", patch_size=8, depth=4), 64, 1e-3, 256, 6),
-    "swin": Family(_timm("swin_tiny_patch4_window7_224", img_size="size", window_size=4, embed_dim=32,
-                         depths=(2, 2), num_heads=(2, 4)), 64, 1e-3, 256, 6),
+    "swin": Family(_timm("swin_tiny_patch4_window7_224", img_size=64, window_size=4, embed_dim=32, depths=(2, 2),
+                         num_heads=(2, 4)), 64, 1e-3, 256, 6),
 }
-
-PASSING = ("resnet",)  # the families whose hit rate was >= 80 % on each of 3 seeds
 
 
 def scene(rng: np.random.Generator, size: int, colour: int, sides: tuple[float, float],
@@ -157,7 +165,7 @@ def hit_rate(model: ex.Explainable, size: int, seed: int, n: int = TEST_SCENES) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PASSING)
+@pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_quadrant_on_a_model_trained_from_scratch(name):
     family = FAMILIES[name]
     model = train(family, seed=0)
