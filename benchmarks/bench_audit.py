@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,7 +80,13 @@ def machine() -> dict:
             model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
     except OSError:
         pass
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
     return {"cpu": model, "capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "commit": commit,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
             "busy_before": round(cpu_busy(2.0), 2), "load_before": [round(x, 2) for x in os.getloadavg()]}
 
