@@ -36,8 +36,15 @@ from transfer_gui.engine.imageio import ImageError, open_image
 # similarity >= 0.76 (JPEG; >= 0.94 resized or shifted) and differ in <= 12 hash bits; distinct
 # scenes of one class reach up to 0.93 in cosine but differ in >= 18 bits. The hash separates,
 # the features confirm (and find the neighbours to compare).
-COS_NEAR = 0.70  # cosine similarity of the features a near-duplicate pair reaches (with the hash)
-HAMMING_NEAR = 14  # most differing bits of 64 between the pHashes of a near-duplicate pair
+# A pair is a near duplicate when its perceptual hashes are close and its features alike; the closer
+# the hashes, the less alike the features need to be. Measured: re-encoded / resized / shifted copies
+# of generated scenes reach cosine >= 0.76 with hashes <= 12 bits apart, but on Fashion-MNIST
+# (greyscale silhouettes on black, benchmarks/bench_audit.py) distinct images of one class reach
+# cosine 0.93 and 10-14 bits, while its planted copies reach 0.929-0.984 and 0-18 bits.
+COS_NEAR = 0.70  # the lowest cosine similarity of a near-duplicate pair (its hashes then within HAMMING_CLOSE)
+HAMMING_CLOSE = 4  # hashes this close (of 64 bits) make a pair from COS_NEAR up
+COS_FAR = 0.93  # hashes up to HAMMING_NEAR apart need at least this similarity
+HAMMING_NEAR = 12  # most differing bits of 64 between the pHashes of any near-duplicate pair
 COS_ALONE = 0.97  # without hashes, the cosine similarity alone that makes a pair (above distinct images' 0.93)
 COS_SAME = 0.99  # with equal hashes, the similarity that makes a pair the same image ("duplicate")
 NEIGHBOURS = 10  # neighbours searched per image
@@ -184,6 +191,6 @@ def digest_pairs(digests: list[str | None]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
-__all__ = ["COS_ALONE", "COS_NEAR", "COS_SAME", "FAISS_FROM", "HAMMING_NEAR", "NEIGHBOURS", "candidate_pairs",
+__all__ = ["COS_ALONE", "COS_FAR", "COS_NEAR", "COS_SAME", "HAMMING_CLOSE", "FAISS_FROM", "HAMMING_NEAR", "NEIGHBOURS", "candidate_pairs",
            "digest_pairs", "faiss_available", "file_hashes", "hamming", "hashes", "knn_blocked", "knn_faiss",
            "normalise", "phash_image"]
