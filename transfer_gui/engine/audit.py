@@ -211,7 +211,8 @@ def _duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, labels: np.nda
     sim = np.where(is_exact, 1.0, np.einsum("ij,ij->i", x[a], x[b]) if len(pairs) else np.zeros(0))
     hashed = have[a] & have[b]
     bits = np.where(hashed, dup.hamming(hashes[a], hashes[b]), -1)
-    close = ((bits >= 0) & (bits <= dup.HAMMING_CLOSE)) | ((bits <= dup.HAMMING_NEAR) & (sim >= dup.COS_FAR))
+    close = (((bits >= 0) & (bits <= dup.HAMMING_CLOSE)) | ((bits <= dup.HAMMING_NEAR) & (sim >= dup.COS_FAR))
+             | (sim >= dup.COS_HIGH))
     keep = is_exact | np.where(hashed, close, sim >= dup.COS_ALONE)
     out = []
     for p, q, s, e, h in zip(a[keep], b[keep], sim[keep], is_exact[keep], bits[keep]):

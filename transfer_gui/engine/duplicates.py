@@ -42,9 +42,10 @@ from transfer_gui.engine.imageio import ImageError, open_image
 # (greyscale silhouettes on black, benchmarks/bench_audit.py) distinct images of one class reach
 # cosine 0.93 and 10-14 bits, while its planted copies reach 0.929-0.984 and 0-18 bits.
 COS_NEAR = 0.70  # the lowest cosine similarity of a near-duplicate pair (its hashes then within HAMMING_CLOSE)
-HAMMING_CLOSE = 4  # hashes this close (of 64 bits) make a pair from COS_NEAR up
+HAMMING_CLOSE = 2  # hashes this close (of 64 bits) make a pair from COS_NEAR up
 COS_FAR = 0.93  # hashes up to HAMMING_NEAR apart need at least this similarity
-HAMMING_NEAR = 12  # most differing bits of 64 between the pHashes of any near-duplicate pair
+HAMMING_NEAR = 12  # most differing bits of 64 between the pHashes of a near-duplicate pair below COS_HIGH
+COS_HIGH = 0.95  # this similar, a pair is a near duplicate whatever its hashes (a 2 px shift of a small image)
 COS_ALONE = 0.97  # without hashes, the cosine similarity alone that makes a pair (above distinct images' 0.93)
 COS_SAME = 0.99  # with equal hashes, the similarity that makes a pair the same image ("duplicate")
 NEIGHBOURS = 10  # neighbours searched per image
@@ -191,6 +192,6 @@ def digest_pairs(digests: list[str | None]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
-__all__ = ["COS_ALONE", "COS_FAR", "COS_NEAR", "COS_SAME", "HAMMING_CLOSE", "FAISS_FROM", "HAMMING_NEAR", "NEIGHBOURS", "candidate_pairs",
+__all__ = ["COS_ALONE", "COS_FAR", "COS_HIGH", "COS_NEAR", "COS_SAME", "HAMMING_CLOSE", "FAISS_FROM", "HAMMING_NEAR", "NEIGHBOURS", "candidate_pairs",
            "digest_pairs", "faiss_available", "file_hashes", "hamming", "hashes", "knn_blocked", "knn_faiss",
            "normalise", "phash_image"]
