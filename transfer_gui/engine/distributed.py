@@ -8,6 +8,7 @@ sampler) lives in :mod:`transfer_gui.engine.ranks`, below the loop.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 
 import torch
@@ -53,8 +54,16 @@ def init_from_env() -> Dist:
 def fit(cfg, on_event=None, resume: bool = False, runs_root=None):
     """``Trainer().fit`` as one rank of a torchrun job (rank 0 names the run folder for all)."""
     dist = init_from_env()
+    trainer = Trainer()
     try:
-        return Trainer().fit(cfg, on_event, resume=resume, dist=dist, runs_root=runs_root)
+        return trainer.fit(cfg, on_event, resume=resume, dist=dist, runs_root=runs_root)
     finally:
+        # The run's parts hold the trainer (the test part keeps its bound _validate), so the run and
+        # its DistributedDataParallel module form a cycle that only the garbage collector frees. Free
+        # it now: a DDP module destroyed after its process group aborts the process ("terminate
+        # called without an active exception"), which it did about once in eight torchrun runs.
+        trainer.run = None
+        del trainer
+        gc.collect()
         if tdist.is_initialized():
             tdist.destroy_process_group()
