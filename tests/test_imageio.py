@@ -331,3 +331,111 @@ def test_fuzz_open_image_returns_rgb_or_image_error(tmp_path, data):
         return
     assert im.mode == "RGB" and im.width >= 1 and im.height >= 1
     assert probe_image(path) is None  # what decodes fully also passes the header check
+
+
+# ----------------------------------------------------------------------------- reduce_for (draft)
+
+
+def smooth_photo(w: int, h: int, seed: int = 0) -> Image.Image:
+    """A photo-like image: smooth colour gradients and a few blobs, plus mild noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    chans = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 6.28)
+        chans.append(127 + 100 * np.sin(xx / w * fx * 6.28 + phase) * np.cos(yy / h * fy * 6.28))
+    arr = np.stack(chans, axis=-1) + rng.normal(0, 4, (h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def app_resize(im: Image.Image, short: int) -> np.ndarray:
+    """The app's resize (shorter side to ``short``, bilinear, antialiased) and a centre crop."""
+    from transfer_gui.engine.preprocess import Preprocessing, resize_transform
+    pre = Preprocessing(input_size=short * 7 // 8, resize_size=short)
+    t = resize_transform(pre)(im)
+    top, left = (t.shape[1] - pre.input_size) // 2, (t.shape[2] - pre.input_size) // 2
+    return t[:, top:top + pre.input_size, left:left + pre.input_size].numpy().astype(np.int16)
+
+
+@pytest.mark.parametrize("size, reduce_for, scale", [
+    ((1600, 1200), 64, 8),    # 1200 // 8 = 150 >= 128
+    ((1600, 1200), 100, 4),   # 150 < 200, 1200 // 4 = 300 >= 200
+    ((1600, 1200), 250, 2),   # 600 >= 500
+    ((1600, 1200), 301, 1),   # 600 < 602: full size
+    ((1200, 1600), 64, 8),    # portrait: the shorter side decides
+    ((1600, 1200), None, 1),
+    ((1600, 1200), 0, 1),
+])
+def test_draft_scale_keeps_twice_the_size_asked(size, reduce_for, scale):
+    assert imageio.draft_scale(*size, reduce_for) == scale
+
+
+@given(st.integers(1, 9000), st.integers(1, 9000), st.integers(1, 2000))
+def test_draft_scale_is_the_smallest_that_keeps_the_margin(w, h, n):
+    scale = imageio.draft_scale(w, h, n)
+    assert scale in (1, 2, 4, 8)
+    if scale > 1:
+        assert min(w, h) // scale >= imageio.DRAFT_MARGIN * n
+    if scale < 8:
+        assert min(w, h) // (scale * 2) < imageio.DRAFT_MARGIN * n
+
+
+def test_reduce_for_draft_decodes_a_large_jpeg_with_nearly_the_same_pixels(tmp_path):
+    path = tmp_path / "photo.jpg"
+    smooth_photo(1600, 1200).save(path, quality=90)
+    full, reduced = open_image(path), open_image(path, reduce_for=64)
+    assert full.size == (1600, 1200)
+    assert reduced.mode == "RGB" and reduced.size == (200, 150)  # 1/8: shorter side 150 >= 128
+    diff = np.abs(app_resize(full, 64) - app_resize(reduced, 64))
+    assert diff.mean() < 1.0 and diff.max() < 24
+
+
+def test_reduce_for_smaller_jpeg_is_decoded_in_full(tmp_path):
+    path = tmp_path / "small.jpg"
+    smooth_photo(300, 200).save(path, quality=90)
+    assert open_image(path, reduce_for=64).size == (300, 200)  # 200 // 2 = 100 < 128
+    assert np.array_equal(np.asarray(open_image(path, reduce_for=64)), np.asarray(open_image(path)))
+
+
+def test_reduce_for_keeps_exif_rotation(tmp_path):
+    stored = Image.new("RGB", (800, 400), (255, 0, 0))
+    stored.paste((0, 0, 255), (400, 0, 800, 400))  # left half red, right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=95)
+    im = open_image(path, reduce_for=50)
+    assert im.size == (100, 200)  # 400 // 8 = 50 < 2 x 50, 400 // 4 = 100: a quarter, upright
+    top, bottom = im.getpixel((50, 20)), im.getpixel((50, 180))
+    assert top[0] > 200 and top[2] < 60
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_reduce_for_grey_and_cmyk_jpegs(tmp_path):
+    Image.new("L", (800, 800), 90).save(tmp_path / "grey.jpg", quality=95)
+    grey = open_image(tmp_path / "grey.jpg", reduce_for=40)
+    assert grey.mode == "RGB" and grey.size == (100, 100)
+    r, g, b = grey.getpixel((50, 50))
+    assert r == g == b and abs(r - 90) <= 2
+    Image.new("CMYK", (800, 800), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=95)
+    cmyk = open_image(tmp_path / "cmyk.jpg", reduce_for=40)
+    r, g, b = cmyk.getpixel((50, 50))
+    assert cmyk.size == (100, 100) and r > 200 and g < 60 and b < 60
+
+
+def test_reduce_for_is_ignored_by_other_formats(tmp_path):
+    im = smooth_photo(800, 600)
+    im.save(tmp_path / "big.png")
+    im.putalpha(128)
+    im.save(tmp_path / "alpha.webp", lossless=True)
+    assert open_image(tmp_path / "big.png", reduce_for=32).size == (800, 600)
+    alpha = open_image(tmp_path / "alpha.webp", reduce_for=32)
+    assert alpha.size == (800, 600) and alpha.mode == "RGB"
+    assert np.array_equal(np.asarray(alpha), np.asarray(open_image(tmp_path / "alpha.webp")))
+
+
+def test_reduce_for_still_reports_truncated_jpeg(tmp_path):
+    data = encode(smooth_photo(800, 600), "JPEG", quality=90)
+    path = write(tmp_path, "cut.jpg", data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated"):
+        open_image(path, reduce_for=32)
