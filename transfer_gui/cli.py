@@ -12,6 +12,7 @@
     transfer-gui probe CONFIG.toml | --data DIR ... [--json]
     transfer-gui audit CONFIG.toml | --data DIR ... --out DIR [--json]
     transfer-gui models [--json]
+    transfer-gui runs [RUNS_FOLDER] [--json]
 
 Arguments, paths and model names are checked before torch is imported, so a mistake is
 refused (exit code 2, one line ``transfer-gui: error: ...``) in a fraction of a second. Keep
@@ -587,6 +588,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_of(target: str) -> list:
+    """The runs ``target`` names: a runs folder, a project file (its ``<stem>-runs/``) or one run folder."""
+    from transfer_gui.engine import runs as runs_mod
+
+    path = Path(target)
+    if path.suffix == ".toml" and path.is_file():
+        path = project_runs_dir(path)
+    if not path.is_dir():
+        raise CliError(f"no runs folder {path}: give a runs folder (e.g. project-runs/) or a project file")
+    one = runs_mod.run_info(path)
+    return [one] if one is not None else runs_mod.list_runs(path)
+
+
+def _runs_line(row) -> str:
+    from datetime import datetime
+
+    i = row.info
+    best = f"{i.best_val_acc:.1%} @{i.best_epoch}" if not math.isnan(i.best_val_acc) else "-"
+    test = f"{i.test_acc:.1%}" if not math.isnan(i.test_acc) else "-"
+    secs = f"{i.seconds:.0f} s" if not math.isnan(i.seconds) else "-"
+    when = datetime.fromtimestamp(i.started).strftime("%Y-%m-%d %H:%M")
+    return (f"{i.run_dir.name:<20}{when:<18}{i.model:<22}{i.epochs_done:>6}{best:>12}{test:>8}{secs:>9}  "
+            f"{(i.status or 'unfinished').replace('_', ' '):<14}{row.diff_text(limit=4)}")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from transfer_gui.engine.runs import table
+
+    rows = table(_runs_of(args.folder))
+    if args.json:
+        print(json.dumps([r.as_json() for r in rows], indent=1))
+    if not rows:
+        print(f"{PROG}: no runs in {args.folder} (a run folder holds config.toml)", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"{'run':<20}{'started':<18}{'model':<22}{'epochs':>6}{'best val':>12}{'test':>8}{'time':>9}  "
+              f"{'status':<14}changed from the run before")
+        for row in rows:
+            print(_runs_line(row))
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from transfer_gui.ui.app import run_app
 
@@ -780,6 +823,22 @@ def _add_models(sub) -> None:
     p.set_defaults(func=cmd_models)
 
 
+def _add_runs(sub) -> None:
+    p = _sub(sub, "runs", "list a project's runs and what changed between them",
+             "List the runs in a runs folder, newest first: when each started, its model, epochs, best validation "
+             "accuracy (at which epoch, counted from 1), test accuracy, time, how it ended, and which settings "
+             "differ from the run before it. Exits 1 when the folder holds no runs.",
+             "runs cells-runs/ --json")
+    p.add_argument("folder", nargs="?", default="runs", metavar="RUNS_FOLDER",
+                   help="a runs folder, a project file (.toml: its <name>-runs/ folder) or one run folder "
+                        "(default: runs/, where runs without a project go)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list, one object per run: {"run_dir", "model", "started", "status", '
+                        '"epochs_done", "best_epoch", "best_val_acc", "test_acc", "seconds", "previous", '
+                        '"config_diff": {dotted key: [old, new]} (null for the oldest run)}')
+    p.set_defaults(func=cmd_runs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Transfer learning of image classifiers: the window, or these commands "
                                             "on the same engine and config files. With no command, the window opens.",
@@ -798,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(sub)
     _add_export(sub)
     _add_models(sub)
+    _add_runs(sub)
     return parser
 
 
