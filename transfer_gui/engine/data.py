@@ -207,7 +207,7 @@ class DecodedCache:
 
         def work(i: int) -> tuple[int, torch.Tensor | None, str]:
             try:
-                return i, resize(open_image(samples[i].path)).contiguous(), ""
+                return i, resize(open_image(samples[i].path, reduce_for=pre.resize_size)).contiguous(), ""
             except ImageError as exc:
                 return i, None, exc.reason
             except Exception as exc:  # noqa: BLE001 - a bad file must never end the run
@@ -268,7 +268,7 @@ class ImageDataset(Dataset):
             img = self.cache.images[i]
         else:
             try:
-                img = self._resize(open_image(s.path))
+                img = self._resize(open_image(s.path, reduce_for=self.pre.resize_size))
             except Exception:  # noqa: BLE001 - reported by the caller as skipped
                 img = None
         if img is None:

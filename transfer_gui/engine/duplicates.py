@@ -80,7 +80,7 @@ def file_hashes(path: str) -> tuple[str | None, int | None]:
     except OSError:
         return None, None
     try:
-        return digest, phash_image(open_image(path))
+        return digest, phash_image(open_image(path, reduce_for=_DCT_SIZE))
     except (ImageError, OSError, ValueError):
         return digest, None
 

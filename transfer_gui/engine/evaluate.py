@@ -145,7 +145,7 @@ def _classify(predictor, paths: list[str], progress, cancel,
         images, where = [], []
         for i in range(start, min(start + batch_size, len(paths))):
             try:
-                images.append(open_image(paths[i]))
+                images.append(open_image(paths[i], reduce_for=predictor.preprocessing.resize_size))
                 where.append(i)
             except (ImageError, OSError, ValueError) as exc:
                 skipped.append({"path": paths[i], "reason": getattr(exc, "reason", None) or str(exc)})

@@ -299,7 +299,7 @@ def _figure(ev, i: int, heatmap_for: Callable[[str], Any] | None) -> str:
 
     path = ev.paths[i]
     try:
-        images = [f'<img alt="{esc(path)}" src="{_thumb(open_image(path))}">']
+        images = [f'<img alt="{esc(path)}" src="{_thumb(open_image(path, reduce_for=THUMB_PX))}">']
     except (ImageError, OSError, ValueError):
         images = ["<p class=muted>(the image can no longer be read)</p>"]
     overlay = heatmap_for(path) if heatmap_for is not None else None

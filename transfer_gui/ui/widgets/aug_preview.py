@@ -21,7 +21,7 @@ def augmented_samples(task, path: str, aug, input_size: int, n: int) -> list[QIm
     from transfer_gui.engine.preprocess import Preprocessing, resize_transform, train_from_resized
 
     pre = Preprocessing().at_size(input_size)
-    resized = resize_transform(pre)(open_image(path))
+    resized = resize_transform(pre)(open_image(path, reduce_for=pre.resize_size))
     tf = train_from_resized(pre, aug)
     mean = torch.tensor(pre.mean).view(3, 1, 1)
     std = torch.tensor(pre.std).view(3, 1, 1)

@@ -3,24 +3,28 @@ QPixmap is made on it)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPixmap
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
 
 def read_thumbnail(path: str, box: int) -> QImage | None:
-    """Image at ``path`` scaled to fit ``box`` x ``box`` (small images are enlarged), or None."""
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
-    size = reader.size()
-    if size.isValid() and size.width() > 0 and size.height() > 0:
-        scale = box / max(size.width(), size.height())
-        reader.setScaledSize(QSize(max(1, round(size.width() * scale)), max(1, round(size.height() * scale))))
-    image = reader.read()
-    if image.isNull():
+    """Image at ``path`` scaled to fit ``box`` x ``box`` (small images are enlarged), or None.
+
+    Decoded by the engine's ``open_image`` (so HEIC and DICOM show too, upright, alpha on white),
+    with a large JPEG draft-decoded near the size shown."""
+    from transfer_gui.engine.imageio import ImageError, open_image
+
+    try:
+        im = open_image(path, reduce_for=box)
+    except ImageError:
         return None
-    if max(image.width(), image.height()) != box:
-        image = image.scaled(box, box, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-    return image
+    scale = box / max(im.width, im.height)
+    if scale != 1:
+        from PIL import Image
+
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+    return QImage(im.tobytes(), im.width, im.height, 3 * im.width, QImage.Format.Format_RGB888).copy()
 
 
 def read_many(task, groups: dict[str, list[str]], box: int) -> dict[str, list[QImage | None]]:

@@ -34,7 +34,10 @@ def predict_job(task, source: str, path: str) -> dict:
     if predictor is None:
         predictor = Predictor.load(source)
         _PREDICTORS[source] = predictor
-    return {"top": predictor.predict([path], top_k=TOP_K)[0], "classes": list(predictor.classes)}
+    from transfer_gui.ui.widgets.thumbnails import read_thumbnail
+
+    return {"top": predictor.predict([path], top_k=TOP_K)[0], "classes": list(predictor.classes),
+            "preview": read_thumbnail(path, SHOWN)}  # decoded here, not on the GUI thread (a 12 MP photo, HEIC)
 
 
 def qimage_of(pil) -> QImage:
@@ -53,7 +56,7 @@ def heat_image(source: str, path: str, class_index: int | None, box: int) -> tup
     if model is None:
         model = explain.load_explainable(source)
         _EXPLAINABLES[source] = model
-    image = open_image(path)
+    image = open_image(path, reduce_for=max(box, model.preprocessing.resize_size))
     result = explain.explain(model, image, class_index)
     shown = explain.overlay(image, result.heatmap)
     scale = box / max(shown.size)  # fitted both ways: a 28-pixel image is enlarged like its plain preview
@@ -168,11 +171,7 @@ class TryIt(QWidget):
             self._say("Train a model or open a run folder first.", "warn")
             return
         self.path = path
-        pm = QPixmap(path)
-        self._plain = None if pm.isNull() else pm.scaled(SHOWN, SHOWN, Qt.AspectRatioMode.KeepAspectRatio,
-                                                         Qt.TransformationMode.SmoothTransformation)
-        if self._plain is not None:
-            self.image.setPixmap(self._plain)
+        self._plain = None  # the worker sends the preview with the classes
         self.heat_state, self.heat_info = "off", {}
         self._say(f"Classifying {Path(path).name}…", "muted")
         self.tasks.start("try-it", predict_job, self.source, path, heavy=True, on_done=self._predicted,
@@ -180,6 +179,10 @@ class TryIt(QWidget):
 
     def _predicted(self, result: dict) -> None:
         self._set_classes(result.get("classes", []))
+        preview = result.get("preview")
+        if preview is not None:
+            self._plain = QPixmap.fromImage(preview)
+            self.image.setPixmap(self._plain)
         self._show(result["top"])
         self._refresh_heat()
 
