@@ -1,0 +1,149 @@
+"""The fastest exact runtime for frozen passes (engine/fastpath.py) and its use by the caches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from transfer_gui.engine import boundary as bmod
+from transfer_gui.engine import fastpath
+from transfer_gui.engine import features as feat_mod
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    fastpath.clear()
+    yield
+    fastpath.clear()
+
+
+def _net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
+
+
+def test_chosen_runtime_equals_torch_and_says_its_speed():
+    net, x = _net(), torch.randn(8, 3, 24, 24)
+    forward, runtime, note = fastpath.fast_forward(net, x)
+    assert runtime in (fastpath.ORT, fastpath.OPENVINO, fastpath.CHANNELS_LAST, fastpath.TORCH)
+    assert note.startswith(f"{runtime}: ") and "images/s" in note and "plain torch" in note
+    other = torch.randn(3, 3, 24, 24)  # another batch size: the export's batch axis is dynamic
+    with torch.no_grad():
+        assert torch.allclose(forward(other), net(other), atol=1e-4)
+        assert torch.allclose(forward(x), net(x), atol=1e-4)
+
+
+def test_failed_export_falls_back_with_the_reason(monkeypatch):
+    def broken(*_a, **_k):
+        raise RuntimeError("Unsupported: aten::made_up_op")
+
+    monkeypatch.setattr(fastpath, "_export_onnx", broken)
+    forward, runtime, note = fastpath.fast_forward(_net(), torch.randn(4, 3, 16, 16), runtimes=(fastpath.ORT,))
+    assert runtime == fastpath.TORCH
+    assert "ONNX Runtime failed (RuntimeError: Unsupported: aten::made_up_op)" in note
+
+
+def test_a_fast_runtime_with_wrong_outputs_is_never_chosen(monkeypatch):
+    def wrong(module, _example):
+        return lambda x: torch.zeros(len(x), 5)  # instant, and off by the logits
+
+    monkeypatch.setitem(fastpath.BUILDERS, "wrong", wrong)
+    net, x = _net(), torch.randn(4, 3, 16, 16)
+    forward, runtime, note = fastpath.fast_forward(net, x, runtimes=("wrong",))
+    assert runtime == fastpath.TORCH and "wrong differs from torch by" in note
+    with torch.no_grad():
+        assert torch.equal(forward(x), net(x))
+
+
+def test_a_runtime_off_by_more_than_the_tolerance_is_left_out(monkeypatch):
+    def off(module, _example):
+        return lambda x: module(x).detach() + 3 * fastpath.TOLERANCE * module(x).detach().abs().max().clamp(min=1)
+
+    monkeypatch.setitem(fastpath.BUILDERS, "off", off)
+    _f, runtime, note = fastpath.fast_forward(_net(), torch.randn(4, 3, 16, 16), runtimes=("off",))
+    assert runtime == fastpath.TORCH and "off differs" in note
+
+
+def test_measured_once_per_fingerprint_and_batch_shape(monkeypatch):
+    calls = []
+
+    def counting(module, example):
+        calls.append(tuple(example.shape))
+        return fastpath._channels_last(module, example)
+
+    monkeypatch.setitem(fastpath.BUILDERS, "counting", counting)
+    net = _net()
+    for _ in range(3):
+        fastpath.fast_forward(net, torch.randn(4, 3, 16, 16), runtimes=("counting",))
+    fastpath.fast_forward(net, torch.randn(2, 3, 16, 16), runtimes=("counting",))
+    fastpath.fast_forward(_net(seed=1), torch.randn(4, 3, 16, 16), runtimes=("counting",))  # other weights
+    assert calls == [(4, 3, 16, 16), (2, 3, 16, 16), (4, 3, 16, 16)]
+
+
+def test_small_passes_run_in_plain_torch(monkeypatch):
+    monkeypatch.setitem(fastpath.BUILDERS, fastpath.ORT, lambda *_: pytest.fail("no export for a small pass"))
+    _f, runtime, note = fastpath.fast_forward(_net(), torch.randn(4, 3, 16, 16), images=fastpath.MIN_IMAGES - 1)
+    assert runtime == fastpath.TORCH and "plain torch" in note
+
+
+@pytest.mark.parametrize("name,boundary", [("resnet18", "layer4"), ("resnet18", "layer2.1"),
+                                           ("efficientnet_lite0", "blocks.5")])
+def test_prefix_module_gives_the_boundary_input(name, boundary):
+    from transfer_gui.engine.catalog import build_model
+
+    model = build_model(name, "none", num_classes=3).model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    prefix = fastpath.prefix_module(model, boundary)
+    assert prefix is not None
+    with torch.no_grad():
+        assert torch.equal(prefix(x), bmod.capture(model, boundary, x))
+    assert model(x).shape == (2, 3)  # the model itself is untouched
+
+
+def test_prefix_module_of_an_untraceable_model_is_none():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            return self.b(y) if y.sum() > 0 else self.b(-y)  # data-dependent: fx cannot trace it
+
+    assert fastpath.prefix_module(Branchy(), "b") is None
+
+
+def _loader(n: int, size: int = 16) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.arange(n) % 5,
+                                    torch.arange(n)), batch_size=8)
+
+
+def test_feature_pass_equals_torch_and_names_its_runtime(monkeypatch):
+    monkeypatch.setattr(fastpath, "MIN_IMAGES", 0)
+    net = _net()
+    backbone = net[:-1]
+    loader = _loader(20)
+    fs = feat_mod.compute(backbone, loader, torch.device("cpu"), torch.bfloat16)  # exact on a CPU: no bf16
+    with torch.no_grad():
+        ref = torch.cat([backbone(x) for x, _, _ in loader])
+    assert fs.features.shape == ref.shape and fs.features.dtype == torch.float32
+    assert fastpath.max_difference(fs.features, ref) <= fastpath.TOLERANCE
+    assert torch.equal(fs.labels, torch.arange(20) % 5)
+    assert fs.note.startswith("via ") and "images/s over 20 images" in fs.note
+
+
+def test_prefix_pass_equals_capture(monkeypatch):
+    from transfer_gui.engine.catalog import build_model
+
+    monkeypatch.setattr(fastpath, "MIN_IMAGES", 0)
+    model = build_model("resnet18", "none", num_classes=5).model.eval()
+    loader = _loader(10, size=32)
+    fs = feat_mod.prefix_activations(model, "layer3", loader, torch.device("cpu"))
+    ref = torch.cat([bmod.capture(model, "layer3", x) for x, _, _ in loader])
+    assert fs.features.shape == ref.shape
+    assert fastpath.max_difference(fs.features, ref) <= fastpath.TOLERANCE
+    assert "images/s over 10 images" in fs.note

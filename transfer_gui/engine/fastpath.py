@@ -1,0 +1,242 @@
+"""The fastest exact runtime for a frozen network's forward pass on a CPU.
+
+A frozen pass (the feature cache, the frozen prefix, a Predictor's batches) runs the same
+network over many images, so it pays to pick the runtime per machine: ONNX Runtime (an
+export of the module with a dynamic batch axis, to a temporary file), OpenVINO when it is
+installed, or torch with ``channels_last``. :func:`fast_forward` measures each on the first
+batch, keeps only those whose outputs equal plain torch's within :data:`TOLERANCE` (relative
+to the largest output, at least 1.0), and returns the fastest, with a note for the log. The
+choice is measured once per (module fingerprint, batch shape) and kept in the process.
+
+Exact means fp32: no bf16 here (the training step's autocast is engine/step.py's business).
+A failed export (some timm ops) is no error: the pass runs in torch and the note says why.
+A pass of fewer than :data:`MIN_IMAGES` images, or not on a CPU, runs in plain torch: an
+export costs seconds that so few images do not earn back.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+TOLERANCE = 1e-4
+MIN_IMAGES = 256  # below this an ONNX export (2-10 s) costs more than it saves
+_KEEP = 4  # chosen forwards kept in the process (each holds a copy of the weights)
+
+ORT, OPENVINO, CHANNELS_LAST, TORCH = "ONNX Runtime", "OpenVINO", "torch channels_last", "torch"
+
+
+@dataclass(frozen=True)
+class Choice:
+    runtime: str
+    images_per_s: float
+    note: str
+    forward: Forward
+
+
+_CHOSEN: dict[tuple[str, tuple[int, ...]], Choice] = {}
+
+
+def fingerprint(module: nn.Module) -> str:
+    """Hash of a module's weights and buffers: two modules share results only if equal."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def torch_forward(module: nn.Module) -> Forward:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x).float()
+    return run
+
+
+def _channels_last(module: nn.Module, _example: torch.Tensor) -> Forward:
+    clone = copy.deepcopy(module).to(memory_format=torch.channels_last).eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return clone(x.contiguous(memory_format=torch.channels_last)).float().contiguous()
+    return run
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: str) -> None:
+    """The module to ONNX with a dynamic batch axis (the exporter engine/export.py uses)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), path, dynamo=False, opset_version=17, input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+
+
+def _onnxruntime(module: nn.Module, example: torch.Tensor) -> Forward:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="transfer_gui_fastpath_") as tmp:
+        path = os.path.join(tmp, "frozen.onnx")
+        _export_onnx(module, example, path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": x.detach().float().contiguous().numpy()})[0])
+    return run
+
+
+def _openvino(module: nn.Module, example: torch.Tensor) -> Forward:
+    import openvino as ov  # optional extra; ImportError means "not installed"
+
+    with tempfile.TemporaryDirectory(prefix="transfer_gui_fastpath_") as tmp:
+        path = os.path.join(tmp, "frozen.onnx")
+        _export_onnx(module, example, path)
+        compiled = ov.Core().compile_model(ov.Core().read_model(path), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(compiled(x.detach().float().contiguous().numpy())[0].copy())
+    return run
+
+
+BUILDERS: dict[str, Callable[[nn.Module, torch.Tensor], Forward]] = {
+    ORT: _onnxruntime, OPENVINO: _openvino, CHANNELS_LAST: _channels_last}
+
+
+def _timed(fn: Forward, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    t0 = time.perf_counter()
+    out = fn(x)
+    return out, time.perf_counter() - t0
+
+
+def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the reference's largest value (at least 1)."""
+    if a.shape != b.shape:
+        return float("inf")
+    scale = max(1.0, float(b.abs().max())) if b.numel() else 1.0
+    return float((a.float() - b.float()).abs().max()) / scale if b.numel() else 0.0
+
+
+def _try(name: str, module: nn.Module, example: torch.Tensor, ref: torch.Tensor) -> tuple[Choice | None, str]:
+    """(the candidate measured, or None with the reason it was left out)."""
+    try:
+        fwd = BUILDERS[name](module, example)
+        out, _ = _timed(fwd, example)  # the first call warms up and is the parity check
+    except ImportError:
+        return None, f"{name} not installed"
+    except Exception as exc:  # noqa: BLE001 - an export or runtime that cannot take this module
+        return None, f"{name} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+    diff = max_difference(out, ref)
+    if not diff <= TOLERANCE:
+        return None, f"{name} differs from torch by {diff:.1e}"
+    _, seconds = _timed(fwd, example)
+    return Choice(name, len(example) / max(seconds, 1e-9), f"{name} {len(example) / max(seconds, 1e-9):.0f}, "
+                  f"difference {diff:.0e}", fwd), ""
+
+
+def choose(module: nn.Module, example: torch.Tensor, runtimes: tuple[str, ...] = (ORT, OPENVINO, CHANNELS_LAST),
+           reference: Forward | None = None) -> Choice:
+    """Measure ``runtimes`` against plain torch (``reference``, default ``module`` itself) on
+    ``example`` and return the fastest exact one (plain torch when none is)."""
+    reference = reference or torch_forward(module)
+    _timed(reference, example)  # warm up, as the candidates are
+    ref, seconds = _timed(reference, example)
+    best = Choice(TORCH, len(example) / max(seconds, 1e-9), "", reference)
+    said = [f"plain torch {best.images_per_s:.0f}"]
+    for name in runtimes:
+        cand, why = _try(name, module, example, ref)
+        said.append(cand.note if cand else why)
+        if cand is not None and cand.images_per_s > best.images_per_s:
+            best = cand
+    note = f"{best.runtime}: {best.images_per_s:.0f} images/s (measured on {len(example)}: {'; '.join(said)})"
+    return Choice(best.runtime, best.images_per_s, note, best.forward)
+
+
+def fast_forward(module: nn.Module, example_batch: torch.Tensor, *, images: int | None = None,
+                 key: str | None = None, reference: Forward | None = None,
+                 runtimes: tuple[str, ...] = (ORT, OPENVINO, CHANNELS_LAST)) -> tuple[Forward, str, str]:
+    """(forward, runtime name, note) for running frozen ``module`` (in eval mode) over batches
+    like ``example_batch``. ``images``: how many the pass will run (under :data:`MIN_IMAGES`
+    plain torch is used); ``key``: the module's fingerprint if known; ``reference``: what the
+    runtimes must equal (default: ``module`` in torch)."""
+    reference = reference or torch_forward(module)
+    device = _device_of(module)
+    if device.type != "cpu" or example_batch.device.type != "cpu":
+        return reference, TORCH, f"torch on {device}"
+    cache_key = (key or fingerprint(module), tuple(example_batch.shape))
+    choice = _CHOSEN.get(cache_key)
+    if choice is None and images is not None and images < MIN_IMAGES:
+        return reference, TORCH, f"{images} images: plain torch, an export pays from {MIN_IMAGES}"
+    if choice is None:
+        choice = choose(module, example_batch, runtimes, reference)
+        _CHOSEN[cache_key] = choice
+        while len(_CHOSEN) > _KEEP:
+            _CHOSEN.pop(next(iter(_CHOSEN)))
+    return choice.forward, choice.runtime, choice.note
+
+
+def clear() -> None:
+    _CHOSEN.clear()
+
+
+# ----------------------------------------------------------------------------- the frozen prefix
+
+
+def _timm_notrace() -> tuple[tuple[type, ...], tuple[Callable, ...]]:
+    """The modules and functions timm marks as not traceable by torch.fx (none without timm)."""
+    try:
+        from timm.layers import _fx as timm_fx
+    except ImportError:
+        return (), ()
+    return tuple(timm_fx._leaf_modules), tuple(timm_fx._autowrap_functions)
+
+
+def prefix_module(model: nn.Module, boundary: str) -> nn.Module | None:
+    """The network from its input to the input of module ``boundary``, as a module of its own
+    (torch.fx; shares the model's weights), or None when the model cannot be traced."""
+    import torch.fx as fx
+
+    leaves, wrapped = _timm_notrace()
+
+    class _Tracer(fx.Tracer):
+        def __init__(self) -> None:
+            super().__init__(autowrap_functions=wrapped)
+
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return qualname == boundary or isinstance(m, leaves) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - data-dependent control flow: no prefix module
+        return None
+    node = next((n for n in graph.nodes if n.op == "call_module" and n.target == boundary), None)
+    if node is None or not node.args:
+        return None
+    output = next(n for n in graph.nodes if n.op == "output")
+    output.args = (node.args[0],)
+    gm = fx.GraphModule(model, graph)
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm.eval()
+
+
+__all__ = ["CHANNELS_LAST", "Choice", "MIN_IMAGES", "ORT", "OPENVINO", "TOLERANCE", "TORCH", "choose", "clear",
+           "fast_forward", "fingerprint", "max_difference", "prefix_module", "torch_forward"]
