@@ -144,6 +144,7 @@ def _feature_data(s: Setup, built: BuiltModel, plan: CachePlan, split: Split, wo
             backbone, loader, s.device, s.autocast, check=s.control.checkpoint,
             progress=lambda d, t: s.emit(Progress("features", d, t, f"Features of {name} images"))), workers))
         seconds += 0.0 if reused else fs.seconds
+        notes.extend([f"frozen features of the {name} images {fs.note}"] if fs.note and not reused else [])
         feats.append(_with_labels_of(fs, samples))
         for i in (fs.labels < 0).nonzero().flatten().tolist():  # failed to decode: say why
             skipped.append(_skip_reason(samples[i].path))
@@ -177,9 +178,10 @@ def _prefix_data(s: Setup, built: BuiltModel, groups: list[LayerGroup], frozen: 
     s.emit(PhaseChanged("features", f"Computing the frozen layers ({', '.join(plan.computed_once)}) once"))
     out, offset, total, t0 = [], 0, sum(map(len, datasets)), time.perf_counter()
     for ds in datasets:
-        fs = _sharded(s, ds, lambda loader, o=offset: feat_mod.FeatureSet(*bmod.compute_activations(
+        fs = _sharded(s, ds, lambda loader, o=offset: feat_mod.prefix_activations(
             model, path, loader, s.device, check=s.control.checkpoint,
-            progress=lambda d, t: s.emit(Progress("features", o + d, total, "Frozen layers, once")))), workers)
+            progress=lambda d, t: s.emit(Progress("features", o + d, total, "Frozen layers, once"))), workers)
+        notes.extend([f"frozen layers {fs.note}"] if fs.note else [])
         out.append(_tensor_ds(fs.features, fs.labels))
         offset += len(ds)
     notes.append(f"frozen layers computed once: {total:,} images at {path}, {time.perf_counter() - t0:.1f} s, "
