@@ -32,6 +32,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 FEATURE_CACHE = ("auto", "off")
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
 CLASS_WEIGHTS = ("none", "balanced")
+TENSORBOARD = ("auto", "on", "off")  # auto: event files when tensorboard is installed; on: required
 
 
 class ConfigError(UserError, ValueError):
@@ -131,6 +132,7 @@ class TrainConfig:
 class OutputConfig:
     dir: str = ""  # the run folder; "" = runs/<timestamp> under the working directory
     keep_best: bool = True
+    tensorboard: str = "auto"  # TensorBoard event files in the run folder: auto (when installed) | on | off
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,12 @@ def validate(cfg: RunConfig) -> None:
          f"must be one of {', '.join(FEATURE_CACHE)}, got {t.feature_cache!r}")
     need(t.class_weights in CLASS_WEIGHTS, "train.class_weights",
          f"must be one of {', '.join(CLASS_WEIGHTS)}, got {t.class_weights!r}")
+    _validate_output(cfg.output)
+
+
+def _validate_output(o: OutputConfig) -> None:
+    if o.tensorboard not in TENSORBOARD:
+        raise ConfigError(f"must be one of {', '.join(TENSORBOARD)}, got {o.tensorboard!r}", "output.tensorboard")
 
 
 def _validate_test_set(d: DataConfig) -> None:

@@ -38,6 +38,7 @@ from transfer_gui.engine.rules import frozen_at_epoch
 from transfer_gui.engine.runs import new_run_dir
 from transfer_gui.engine.schedule import from_config, lr_factor
 from transfer_gui.engine.step import StepOut, TrainStep
+from transfer_gui.engine.tboard import TensorBoard
 from transfer_gui.engine.testeval import TestEvaluation, with_test_result
 from transfer_gui.engine.tracking import BestEpoch, finished_message
 from transfer_gui.errors import Cancelled, UserError
@@ -126,6 +127,7 @@ class Trainer:
         parts.append(CheckpointWriter(run_dir, self.dist.main))
         parts.append(Calibrate(run_dir, self.dist.main))  # after the last checkpoint, before test evaluation
         parts.append(TestEvaluation(self._validate, self.control))  # after_fit only: never sees an epoch
+        parts.append(TensorBoard(cfg.output.tensorboard, self.dist.main))  # after drift and the test: writes their figures
         if self.dist.active:
             parts.append(DdpWrap(self.dist))
         return parts
