@@ -115,6 +115,11 @@ def _epochs(path: Path) -> list[dict]:
     return out
 
 
+def read_history(run_dir: str | os.PathLike[str]) -> list[dict]:
+    """A run's ``metrics.jsonl``: one record per finished epoch (a torn last line left out)."""
+    return _epochs(Path(run_dir) / "metrics.jsonl")
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
