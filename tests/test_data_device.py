@@ -48,6 +48,7 @@ def test_device_auto_prefers_cuda_then_mps(monkeypatch):
     assert prep.resolve_precision("auto", torch.device("cuda")) == (torch.bfloat16, "bf16")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert prep.resolve_precision("auto", torch.device("cuda")) == (torch.float16, "fp16")
+    monkeypatch.setattr(prep, "cpu_has_bf16", lambda: False)  # an AVX2-only CPU; see tests/test_precision.py
     assert prep.resolve_precision("bf16", torch.device("cpu")) == (None, "fp32")
 
 

@@ -117,7 +117,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     device: str = "auto"
-    precision: str = "auto"  # auto = bf16 on CUDA when supported, else fp32
+    precision: str = "auto"  # auto: bf16 on CUDA if supported (else fp16) or on an AVX512-BF16/AMX CPU, else fp32
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     early_stopping: int = 0  # patience in epochs; 0 = off
     early_stopping_metric: str = "val_acc"

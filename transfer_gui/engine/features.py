@@ -51,6 +51,11 @@ def cache_key(backbone_fingerprint: str, preprocessing, paths: list[str], dtype:
     return h.hexdigest()
 
 
+def pass_dtype(device: torch.device, autocast: torch.dtype | None) -> torch.dtype | None:
+    """The precision :func:`compute` runs in (and a cache key names): fp32 on a CPU, else ``autocast``."""
+    return None if device.type == "cpu" else autocast
+
+
 def _autocast_forward(module: nn.Module, device: torch.device, dtype: torch.dtype | None) -> fastpath.Forward:
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

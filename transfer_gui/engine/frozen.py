@@ -1,7 +1,7 @@
 """The frozen network on a config's data, for the tools that read it without training: the
 depth probe (engine/probe.py) and the data audit (engine/audit.py).
 
-:func:`setup` seeds, picks the device and precision, scans and splits the folders
+:func:`setup` seeds, picks the device and the precision of a frozen pass (exact fp32 on a CPU), scans and splits the folders
 (engine/data.py) and builds the model at the configured image size in eval mode.
 :func:`backbone_features` computes the backbone's output for a list of samples through the
 engine's feature cache (engine/features.py) under the very key a run's loaders use
@@ -43,7 +43,7 @@ def setup(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> Frozen:
     """Device, precision, split and the built model (eval mode, input size checked)."""
     prep.seed_everything(cfg.train.seed)
     device = prep.resolve_device(cfg.train.device)
-    autocast, _ = prep.resolve_precision(cfg.train.precision, device)
+    autocast = prep.frozen_pass_autocast(device, prep.resolve_precision(cfg.train.precision, device)[0])
     emit(PhaseChanged("prepare", "Scanning image folders"))
     split = data_mod.build_split(cfg.data, cfg.train.seed, progress=lambda n, msg: emit(Progress("scan", n, 0, msg)),
                                  cancel=cancelled)

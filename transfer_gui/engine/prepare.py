@@ -42,13 +42,53 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_bf16(capability: str | None = None, flags: set[str] | None = None) -> bool:
+    """True when this CPU computes bf16 in hardware: AVX512-BF16 or AMX-BF16, with torch's
+    kernels built for AVX-512 (``torch.backends.cpu.get_cpu_capability()``). An AVX2-only CPU
+    emulates bf16 several times slower than fp32: never bf16 there."""
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    flags = cpu_flags() if flags is None else flags
+    return capability.upper().startswith(("AVX512", "AMX")) and bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """(autocast dtype or None for fp32, label)."""
+    """(autocast dtype or None for fp32, label). CUDA: auto = bf16 where supported, else fp16.
+    CPU: auto and bf16 = bf16 autocast on a CPU with bf16 in hardware (:func:`cpu_has_bf16`),
+    fp32 elsewhere; fp16 is fp32 on a CPU. Weights and optimizer state stay fp32 either way."""
+    if device.type == "cpu":
+        return (torch.bfloat16, "bf16") if precision in ("auto", "bf16") and cpu_has_bf16() else (None, "fp32")
     if device.type != "cuda":
         return None, "fp32"
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return {"fp32": (None, "fp32"), "bf16": (torch.bfloat16, "bf16"), "fp16": (torch.float16, "fp16")}[precision]
+
+
+def frozen_pass_autocast(device: torch.device, autocast: torch.dtype | None) -> torch.dtype | None:
+    """The precision of a one-time pass through frozen layers: exact fp32 on a CPU (the cached
+    features must equal torch's within 1e-4; engine/fastpath.py), the run's autocast on a GPU."""
+    return None if device.type == "cpu" else autocast
+
+
+def use_channels_last(cfg: RunConfig, device: torch.device, model: nn.Module) -> bool:
+    """``train.channels_last``, or on its own for a convolutional network on a CPU with AVX-512
+    (measured there: ResNet-18 training 1.3x, EfficientNet-Lite0 1.75x faster than contiguous)."""
+    if cfg.train.channels_last:
+        return True
+    return (device.type == "cpu" and torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX512", "AMX"))
+            and any(isinstance(m, nn.Conv2d) for m in model.modules()))
 
 
 def seed_everything(seed: int) -> None:
@@ -77,6 +117,7 @@ class Prepared:
     feature_seconds: float = 0.0
     test_loader: DataLoader | None = None  # the test set (split.test), fed like validation; None without one
     class_weights: list[float] | None = None  # the loss's weight of each class (label order); None = unweighted
+    channels_last: bool = False  # images (and the model) in channels_last memory format (use_channels_last)
 
     @property
     def model(self) -> nn.Module:
@@ -111,16 +152,21 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     device, autocast, precision = _device(cfg, dist)
     split = _scan(cfg, emit, control)
     built = _model(cfg, split.classes, device, emit, control)
+    channels_last = use_channels_last(cfg, device, built.model)
+    if channels_last:
+        built.model.to(memory_format=torch.channels_last)
     groups, frozen, lrs = _groups(cfg, built, device)
     plan = rules.plan_cache_for([g.name for g in groups], cfg, frozen=frozen)
     setup = loaders.Setup(cfg, device, autocast, dist, emit, control)
     d = loaders.build(setup, built, groups, frozen, plan, split)
-    notes = [*d.notes, f"device {device}, {precision}, {d.workers} loader workers, pin_memory={setup.pin}"]
+    notes = [*d.notes, f"device {device}, {precision}{', channels_last' if channels_last else ''}, "
+                       f"{d.workers} loader workers, pin_memory={setup.pin}"]
     weights = rules.class_weights_for(d.split.class_counts("train"), cfg.train)
     if weights is not None:
         notes.append(class_weights_note(d.split.classes, weights))
     return Prepared(cfg, device, autocast, precision, d.split, built, groups, frozen, lrs, d.plan, d.module,
-                    d.train_loader, d.val_loader, d.workers, notes, d.feature_seconds, d.test_loader, weights)
+                    d.train_loader, d.val_loader, d.workers, notes, d.feature_seconds, d.test_loader, weights,
+                    channels_last)
 
 
 def class_weights_note(classes: list[str], weights: list[float]) -> str:
@@ -157,8 +203,6 @@ def _model(cfg: RunConfig, classes: list[str], device: torch.device, emit: Emit,
         emit(Warning(_fit_head_to_classes(built, classes)))
     built.preprocessing = built.preprocessing.at_size(cfg.data.image_size)
     built.model.to(device)
-    if cfg.train.channels_last:
-        built.model.to(memory_format=torch.channels_last)
     return built
 
 

@@ -64,7 +64,7 @@ class TrainStep:
         """The step a prepared run trains with (its precision, loss and clipping settings)."""
         t = p.cfg.train
         return cls(optimizer, p.device, p.autocast, label_smoothing=p.cfg.optim.label_smoothing,
-                   grad_clip=t.grad_clip, channels_last=t.channels_last, dist=dist,
+                   grad_clip=t.grad_clip, channels_last=bool(getattr(p, "channels_last", False) or t.channels_last), dist=dist,
                    class_weights=getattr(p, "class_weights", None))
 
     def clip(self, module: nn.Module) -> None:
