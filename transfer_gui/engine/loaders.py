@@ -138,7 +138,7 @@ def _feature_data(s: Setup, built: BuiltModel, plan: CachePlan, split: Split, wo
     feats, skipped, seconds = [], [], 0.0
     for name, samples in _sets(split):
         ds = ImageDataset(samples, eval_from_resized(pre), pre)
-        key = feat_mod.cache_key(fingerprint, pre, [x.path for x in samples], s.autocast)
+        key = feat_mod.cache_key(fingerprint, pre, [x.path for x in samples], feat_mod.pass_dtype(s.device, s.autocast))
         s.emit(PhaseChanged("features", f"Computing frozen features of {len(samples):,} {name} images once"))
         fs, reused = feat_mod.get_or_compute(key, lambda ds=ds, name=name: _sharded(s, ds, lambda loader: feat_mod.compute(
             backbone, loader, s.device, s.autocast, check=s.control.checkpoint,
