@@ -289,7 +289,8 @@ def test_no_file_handles_leak(tmp_path):
 
 
 def test_extension_set():
-    assert IMAGE_EXTENSIONS == {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    assert IMAGE_EXTENSIONS == {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                                ".heic", ".heif", ".hif", ".dcm", ".dicom"}
 
 
 # ----------------------------------------------------------------------------- fuzzing

@@ -27,10 +27,16 @@ Choices made here:
   does: a shorter side of 2N or more differs from full decoding by 0.21-0.35 grey levels on
   average (at most 9), 1.5N by 0.52 (at most 12), 1.0N by 0.82 (at most 32). Other formats
   ignore ``reduce_for``; EXIF rotation, alpha and grey handling are the same either way.
+* HEIC/HEIF (phones) and DICOM (medical scans) are optional extras: ``heic`` (pi-heif, a
+  Pillow plugin registered on first use) and ``dicom`` (pydicom, see ``engine/dicom.py``).
+  Files are recognised by extension or by their first bytes (a DICOM ``DICM`` preamble, an
+  ISO-BMFF ``ftyp`` box of a HEIF brand); without the extra such a file is unusable with the
+  one reason :data:`NEEDS_HEIC` or :data:`NEEDS_DICOM`, which a scan's summary says once.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import stat
@@ -41,9 +47,22 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from transfer_gui.engine import dicom
+
 PathLike = Union[str, "os.PathLike[str]"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+HEIC_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+                             | HEIC_EXTENSIONS | DICOM_EXTENSIONS)
+
+#: The reasons a file is unusable because an optional extra is not installed (said once per scan).
+NEEDS_HEIC = "HEIC/HEIF image: reading it needs the heic extra (pip install 'transfer-gui[heic]')"
+NEEDS_DICOM = "DICOM file: reading it needs the dicom extra (pip install 'transfer-gui[dicom]')"
+MISSING_EXTRA = {NEEDS_HEIC: ("heic", "HEIC/HEIF"), NEEDS_DICOM: ("dicom", "DICOM")}  # reason: (extra, kind)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
+                          b"msf1"})
+_HEAD_BYTES = 132  # enough for a DICOM preamble + "DICM" and an ISO-BMFF ftyp box's brand
 
 #: Largest accepted image, in pixels (Pillow's default ``MAX_IMAGE_PIXELS``, about 9459x9459).
 MAX_PIXELS = 89_478_485
@@ -54,6 +73,8 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 DRAFT_MARGIN = 2
 _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
 _WARNINGS_LOCK = threading.Lock()  # catch_warnings is not thread-safe before Python 3.14
+_HEIF_LOCK = threading.Lock()
+_HEIF_STATE: list[bool] = []  # [registered?] once the plugin was looked for
 
 
 class ImageError(Exception):
@@ -120,6 +141,75 @@ def _open_file(path: PathLike) -> BinaryIO:
         raise ImageError(path, f"cannot read file ({exc.strerror or _detail(exc)})") from None
 
 
+def heif_available() -> bool:
+    """Whether a HEIF plugin (pi-heif, or pillow-heif) is importable; registers it with Pillow once."""
+    with _HEIF_LOCK:
+        if not _HEIF_STATE:
+            _HEIF_STATE.append(_register_heif())
+        return _HEIF_STATE[0]
+
+
+def _register_heif() -> bool:
+    for name in ("pi_heif", "pillow_heif"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        module.register_heif_opener()
+        return True
+    return False
+
+
+def _is_heif(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def has_dicom_magic(path: PathLike) -> bool:
+    """True for a DICOM Part 10 file (the ``DICM`` prefix after the 128-byte preamble)."""
+    try:
+        with open(path, "rb") as fh:
+            return dicom.has_magic(fh.read(_HEAD_BYTES))
+    except OSError:
+        return False
+
+
+def missing_extra(path: PathLike) -> str | None:
+    """:data:`NEEDS_HEIC` or :data:`NEEDS_DICOM` when the file's extension (or, without one, its
+    DICOM preamble) needs an extra that is not installed; None otherwise. No decoding."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext in HEIC_EXTENSIONS:
+        return None if heif_available() else NEEDS_HEIC
+    if ext in DICOM_EXTENSIONS or (not ext and has_dicom_magic(path)):
+        return None if dicom.available() else NEEDS_DICOM
+    return None
+
+
+def _kind(fh: BinaryIO, path: PathLike) -> str:
+    """"dicom" or "pillow" from the extension and the first bytes; raises the missing extra's reason."""
+    try:
+        head = fh.read(_HEAD_BYTES)
+        fh.seek(0)
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file ({exc.strerror or _detail(exc)})") from None
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if dicom.has_magic(head) or ext in DICOM_EXTENSIONS:
+        if not dicom.available():
+            raise ImageError(path, NEEDS_DICOM)
+        return "dicom"
+    if (_is_heif(head) or ext in HEIC_EXTENSIONS) and not heif_available():
+        raise ImageError(path, NEEDS_HEIC)
+    return "pillow"
+
+
+def _open_dicom(path: PathLike) -> Image.Image:
+    try:
+        return dicom.read(path, _pixel_limit())
+    except ValueError as exc:
+        raise ImageError(path, str(exc)) from None
+    except MemoryError:
+        raise ImageError(path, "not enough memory to decode the image") from None
+
+
 def _open_header(fh: BinaryIO, path: PathLike) -> Image.Image:
     """Identify the format and read the header only; check the size against MAX_PIXELS."""
     try:
@@ -161,6 +251,8 @@ def probe_image(path: PathLike) -> str | None:
         return reason
     try:
         with _open_file(path) as fh:
+            if _kind(fh, path) == "dicom":
+                return dicom.probe(path, _pixel_limit())
             _open_header(fh, path).close()
     except ImageError as exc:
         return exc.reason
@@ -203,6 +295,8 @@ def open_image(path: PathLike, reduce_for: int | None = None) -> Image.Image:
     if reason is not None:
         raise ImageError(path, reason)
     with _open_file(path) as fh:
+        if _kind(fh, path) == "dicom":
+            return _open_dicom(path)
         im = _open_header(fh, path)
         try:
             _draft(im, reduce_for)

@@ -15,7 +15,9 @@ Folder rules (what :func:`scan_sources` does with each folder it is given):
   label is the index into that list.
 
 Hidden files and folders, ``__MACOSX``, ``Thumbs.db`` and files without an image extension
-are ignored silently. Empty files, unreadable files and (with ``probe=True``) files whose
+are ignored silently; a file with no extension at all is an image when it starts like a DICOM
+file (scanners often write them so). HEIC and DICOM files whose optional extra is not installed
+are skipped with the one reason naming the extra, and :meth:`DatasetIndex.warnings` says it once. Empty files, unreadable files and (with ``probe=True``) files whose
 header is not a usable image are listed in ``DatasetIndex.skipped`` with a reason. Folder
 symlinks are followed, but each real folder is visited once, so symlink loops end.
 """
@@ -29,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, probe_image
+from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, MISSING_EXTRA, has_dicom_magic, missing_extra, probe_image
 from transfer_gui.engine.rules import val_count
 from transfer_gui.errors import Cancelled, UserError
 
@@ -94,12 +96,7 @@ class DatasetIndex:
         found = imbalance(counts) if with_imbalance else None
         if found:
             messages.append(found["advice"])
-        if self.skipped:
-            reasons = collections.Counter(s.reason for s in self.skipped)
-            top = ", ".join(f"{n} {r}" for r, n in reasons.most_common(3))
-            more = ", ..." if len(reasons) > 3 else ""
-            n = len(self.skipped)
-            messages.append(f"{n} file{'s' if n != 1 else ''} skipped ({top}{more}).")
+        messages.extend(skipped_summary(self.skipped))
         return messages
 
     def subset(self, indices: Iterable[int]) -> DatasetIndex:
@@ -136,6 +133,31 @@ class DatasetIndex:
         if bad:
             raise ValueError(f"malformed dataset index: label {bad[0]} out of range")
         return cls(classes, samples, skipped, sources, seconds)
+
+
+def skipped_summary(skipped: Sequence[Skipped]) -> list[str]:
+    """The skipped files in a few lines: one per missing extra (which to install), then the
+    other reasons, the three commonest with their counts."""
+    reasons = collections.Counter(s.reason for s in skipped)
+    lines = []
+    for reason, (extra, kind) in MISSING_EXTRA.items():
+        n = reasons.pop(reason, 0)
+        if n:
+            lines.append(f"{n} {kind} file{'s' if n != 1 else ''} skipped: reading them needs the optional "
+                         f"'{extra}' extra: pip install 'transfer-gui[{extra}]'")
+    if reasons:
+        top = ", ".join(f"{n} {r}" for r, n in reasons.most_common(3))
+        more = ", ..." if len(reasons) > 3 else ""
+        n = sum(reasons.values())
+        other = " other" if lines else ""
+        lines.append(f"{n}{other} file{'s' if n != 1 else ''} skipped ({top}{more}).")
+    return lines
+
+
+def is_image_name(name: str, path: str) -> bool:
+    """An image extension, or no extension and a DICOM preamble."""
+    ext = os.path.splitext(name)[1].lower()
+    return ext in IMAGE_EXTENSIONS or (not ext and has_dicom_magic(path))
 
 
 class _Scanner:
@@ -192,7 +214,7 @@ class _Scanner:
             try:
                 if entry.is_dir():
                     dirs.append(entry)
-                elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                elif is_image_name(name, entry.path):
                     if entry.is_file():
                         images.append(entry)
                     elif entry.is_symlink():
@@ -205,9 +227,10 @@ class _Scanner:
         """Check one image-extension file; record why it is skipped if it is."""
         self.tick(entry.path)
         path = entry.path
-        if self.probe:
+        reason = missing_extra(path)  # the same reason with or without probing
+        if reason is None and self.probe:
             reason = probe_image(path)
-        else:
+        elif reason is None:
             try:
                 size = entry.stat().st_size
                 reason = "empty file (0 bytes)" if size == 0 else None

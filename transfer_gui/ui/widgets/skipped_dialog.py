@@ -13,8 +13,13 @@ class SkippedDialog(QDialog):
         self.resize(820, 420)
         rows = [(getattr(s, "path", None) or s.get("path", ""), getattr(s, "reason", None) or s.get("reason", ""))
                 for s in skipped]
-        info = QLabel(f"{len(rows)} file(s) or folder(s) were left out. Fix or remove them and scan again "
-                      f"to include them.")
+        from transfer_gui.engine.imageio import MISSING_EXTRA
+
+        extras = [f"{sum(r == reason for _, r in rows)} {kind} file(s) need the optional '{extra}' extra: "
+                  f"pip install 'transfer-gui[{extra}]', then scan again."
+                  for reason, (extra, kind) in MISSING_EXTRA.items() if any(r == reason for _, r in rows)]
+        info = QLabel(" ".join([f"{len(rows)} file(s) or folder(s) were left out. Fix or remove them and scan "
+                                f"again to include them.", *extras]))
         info.setWordWrap(True)
         self.table = QTableWidget(len(rows), 2)
         self.table.setHorizontalHeaderLabels(["File", "Why it was skipped"])
