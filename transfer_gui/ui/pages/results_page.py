@@ -3,7 +3,8 @@ run has one: headline figures, the confusion matrix (a heat map past 20 classes)
 confused pairs, per-class precision / recall / F1, the confidence threshold explorer, the
 reliability diagram, precision-recall curves, a gallery of mistakes, "Try it" on new images, a
 self-contained report and "Classify a folder". Shows the run that just finished or any run
-folder opened from disk (e.g. one trained on a cluster)."""
+folder opened from disk (e.g. one trained on a cluster). The Runs tab compares the project's runs
+(ui/widgets/runs_table.py over state/runs_view.py) and copies one run's settings back."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
+from transfer_gui.config import ConfigError
 from transfer_gui.state import evaluation_view
+from transfer_gui.state.runs_view import RunsView
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
@@ -21,6 +24,7 @@ from transfer_gui.ui.widgets.classify_folder import ClassifyFolderDialog
 from transfer_gui.ui.widgets.confidence_view import ConfidenceView
 from transfer_gui.ui.widgets.mistakes import MistakesGallery
 from transfer_gui.ui.widgets.quality_view import QualityView
+from transfer_gui.ui.widgets.runs_table import RunsCompare
 from transfer_gui.ui.widgets.skipped_dialog import SkippedDialog
 from transfer_gui.ui.widgets.try_it import TryIt
 
@@ -148,13 +152,24 @@ class ResultsPage(QWidget):
         self.tabs.addTab(self.confidence, "Confidence")
         self.tabs.addTab(self.mistakes, "Mistakes")
         self.tabs.addTab(self.try_it, "Try it")
+        self.tabs.addTab(self._build_runs_tab(), "Runs")
         self.tabs.setTabToolTip(0, "Headline figures, confusion matrix, per-class precision, recall and F1, and "
                                    "the most confused pairs.")
         self.tabs.setTabToolTip(1, "How far to trust the model's confidence: threshold explorer, reliability "
                                    "diagram, precision-recall curves.")
         self.tabs.setTabToolTip(2, "Images the model got wrong.")
         self.tabs.setTabToolTip(3, "Classify your own images with the trained model.")
+        self.tabs.setTabToolTip(4, "Every run of this project: compare their curves and settings, and use one "
+                                   "run's settings again.")
         return self.tabs
+
+    def _build_runs_tab(self) -> RunsCompare:
+        self.runs_view = RunsView()
+        self.runs_compare = RunsCompare(self.runs_view)
+        self.runs_compare.open_requested.connect(self._show_run_from_table)
+        self.runs_compare.use_requested.connect(self.use_settings)
+        self.runs_compare.undo_requested.connect(self.undo_settings)
+        return self.runs_compare
 
     # ------------------------------------------------------------------ loading
     def runs_start_dir(self) -> str:
@@ -186,6 +201,9 @@ class ResultsPage(QWidget):
                 self.open_run(str(latest.run_dir), show=False)
 
     def _fill_runs(self) -> None:
+        self.runs_view.set_runs(self.project.runs)
+        self.runs_compare.refresh()
+        self.tabs.setTabText(self.tabs.indexOf(self.runs_compare), f"Runs ({len(self.project.runs)})")
         self.run_list.blockSignals(True)
         try:
             self.run_list.clear()
@@ -237,6 +255,7 @@ class ResultsPage(QWidget):
 
     # ------------------------------------------------------------------ showing
     def on_theme_changed(self) -> None:
+        self.runs_compare.restyle()
         self.try_it._style_drop_zone()
         self._show_record()
         if self.try_it.results:
@@ -311,6 +330,36 @@ class ResultsPage(QWidget):
             return
         self.mistakes.set_pair(true, pred)
         self.tabs.setCurrentWidget(self.mistakes)
+
+    # ------------------------------------------------------------------ runs
+    def _show_run_from_table(self, run_dir: str) -> None:
+        self.tabs.setCurrentWidget(self.quality)
+        self.open_run(run_dir)
+
+    def use_settings(self, run_dir: str) -> None:
+        """Copy a run's settings into the project (asking first when the project has unsaved changes)."""
+        name = Path(run_dir).name
+        if self.project.dirty and not dialogs.ask_yes_no(
+                self, "Use these settings",
+                f"The project has unsaved changes. Replace its settings with those of run {name}? "
+                f"Undo puts them back."):
+            return
+        try:
+            changes = self.runs_view.use_settings(self.project, run_dir)
+        except ConfigError as exc:
+            self.runs_compare.say(f"<span style='color:{status_colors()['error']}'>Cannot use these settings: "
+                                  f"{exc}</span>")
+            return
+        if not changes:
+            self.runs_compare.say(f"The project already has the settings of {name}.")
+            return
+        keys = ", ".join(list(changes)[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+        self.runs_compare.say(f"Settings of {name} copied into the project ({keys}). Save the project to keep them.")
+        self.ctx.status(f"Settings of run {name} copied into the project")
+
+    def undo_settings(self) -> None:
+        if self.runs_view.undo(self.project):
+            self.runs_compare.say("The project's settings are back as they were.")
 
     # ------------------------------------------------------------------ actions
     def store_threshold(self, value: float) -> None:
