@@ -102,6 +102,8 @@ class RunsCompare(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        rows = self.table.verticalHeader().defaultSectionSize()
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height() + 4 * rows + 4)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.table.itemDoubleClicked.connect(lambda item: self.open_requested.emit(self._path_of(item.row())))
         return self.table
@@ -118,9 +120,9 @@ class RunsCompare(QWidget):
         box = QWidget()
         row = QHBoxLayout(box)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.acc_plot, 1)
-        row.addWidget(self.loss_plot, 1)
-        row.addWidget(self.settings, 1)
+        row.addWidget(self.acc_plot, 2)
+        row.addWidget(self.loss_plot, 2)
+        row.addWidget(self.settings, 3)
         return box
 
     def _build_actions(self) -> QHBoxLayout:
