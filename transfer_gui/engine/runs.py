@@ -25,6 +25,7 @@ that beats every earlier one; every epoch when there are no validation images), 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -142,13 +143,18 @@ def read_config(config_file: Path) -> dict[str, Any]:
     older file lacks the newer keys); empty when the file cannot be read."""
     import tomllib
 
-    from transfer_gui import config as config_mod
-
     try:
         data = tomllib.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {**flatten(config_mod.to_dict(config_mod.RunConfig())), **flatten(data)}
+    return {**_defaults(), **flatten(data)}
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    from transfer_gui import config as config_mod
+
+    return flatten(config_mod.to_dict(config_mod.RunConfig()))
 
 
 def best_epoch(history: list[dict], metric: str = "val_acc") -> int:
