@@ -326,6 +326,30 @@ def _timm_model(name: str, pretrained: bool) -> tuple[nn.Module, Preprocessing]:
     return model, pre
 
 
+def constructor_of(arch: str, num_classes: int) -> dict[str, object]:
+    """How someone without transfer_gui builds ``arch`` with ``num_classes`` outputs so that an
+    export's weights load with every key matched: the library, its model name and version, the
+    keyword arguments and the call. The catalog's names are the app's; the offline model
+    ``efficientnet_lite0`` is timm's ``tf_efficientnet_lite0`` (timm's ``efficientnet_lite0`` is
+    another network whose keys happen to match)."""
+    if arch == OFFLINE_MODEL or arch.startswith("timm:"):
+        import timm
+
+        library, name, version = "timm", "tf_efficientnet_lite0" if arch == OFFLINE_MODEL else arch[5:], timm.__version__
+        kwargs: dict[str, object] = {"num_classes": int(num_classes)}
+        call = f"timm.create_model({name!r}, pretrained=False, num_classes={int(num_classes)})"
+    else:
+        import torchvision
+
+        library, name, version = "torchvision", arch, torchvision.__version__
+        kwargs = {"num_classes": int(num_classes), "weights": None}
+        if arch in ("googlenet", "inception_v3"):
+            kwargs.update(aux_logits=False, init_weights=False)
+        call = f"torchvision.models.get_model({name!r}, " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+    return {"name": f"{library}:{name}", "library": library, "model": name, "library_version": version,
+            "kwargs": kwargs, "num_classes": int(num_classes), "call": call}
+
+
 def build_architecture(arch: str, num_classes: int | None = None) -> BuiltModel:
     """The architecture with random weights (used to rebuild exported models)."""
     return build_model(arch, "none", num_classes)

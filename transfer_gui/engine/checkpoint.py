@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from transfer_gui.atomic import atomic_write_with
-from transfer_gui.engine.catalog import ModelError, build_architecture
+from transfer_gui.engine.catalog import ModelError, build_architecture, constructor_of
 from transfer_gui.engine.formats import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_in, checkpoint_problem,
                                         no_checkpoint_message)
-from transfer_gui.engine.preprocess import Preprocessing
+from transfer_gui.engine.preprocess import Preprocessing, preprocessing_spec
 from transfer_gui.engine.rundir import jsonable
 
 META_FORMAT = "transfer_gui.model"  # "format" key of the metadata in safetensors/TorchScript/ONNX
@@ -138,16 +138,32 @@ def model_from_checkpoint(ck: dict, source: str = "checkpoint") -> tuple[nn.Modu
 # ----------------------------------------------------------------------------- export metadata
 
 
-def export_metadata(ck: dict, temperature_in_graph: bool = False) -> dict[str, Any]:
-    """What every export carries so it can be used without the checkpoint: with the calibration's
-    temperature and threshold, and whether the graph's outputs are already divided by the
-    temperature (TorchScript and ONNX: a plain softmax of them gives the app's probabilities)."""
+def export_metadata(ck: dict, temperature_in_graph: bool = False, graph_input: dict | None = None) -> dict[str, Any]:
+    """What every export carries so it can be used without the checkpoint: the exact constructor
+    (library, model name, version, number of classes), the versioned preprocessing spec, what the
+    output is, the calibration's temperature and threshold, and whether the graph's outputs are
+    already divided by the temperature (TorchScript and ONNX: a plain softmax of them gives the
+    app's probabilities). ``graph_input`` describes a graph that takes images rather than tensors."""
     cal = calibration_of(ck)
-    return {"format": META_FORMAT, "version": CHECKPOINT_VERSION, "arch": str(ck["arch"]),
-            "classes": [str(c) for c in ck["classes"]], "preprocessing": dict(ck["preprocessing"]),
+    classes = [str(c) for c in ck["classes"]]
+    pre = Preprocessing.from_dict(ck["preprocessing"])
+    meta = {"format": META_FORMAT, "version": CHECKPOINT_VERSION, "arch": str(ck["arch"]),
+            "constructor": constructor_of(str(ck["arch"]), len(classes)), "num_classes": len(classes),
+            "classes": classes, "preprocessing": dict(ck["preprocessing"]), "preprocessing_spec": preprocessing_spec(pre),
             "head_path": str(ck.get("head_path", "")), "metrics": dict(ck.get("metrics") or {}),
             "temperature": cal["temperature"], "threshold": cal["threshold"],
-            "temperature_in_graph": bool(temperature_in_graph)}
+            "temperature_in_graph": bool(temperature_in_graph),
+            "output": _output_spec(cal, temperature_in_graph)}
+    if graph_input:
+        meta["input"] = dict(graph_input)
+    return meta
+
+
+def _output_spec(cal: dict[str, float], in_graph: bool) -> dict[str, Any]:
+    t = cal["temperature"]
+    return {"name": "logits", "kind": f"logits / temperature ({t:g}), already divided" if in_graph else "raw logits",
+            "probabilities": "softmax(output)" if in_graph else f"softmax(output / {t:g})",
+            "unsure_below": cal["threshold"]}
 
 
 def metadata_calibration(meta: dict[str, Any], source: str) -> tuple[dict[str, float], bool]:
@@ -162,6 +178,9 @@ def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
 
 
+_OPTIONAL_META = ("temperature_in_graph", "constructor", "num_classes", "preprocessing_spec", "output", "input")
+
+
 def parse_flat_metadata(flat: dict[str, str], source: str) -> dict[str, Any]:
     if flat.get("format") != META_FORMAT:
         raise ModelError(f"{source} has no transfer_gui metadata (class names, preprocessing): it is a bare "
@@ -170,6 +189,6 @@ def parse_flat_metadata(flat: dict[str, str], source: str) -> dict[str, Any]:
         return {"arch": flat["arch"], "head_path": flat.get("head_path", ""),
                 "classes": json.loads(flat["classes"]), "preprocessing": json.loads(flat["preprocessing"]),
                 "metrics": json.loads(flat.get("metrics", "{}")),
-                **{k: json.loads(flat[k]) for k in (*NO_CALIBRATION, "temperature_in_graph") if k in flat}}
+                **{k: json.loads(flat[k]) for k in (*NO_CALIBRATION, *_OPTIONAL_META) if k in flat}}
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{source} has damaged transfer_gui metadata ({exc})") from None

@@ -8,7 +8,12 @@ import os
 from pathlib import Path
 
 SUFFIXES = {"checkpoint": ".pt", "safetensors": ".safetensors", "torchscript": ".torchscript.pt",
-            "onnx": ".onnx"}
+            "onnx-int8": ".int8.onnx",
+            "onnx": ".onnx", "onnx-rgb": ".rgb.onnx"}  # onnx-rgb: uint8 RGB images in, preprocessing in the graph
+
+# int8 formats (engine/quantize.py): judged against the fp32 file on the run's validation set, not by
+# logit parity, so they are not among export.FORMATS (the exact formats)
+QUANTIZED = ("onnx-int8",)
 
 CHECKPOINT_FORMAT = "transfer_gui.checkpoint"  # the "format" key of every app checkpoint
 CHECKPOINT_VERSION = 1  # the version this transfer_gui writes, and the newest it reads

@@ -35,11 +35,17 @@ ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 Forward = Callable[[torch.Tensor], np.ndarray]
 
 
-def to_pil(item: ImageInput) -> Image.Image:
-    """A path is decoded with :func:`open_image`; a PIL image is converted to RGB if needed."""
+def decode(path: str | os.PathLike[str], reduce_for: int | None = None) -> Image.Image:
+    """:func:`open_image`, with big JPEGs draft-decoded so that the shorter side stays >= ``reduce_for``
+    (the preprocessing spec's decode step; give the preprocessing's ``resize_size``)."""
+    return open_image(path, reduce_for=reduce_for)
+
+
+def to_pil(item: ImageInput, reduce_for: int | None = None) -> Image.Image:
+    """A path is decoded with :func:`decode`; a PIL image is converted to RGB if needed."""
     if isinstance(item, Image.Image):
         return item if item.mode == "RGB" else item.convert("RGB")
-    return open_image(item)
+    return decode(item, reduce_for)
 
 
 def detect_format(path: Path) -> str:
@@ -130,7 +136,7 @@ class Predictor:
         except (OSError, zipfile.BadZipFile) as exc:
             raise ModelError(f"cannot read {p}: {exc}") from None
         loader = {"checkpoint": cls._load_checkpoint, "safetensors": cls._load_safetensors,
-                  "torchscript": cls._load_torchscript, "onnx": cls._load_onnx}.get(fmt)
+                  "torchscript": cls._load_torchscript, "onnx": cls._load_onnx, "onnx-rgb": cls._load_onnx}.get(fmt)
         if loader is None:
             raise ModelError(f"unknown model format {fmt!r} for {p}")
         return loader(p)
@@ -189,6 +195,8 @@ class Predictor:
             raise ModelError(f"cannot read ONNX file {p}: {str(exc)[:300]}") from None
         meta = parse_flat_metadata(dict(session.get_modelmeta().custom_metadata_map), str(p))
         input_name = session.get_inputs()[0].name
+        if session.get_inputs()[0].type == "tensor(uint8)":  # onnx-rgb: images in, preprocessing inside
+            return ImagePredictor._from_meta(_image_session_forward(session, input_name), meta, "onnx-rgb", p)
 
         def run(x: torch.Tensor) -> np.ndarray:
             return session.run(None, {input_name: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
@@ -199,6 +207,13 @@ class Predictor:
 
     def _outputs(self, batch: torch.Tensor) -> np.ndarray:
         return np.asarray(self._forward(batch.float().contiguous()), dtype=np.float32)
+
+    def _prepare(self, image: Image.Image) -> Any:
+        """One decoded RGB image as the graph takes it (the preprocessed tensor)."""
+        return self._transform(image)
+
+    def _stack(self, items: list) -> Any:
+        return torch.stack(items)
 
     def logits_from_batch(self, batch: torch.Tensor) -> np.ndarray:
         """Raw logits (no temperature) for an already preprocessed ``(N, 3, H, W)`` float batch."""
@@ -217,7 +232,8 @@ class Predictor:
     def _batches(self, images: Sequence[ImageInput], batch_size: int) -> Iterable[torch.Tensor]:
         step = max(1, batch_size)
         for i in range(0, len(images), step):
-            yield torch.stack([self._transform(to_pil(im)) for im in images[i:i + step]])
+            reduce_for = self.preprocessing.resize_size
+            yield self._stack([self._prepare(to_pil(im, reduce_for)) for im in images[i:i + step]])
 
     def logits(self, images: Sequence[ImageInput], batch_size: int = 16) -> np.ndarray:
         """``(N, num_classes)`` raw logits (no temperature); paths are decoded with :func:`open_image`."""
@@ -256,7 +272,7 @@ class Predictor:
 
         def flush() -> None:
             if pending:
-                tops = self._top(self.probabilities_from_batch(torch.stack([t for _, t in pending])), top_k)
+                tops = self._top(self.probabilities_from_batch(self._stack([t for _, t in pending])), top_k)
                 for (i, _), top in zip(pending, tops):
                     results[i]["top"] = top
                     results[i]["unsure"] = self.is_unsure(top[0][1])
@@ -265,7 +281,7 @@ class Predictor:
         for path in expand_paths(paths_or_dirs):
             results.append({"path": str(path)})
             try:
-                pending.append((len(results) - 1, self._transform(open_image(path))))
+                pending.append((len(results) - 1, self._prepare(decode(path, self.preprocessing.resize_size))))
             except (ImageError, OSError, ValueError) as exc:
                 results[-1]["error"] = getattr(exc, "reason", None) or str(exc)
                 continue
@@ -273,6 +289,28 @@ class Predictor:
                 flush()
         flush()
         return results
+
+
+class ImagePredictor(Predictor):
+    """An ``onnx-rgb`` export: its graph takes uint8 RGB ``(N, H, W, 3)`` images and preprocesses them
+    itself, so a "batch" here is a list of decoded images (each run on its own: sizes differ)."""
+
+    def _prepare(self, image: Image.Image) -> np.ndarray:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+    def _stack(self, items: list) -> list:
+        return list(items)
+
+    def _outputs(self, batch: Any) -> np.ndarray:
+        if isinstance(batch, torch.Tensor):
+            raise ModelError(f"{self.path} takes uint8 RGB images, not preprocessed tensors")
+        return np.concatenate([np.asarray(self._forward(im[None]), dtype=np.float32) for im in batch])
+
+
+def _image_session_forward(session: Any, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    def run(images: np.ndarray) -> np.ndarray:
+        return session.run(["logits"], {input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+    return run
 
 
 def expand_paths(paths_or_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:

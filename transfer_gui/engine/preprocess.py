@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from transfer_gui.engine.imageio import DRAFT_MARGIN
 from transfer_gui.engine.rules import augment_is_random  # noqa: F401 - the window's Layers page imports it here
 
 INTERPOLATIONS = {
@@ -104,3 +105,46 @@ def train_from_resized(pre: Preprocessing, aug: Any) -> v2.Transform:
         ops.append(v2.ColorJitter(brightness=0.4 * s, contrast=0.4 * s, saturation=0.4 * s, hue=0.05 * s))
     ops.append(normalize_transform(pre))
     return v2.Compose(ops)
+
+
+# ----------------------------------------------------------------------------- the written-down contract
+
+PREPROCESSING_SPEC_VERSION = 1  # bump when a step below changes meaning; readers check it
+_FILTERS = {"bicubic": "PIL.Image.BICUBIC (Keys cubic, a = -0.5)", "bilinear": "PIL.Image.BILINEAR (triangle)",
+            "nearest": "PIL.Image.NEAREST"}
+
+
+def _decode_step(pre: Preprocessing) -> dict[str, Any]:
+    return {"op": "decode", "library": "Pillow", "exif_transpose": True,
+            "jpeg_draft": {"reduce_for": pre.resize_size, "margin": DRAFT_MARGIN,
+                           "rule": f"JPEG only, before decoding: the largest scale s in (8, 4, 2) with shorter_side "
+                                   f"// s >= {DRAFT_MARGIN} * {pre.resize_size}, then Image.draft(im.mode, (w // s, "
+                                   f"h // s)); no reduction when none fits"},
+            "alpha": "composited over white (255, 255, 255)", "grey": "replicated to R, G and B",
+            "palette_cmyk_ycbcr": "PIL Image.convert('RGB')", "16_bit": "scaled 0..65535 -> 0..255, rounded",
+            "icc_profile": "ignored", "animated": "first frame", "result": "8-bit RGB, H x W x 3"}
+
+
+def preprocessing_spec(pre: Preprocessing) -> dict[str, Any]:
+    """Every step from an image file to the network's input tensor, in order, precisely enough for
+    someone without transfer_gui to reproduce the app's input (its ``version`` is
+    :data:`PREPROCESSING_SPEC_VERSION`). :func:`eval_transform` is the app's implementation."""
+    n, s = pre.resize_size, pre.input_size
+    return {
+        "version": PREPROCESSING_SPEC_VERSION,
+        "steps": [
+            _decode_step(pre),
+            {"op": "resize", "shorter_side": n, "interpolation": pre.interpolation,
+             "filter": _FILTERS.get(pre.interpolation, _FILTERS["bilinear"]), "antialias": True,
+             "long_side": f"int({n} * long / short): truncated, not rounded",
+             "reference": "PIL Image.resize((new_w, new_h), filter) on the 8-bit RGB image (antialiased); the app "
+                          "resizes the uint8 tensor with torchvision (antialias=True), which differs from Pillow "
+                          "by at most 1 grey level on under 1 % of pixels"},
+            {"op": "center_crop", "size": [s, s],
+             "offset": f"top = round((new_h - {s}) / 2), left = round((new_w - {s}) / 2), Python round (half to "
+                       f"even)"},
+            {"op": "to_float", "dtype": "float32", "scale": "x / 255, range [0, 1]"},
+            {"op": "normalize", "mean": list(pre.mean), "std": list(pre.std), "formula": "(x - mean) / std per channel"},
+            {"op": "layout", "layout": "NCHW", "channels": "RGB", "batch": "any"},
+        ],
+    }
