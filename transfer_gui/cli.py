@@ -36,7 +36,7 @@ from transfer_gui.engine.runs import project_runs_dir
 from transfer_gui.errors import UserError
 
 PROG = "transfer-gui"
-EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx")  # engine.export.FORMATS (a test holds them equal)
+EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx", "onnx-rgb")  # engine.export.FORMATS (a test holds them equal)
 _D = RunConfig()  # the defaults shown in the help
 
 
