@@ -125,3 +125,17 @@ def test_a_saved_project_takes_a_runs_settings_without_asking(qtbot, window, ui_
     assert window.project.cfg.train.epochs == 4 and window.project.dirty and asked == []
     qtbot.mouseClick(compare.use_btn, Qt.MouseButton.LeftButton)  # now unsaved: asked, then nothing to change
     assert len(asked) == 1 and "already has" in compare.note.text()
+
+
+def test_the_summary_and_the_table_agree_on_the_best_epoch_by_the_runs_metric(qtbot, window, ui_env):
+    project = ui_env["tmp"] / "loss.toml"
+    config_mod.save(config_mod.RunConfig(), project)
+    run = _run(runs_mod.project_runs_dir(project) / "r", {"train.early_stopping_metric": "val_loss"},
+               [0.5, 0.75, 0.625], time.time())
+    lines = [json.dumps({"epoch": e, "val_acc": a, "val_loss": loss}) for e, a, loss in
+             ((1, 0.5, 0.9), (2, 0.75, 0.6), (3, 0.625, 0.4))]  # the lowest loss is not the top accuracy
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert window.open_project(project)
+    wait_for(qtbot, lambda: window.project.record is not None, 60)
+    assert "<b>62.5%</b> at epoch 3" in window.results.summary.text()
+    assert window.results.runs_compare.rows()[0][4] == "62.5% @3"

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from transfer_gui.config import ConfigError
+from transfer_gui.engine import runs as runs_mod
 from transfer_gui.state import evaluation_view
 from transfer_gui.state.runs_view import RunsView
 from transfer_gui.ui import dialogs
@@ -287,12 +288,13 @@ class ResultsPage(QWidget):
     @staticmethod
     def _summary_text(rec) -> str:
         s = rec.summary or {}
-        accs = [h.get("val_acc") for h in rec.history if isinstance(h.get("val_acc"), (int, float))]
-        best_i = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
+        best = runs_mod.best_epoch(rec.history, rec.config.train.early_stopping_metric)  # from 1, as the table
+        at_best = rec.history[best - 1] if 0 < best <= len(rec.history) else {}
+        acc = next((h for h in rec.history if h.get("epoch") == best), at_best).get("val_acc")
         parts = [f"<b>{rec.run_dir.name}</b> — {rec.config.model.name}, {len(rec.classes)} classes, "
                  f"{len(rec.history)} epoch(s)"]
-        if best_i is not None:
-            parts.append(f"best validation accuracy <b>{_pct(accs[best_i])}</b> at epoch {best_i + 1}")
+        if isinstance(acc, (int, float)) and not math.isnan(acc):
+            parts.append(f"best validation accuracy <b>{_pct(acc)}</b> at epoch {best}")
         if isinstance(s.get("test_acc"), (int, float)):
             parts.append(f"test accuracy <b>{_pct(s['test_acc'])}</b>")
         if s.get("status"):
