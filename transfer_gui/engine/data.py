@@ -276,6 +276,44 @@ class ImageDataset(Dataset):
         return self.transform(img), s.label, i
 
 
+class Prefetched(Dataset):
+    """``ds``'s items made by a thread pool ahead of the caller, for one in-order pass.
+
+    The one-time passes (frozen features, frozen prefix) read every image once, in order, with
+    no DataLoader workers on a small CPU: without this the network waits for each decode and
+    the decoder for each batch. PIL's decoders and torch's resize release the GIL, so threads
+    decode the next ``ahead`` images while the network runs on the current batch. Use it as a
+    context manager so that the threads end with the pass."""
+
+    def __init__(self, ds: Dataset, threads: int, ahead: int):
+        self.ds, self.ahead = ds, max(1, ahead)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode")
+        self._futures: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        for j in range(i, min(i + self.ahead, len(self))):
+            if j not in self._futures:
+                self._futures[j] = self._pool.submit(self.ds.__getitem__, j)
+        for stale in [j for j in self._futures if j < i]:  # out of order: drop what was not asked for
+            self._futures.pop(stale).cancel()
+        return self._futures.pop(i).result()
+
+    def close(self) -> None:
+        for fut in self._futures.values():
+            fut.cancel()
+        self._futures.clear()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "Prefetched":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _labels(ds) -> list[int]:
     if hasattr(ds, "samples"):
         return [s.label for s in ds.samples]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,8 +33,8 @@ from transfer_gui.engine import boundary as bmod
 from transfer_gui.engine import features as feat_mod
 from transfer_gui.engine.catalog import BuiltModel
 from transfer_gui.engine.control import RunControl
-from transfer_gui.engine.data import (DecodedCache, ImageDataset, Split, auto_workers, estimate_cache_bytes,
-                                      make_loader)
+from transfer_gui.engine.data import (DecodedCache, ImageDataset, Prefetched, Split, auto_workers,
+                                      estimate_cache_bytes, make_loader)
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
 from transfer_gui.engine.imageio import ImageError, open_image
 from transfer_gui.engine.preprocess import eval_from_resized, train_from_resized
@@ -43,6 +44,7 @@ from transfer_gui.engine.scan import Skipped
 from transfer_gui.engine.surgery import LayerGroup, backbone_and_head
 
 Emit = Callable[[object], None]
+DECODE_THREADS = 2  # decoding threads beside the network in the one-time passes (bench_photos.py)
 NO_TRAINING_IMAGE = "none of the training images could be decoded; see skipped.json for the reasons"
 
 
@@ -245,9 +247,11 @@ def _sharded(s: Setup, ds, compute, workers: int):
     """Run ``compute(loader)`` on this rank's share of ``ds`` and gather every rank's rows, so a
     cache is built once across all processes and every process ends with all of it."""
     part = Subset(ds, range(s.dist.rank, len(ds), s.dist.world)) if s.dist.active else ds
-    loader = DataLoader(part, batch_size=_frozen_batch(s.batch, s.device), shuffle=False, num_workers=workers,
-                        pin_memory=s.pin)
-    fs = compute(loader)
+    batch = _frozen_batch(s.batch, s.device)
+    decodes = isinstance(ds, ImageDataset) and ds.cache is None
+    with Prefetched(part, DECODE_THREADS, 2 * batch) if decodes and workers == 0 else nullcontext(part) as part:
+        loader = DataLoader(part, batch_size=batch, shuffle=False, num_workers=workers, pin_memory=s.pin)
+        fs = compute(loader)  # with no worker processes, threads decode the next batch meanwhile
     if s.dist.active:
         fs.features = s.dist.gather_sharded(fs.features, len(ds))
         fs.labels = s.dist.gather_sharded(fs.labels, len(ds))

@@ -17,7 +17,7 @@ from transfer_gui.ui import dialogs
 from transfer_gui.ui.tasks import TaskRunner
 from transfer_gui.ui.theme import status_colors
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff);;All files (*)"
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff *.heic *.heif *.dcm);;All files (*)"
 TOP_K = 5
 SHOWN = 232  # the image's box on screen
 _PREDICTORS: dict[str, object] = {}
