@@ -80,8 +80,9 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def _input_size(path: Path, fmt: str) -> tuple[int, Predictor | None]:
+    """The side of the model's input, and the Predictor to time (None for ONNX: its own session)."""
     predictor = Predictor.load(path, fmt=fmt)
-    return predictor.preprocessing.input_size, (None if fmt == "onnx" else predictor)
+    return predictor.preprocessing.input_size, (None if fmt.startswith("onnx") else predictor)
 
 
 def latency(path: str | os.PathLike[str], threads: int | None = None, runs: int = RUNS, warmup: int = WARMUP,
@@ -94,7 +95,9 @@ def latency(path: str | os.PathLike[str], threads: int | None = None, runs: int 
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32))
     if predictor is None:
         session = onnx_session(p, threads)
-        feed = {session.get_inputs()[0].name: x.numpy()}
+        first = session.get_inputs()[0]
+        image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)  # onnx-rgb's input
+        feed = {first.name: image if first.type == "tensor(uint8)" else x.numpy()}
         ms = time_calls(lambda: session.run(None, feed), runs, warmup)
         return Latency(ms, runs, threads, "onnxruntime")
     with torch_threads(threads):

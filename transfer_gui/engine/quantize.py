@@ -149,7 +149,7 @@ def _batches(paths: Sequence[str], pre: Preprocessing) -> tuple[list[torch.Tenso
     tensors, kept = [], []
     for i, path in enumerate(paths):
         try:
-            tensors.append(tf(to_pil(path)))
+            tensors.append(tf(to_pil(path, pre.resize_size)))  # decoded as predict decodes
         except Exception:  # noqa: BLE001 - the scanner did not decode; skip what does not
             continue
         kept.append(i)

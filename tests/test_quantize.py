@@ -1,0 +1,184 @@
+"""onnx-int8 exports: calibrated on the run's training images, compared with fp32 on its validation
+set (figures recomputed here independently), metadata kept, the shape arithmetic kept float, a
+pending file kept or discarded; latency per image; the command line's lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_class_folders, tiny_config
+from transfer_gui.engine import measure, quantize
+from transfer_gui.engine.export import ExportError, export_model
+from transfer_gui.engine.formats import QUANTIZED, SUFFIXES
+from transfer_gui.engine.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    from transfer_gui.engine.loop import Trainer
+
+    root = tmp_path_factory.mktemp("int8")
+    data = make_class_folders(root / "data", per_class=12)
+    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 2, "layers.head_lr": 0.01}))
+    assert result.status == "completed", result.message
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8-out") / "m"
+    stages = []
+    report = export_model(run, "onnx-int8", out, progress=lambda stage, frac: stages.append((stage, frac)))
+    return report, stages
+
+
+def _accuracy(pred: Predictor, rows: list[dict]) -> np.ndarray:
+    return np.array([pred.classes.index(r["top"][0][0]) for r in pred.predict_paths([r["path"] for r in rows])])
+
+
+@pytest.mark.slow
+def test_int8_report_matches_figures_recomputed_from_the_files(run, exported):
+    from transfer_gui.engine import rundir
+
+    report, stages = exported
+    q = report.quantization
+    assert report.path.endswith(SUFFIXES["onnx-int8"]) and Path(report.path).stat().st_size == report.bytes
+    assert report.format == "onnx-int8" and report.parity_max_abs_diff is None
+    rows = rundir.load_run(run).predictions  # the run's validation set, as the run scored it
+    labels = np.array([r["true"] for r in rows])
+    assert q.images == len(rows) == report.parity_images
+    assert q.fp32_accuracy == pytest.approx(np.mean([r["pred"] == r["true"] for r in rows]))
+    fp32 = _accuracy(Predictor.load(run), rows)
+    int8 = _accuracy(Predictor.load(report.path), rows)
+    assert q.int8_accuracy == pytest.approx(float((int8 == labels).mean()))
+    assert q.agreement == pytest.approx(float((int8 == fp32).mean())) == report.parity_top1_agree
+    assert q.int8_bytes == report.bytes and q.int8_bytes < 0.35 * q.fp32_bytes
+    assert q.fp32_ms > 0 and q.int8_ms > 0 and q.threads >= 1
+    assert 0 < q.calibration_images <= quantize.CALIBRATION_IMAGES
+    assert q.quantized_ops.get("Conv", 0) >= 10 and q.float_ops.get("Gemm") == 1  # the head stays float
+    assert [f for _s, f in stages] == sorted(f for _s, f in stages) and stages[-1] == ("done", 1.0)
+    words = "\n".join(q.lines())
+    assert f"{q.agreement:.1%}" in words and f"int8 {q.int8_accuracy:.1%}" in words and "Conv x" in words
+
+
+@pytest.mark.slow
+def test_int8_file_keeps_the_metadata_and_says_how_it_was_quantised(run, exported):
+    import onnx
+
+    report, _ = exported
+    fp32, int8 = Predictor.load(run), Predictor.load(report.path)
+    assert (int8.classes, int8.preprocessing, int8.temperature, int8.threshold) == \
+        (fp32.classes, fp32.preprocessing, fp32.temperature, fp32.threshold)
+    props = {p.key: p.value for p in onnx.load(report.path).metadata_props}
+    how = json.loads(props["quantization"])
+    assert how["scheme"] == "static QDQ" and how["calibration_images"] == report.quantization.calibration_images
+    nodes = {n.op_type for n in onnx.load(report.path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= nodes
+
+
+def test_quantized_formats_are_not_parity_formats_and_the_cli_offers_them():
+    from transfer_gui import cli
+    from transfer_gui.engine.export import ALL_FORMATS, FORMATS
+
+    assert cli.QUANTIZED_FORMATS == QUANTIZED and not set(QUANTIZED) & set(FORMATS)
+    assert set(ALL_FORMATS) == set(FORMATS) | set(QUANTIZED)
+    from transfer_gui.engine.formats import file_stem
+
+    assert file_stem("cats.int8.onnx") == "cats" and file_stem("cats.onnx") == "cats"
+
+
+def test_a_checkpoint_without_its_data_is_refused_naming_the_folder(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    data = tmp_path / "moved"
+    import tomllib
+
+    folders = tomllib.loads((copy / "config.toml").read_text())["data"]["folders"]
+    shutil.move(folders[0], data)
+    try:
+        with pytest.raises(ExportError, match="training images") as info:
+            export_model(copy, "onnx-int8", tmp_path / "m.int8.onnx")
+        assert folders[0] in str(info.value)
+    finally:
+        shutil.move(data, folders[0])
+    assert not (tmp_path / "m.int8.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_shape_arithmetic_and_the_head_stay_float():
+    import onnx
+    from onnx import TensorProto, helper
+
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [], [v]))
+    nodes = [
+        c("two", 2), c("one", 1),
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "two"], ["h"], name="gather"),
+        helper.make_node("Cast", ["h"], ["hf"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Ceil", ["hf"], ["hc"], name="ceil"),
+        helper.make_node("Cast", ["hc"], ["hi"], to=TensorProto.INT64, name="back"),
+        helper.make_node("Sub", ["hi", "one"], ["p"], name="sub"),
+        helper.make_node("Concat", ["p", "p", "p", "p", "p", "p", "p", "p"], ["pads"], axis=0, name="concat"),
+        helper.make_node("Unsqueeze", ["pads", "zero"], ["pads8"], name="unsq"),
+        helper.make_node("Pad", ["x", "pads8"], ["xp"], name="pad"),
+        helper.make_node("Conv", ["xp", "w"], ["y"], name="conv"),
+        helper.make_node("Flatten", ["y"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "g"], ["out"], name="head"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2])],
+                              initializer=[helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], [0.1] * 12),
+                                           helper.make_tensor("g", TensorProto.FLOAT, [1, 2], [1.0, 2.0]),
+                                           helper.make_tensor("zero", TensorProto.INT64, [1], [0])])
+    kept = quantize.kept_float(onnx.helper.make_model(graph))
+    assert set(kept) == {"shape", "gather", "cast", "ceil", "back", "sub", "concat", "unsq", "head"}
+
+
+def test_a_pending_file_is_kept_or_discarded_leaving_the_target_alone(tmp_path):
+    target = tmp_path / "m.int8.onnx"
+    target.write_bytes(b"previous")
+    pending = quantize.pending_path(target)
+    assert pending.parent == target.parent and pending.name == "m.int8.onnx" + quantize.PENDING_SUFFIX
+    pending.write_bytes(b"new")
+    quantize.discard(pending)
+    assert target.read_bytes() == b"previous" and not pending.exists()
+    pending.write_bytes(b"new")
+    assert quantize.keep(pending, target) == target
+    assert target.read_bytes() == b"new" and not pending.exists()
+    with pytest.raises(quantize.QuantizeError, match=str(pending)):
+        quantize.keep(pending, target)
+
+
+def test_time_calls_is_the_median_of_the_timed_runs_after_warmup(monkeypatch):
+    durations = [0.001, 0.005, 0.003, 0.004]
+    readings = iter([t for i, d in enumerate(durations) for t in (float(i), i + d)])  # (start, end) per run
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(readings))
+    calls = []
+    ms = measure.time_calls(lambda: calls.append(1), runs=len(durations), warmup=2)
+    assert len(calls) == 2 + len(durations)
+    assert ms == pytest.approx(1000 * float(np.median(durations)))
+
+
+def test_latency_of_a_checkpoint_and_an_onnx_export(run, tmp_path):
+    onnx_file = export_model(run, "onnx", tmp_path / "m.onnx").path
+    for path, backend in ((run, "pytorch"), (onnx_file, "onnxruntime")):
+        lat = measure.latency(path, threads=1, runs=5, warmup=1)
+        assert lat.backend == backend and lat.runs == 5 and lat.threads == 1 and lat.median_ms > 0
+        assert "batch 1, median of 5" in lat.words()
+
+
+@pytest.mark.slow
+def test_cli_export_int8_prints_agreement_accuracy_size_and_latency(run, tmp_path, capsys):
+    from transfer_gui import cli
+
+    out = tmp_path / "cli.int8.onnx"
+    assert cli.main(["export", str(run), "--format", "onnx-int8", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.is_file() and str(out) in text
+    for words in ("top-1 agreement", "validation accuracy: fp32", "size: fp32", "latency per image", "int8 ops"):
+        assert words in text, text
