@@ -37,6 +37,7 @@ from transfer_gui.errors import UserError
 
 PROG = "transfer-gui"
 EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx", "onnx-rgb")  # engine.export.FORMATS (a test holds them equal)
+QUANTIZED_FORMATS = ("onnx-int8",)  # engine.formats.QUANTIZED: int8, checked against fp32 on the validation set
 _D = RunConfig()  # the defaults shown in the help
 
 
@@ -569,7 +570,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         images = [str(p) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS][:32]
     remove_stale_parts(out.parent, out.name)  # left by an export that was killed
     report = export_model(args.run_dir, args.format, args.out, parity_images=images)
-    print(report.message)
+    quantization = getattr(report, "quantization", None)  # onnx-int8: agreement, accuracies, sizes, latencies
+    print("\n".join([f"wrote {report.path}", *quantization.lines()]) if quantization else report.message)
     return 0
 
 
@@ -804,7 +806,9 @@ def _add_export(sub) -> None:
              "it reproduces the PyTorch outputs (parity check).",
              "export runs/first --format onnx --out model.onnx")
     p.add_argument("run_dir", metavar="RUN", help="a run folder (its best checkpoint is used) or a checkpoint file")
-    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the file format to write (required)")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS + QUANTIZED_FORMATS,
+                   help="the file format to write (required); onnx-int8 is calibrated on the run's training "
+                        "images and prints its agreement and accuracy against fp32 on the validation set")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the file to write (required); an existing folder gets a file named after the run, and "
                         "a name without suffix gets the format's")
