@@ -1,6 +1,12 @@
-"""Step 6, Export: write the trained model as an app checkpoint, safetensors, TorchScript or
-ONNX, each checked against PyTorch on validation images (the parity check). The engine
-writes every file atomically, so a failed export leaves nothing partial behind."""
+"""Step 6, Export: write the trained model as an app checkpoint, safetensors, TorchScript,
+ONNX or ONNX int8, each checked against PyTorch on validation images (the parity check), with
+its size and latency per image on this machine. The engine writes every file atomically, so a
+failed export leaves nothing partial behind.
+
+An int8 file is written under a pending name beside its target (``quantize.pending_path``):
+the page shows its agreement with the full-precision model and both validation accuracies, and
+moves it into place only when the user keeps it; a discarded one never touched the file it
+would have replaced."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLay
                                QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
-from transfer_gui.engine.formats import SUFFIXES, file_stem
+from transfer_gui.engine.formats import QUANTIZED, SUFFIXES, file_stem
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
@@ -27,6 +33,9 @@ FORMATS = (
      "this app's code."),
     ("onnx", "ONNX", "For ONNX Runtime, OpenCV, TensorRT, browsers and phones. Checked against PyTorch on your "
      "validation images."),
+    ("onnx-int8", "ONNX int8", "About a third of the size and faster on CPUs: calibrated on your training images, "
+     "then compared with the full-precision model on your validation images. You keep it only after seeing the "
+     "comparison."),
 )
 PARITY_IMAGES = 8
 
@@ -47,12 +56,30 @@ def export_job(task, source: str, formats: list[str], folder: str, parity: list[
             kwargs["progress"] = lambda stage, frac, i=i, fmt=fmt: task.report((i, len(formats), fmt, stage, frac))
         try:
             target = Path(folder) / f"{stem}{SUFFIXES[fmt]}" if stem else folder
-            out.append(("ok", fmt, export_model(source, fmt, target, **kwargs)))
+            out.append(("ok", fmt, _export_one(task, source, fmt, target, kwargs)))
         except ExportError as exc:
             out.append(("error", fmt, str(exc)))
         except ImportError as exc:
             out.append(("error", fmt, f"This export needs a part of the engine that is missing: {exc}"))
     return out
+
+
+def _export_one(task, source: str, fmt: str, target, kwargs: dict):
+    """One format's ExportReport, with ``latency`` (measure.Latency, None if it could not be
+    timed); an int8 file goes to its pending name until the user keeps it."""
+    from transfer_gui.engine import measure, quantize
+    from transfer_gui.engine.export import default_export_path, export_model
+
+    if fmt in QUANTIZED:
+        target = Path(target) if Path(target).suffix else default_export_path(source, fmt, target)
+        target = quantize.pending_path(target)
+    rep = export_model(source, fmt, target, **kwargs)
+    if not task.cancelled:
+        try:
+            rep.latency = measure.latency(rep.path, fmt="onnx" if fmt in QUANTIZED else None)
+        except Exception:  # noqa: BLE001 - a file that cannot be timed is still written
+            rep.latency = None
+    return rep
 
 
 def _size(n: int) -> str:
@@ -89,6 +116,7 @@ class ExportPage(QWidget):
         right = QVBoxLayout()
         right.addWidget(QLabel("<b>Exported files</b>"))
         right.addWidget(self._build_table(), 1)
+        right.addWidget(self._build_review())
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(left, 2)
@@ -160,12 +188,14 @@ class ExportPage(QWidget):
         return actions
 
     def _build_table(self) -> QTableWidget:
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Format", "File", "Size", "Parity check"])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Format", "File", "Size", "Parity check", "Latency"])
         self.table.setToolTip("What was written. The parity check runs the written file on validation images "
                               "and compares its outputs with PyTorch's.")
         self.table.horizontalHeaderItem(3).setToolTip("Largest difference of the output scores from the PyTorch "
                                                       "model, and how often the top class agrees.")
+        self.table.horizontalHeaderItem(4).setToolTip("Time to classify one image (batch 1) on this machine: the "
+                                                      "median of 50 runs, decoding not included.")
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(True)
@@ -174,6 +204,66 @@ class ExportPage(QWidget):
         hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         return self.table
+
+    def _build_review(self) -> QGroupBox:
+        """The int8 file's comparison with the full-precision model, and keep / discard."""
+        self.review = QGroupBox("ONNX int8: keep it?")
+        self.review_text = QLabel()
+        self.review_text.setWordWrap(True)
+        self.review_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.keep_btn = QPushButton("&Keep int8 file")
+        self.keep_btn.setToolTip("Move the int8 file into place beside the other exports.")
+        self.keep_btn.clicked.connect(lambda: self._decide(True))
+        self.discard_btn = QPushButton("&Discard")
+        self.discard_btn.setToolTip("Delete the int8 file; a file of that name from before is left as it was.")
+        self.discard_btn.clicked.connect(lambda: self._decide(False))
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.discard_btn)
+        buttons.addWidget(self.keep_btn)
+        lay = QVBoxLayout(self.review)
+        lay.addWidget(self.review_text)
+        lay.addLayout(buttons)
+        self.review.setVisible(False)
+        self.pending = None  # (pending path, final path) of an int8 file waiting for the user
+        return self.review
+
+    def _show_review(self, rep) -> None:
+        q = rep.quantization
+        colors = status_colors()
+        good = q.accuracy_drop <= 2.0
+        verdict = (f"<span style='color:{colors['ok' if good else 'error']}'>"
+                   + ("Accuracy within 2 points of full precision." if good else
+                      f"Accuracy {q.accuracy_drop:.1f} points below full precision: keep the fp32 ONNX file "
+                      f"unless size or speed matter more.") + "</span>")
+        self.review_text.setText("<br>".join(q.lines()[:4]) + "<br>" + verdict)
+        self.review_text.setToolTip(q.lines()[-1])
+        final = Path(rep.path[: -len(".pending")]) if rep.path.endswith(".pending") else Path(rep.path)
+        self.pending = (Path(rep.path), final)
+        self.review.setVisible(True)
+
+    def _decide(self, keep: bool) -> None:
+        from transfer_gui.engine import quantize
+
+        if self.pending is None:
+            return
+        pending, final = self.pending
+        try:
+            if keep:
+                quantize.keep(pending, final)
+            else:
+                quantize.discard(pending)
+        except quantize.QuantizeError as exc:
+            self.message.setText(f"<span style='color:{status_colors()['error']}'>{exc}</span>")
+            return
+        self.pending = None
+        self.review.setVisible(False)
+        for r in range(self.table.rowCount()):
+            item = self.table.item(r, 1)
+            if item is not None and item.toolTip() == str(pending):
+                item.setText(final.name if keep else "discarded")
+                item.setToolTip(str(final) if keep else "")
+        self.message.setText(f"Kept {final}." if keep else f"Discarded the int8 file; {final.name} was not written.")
 
     # ------------------------------------------------------------------
     def target_folder(self) -> str:
@@ -251,6 +341,8 @@ class ExportPage(QWidget):
                                                "replaced:\n" + "\n".join(str(f) for f in existing)):
             return
         parity = [p["path"] for p in rec.predictions[:PARITY_IMAGES] if Path(p.get("path", "")).is_file()]
+        if self.pending is not None:  # an undecided int8 file from before: drop it, it is about to be remade
+            self._decide(False)
         self.reports = []
         self.table.setRowCount(0)
         self.progress.setVisible(True)
@@ -280,34 +372,52 @@ class ExportPage(QWidget):
     def _done(self, reports: list[tuple]) -> None:
         self._finished()
         self.reports = reports
-        colors = status_colors()
         self.table.setRowCount(len(reports))
         failed = 0
         for r, (status, fmt, rep) in enumerate(reports):
             self.table.setItem(r, 0, QTableWidgetItem(fmt))
             if status == "ok":
-                f = QTableWidgetItem(Path(rep.path).name)
-                f.setToolTip(rep.path)
-                self.table.setItem(r, 1, f)
-                self.table.setItem(r, 2, QTableWidgetItem(_size(rep.bytes)))
-                if rep.parity_max_abs_diff is None:
-                    parity = "not checked"
-                else:
-                    parity = (f"✓ max diff {rep.parity_max_abs_diff:.1e} · top-1 agrees "
-                              f"{rep.parity_top1_agree:.0%} ({rep.parity_images} images)")
-                item = QTableWidgetItem(parity)
-                item.setToolTip(rep.message)
-                item.setForeground(QColor(colors["ok"]))
-                self.table.setItem(r, 3, item)
+                self._fill_row(r, rep)
             else:
                 failed += status == "error"
                 item = QTableWidgetItem(rep)
                 item.setToolTip(rep)
-                item.setForeground(QColor(colors["error"]))
+                item.setForeground(QColor(status_colors()["error"]))
                 self.table.setItem(r, 1, item)
-                self.table.setSpan(r, 1, 1, 3)
+                self.table.setSpan(r, 1, 1, 4)
         self.table.resizeRowsToContents()
         ok = sum(1 for s, _f, _r in reports if s == "ok")
         kind = "ok" if not failed else "error"
-        self.message.setText(f"<span style='color:{colors[kind]}'>Wrote {ok} file(s) to {self.target_folder()}"
-                             + (f"; {failed} format(s) failed (see the table)." if failed else ".") + "</span>")
+        waiting = " The int8 file waits for your decision below." if self.pending is not None else ""
+        self.message.setText(f"<span style='color:{status_colors()[kind]}'>Wrote {ok} file(s) to {self.target_folder()}"
+                             + (f"; {failed} format(s) failed (see the table)." if failed else ".") + waiting
+                             + "</span>")
+
+    def _fill_row(self, r: int, rep) -> None:
+        colors = status_colors()
+        pending = getattr(rep, "quantization", None) is not None and rep.path.endswith(".pending")
+        f = QTableWidgetItem(Path(rep.path).name.removesuffix(".pending") + (" (not kept yet)" if pending else ""))
+        f.setToolTip(rep.path)
+        self.table.setItem(r, 1, f)
+        self.table.setItem(r, 2, QTableWidgetItem(_size(rep.bytes)))
+        q = getattr(rep, "quantization", None)
+        if q is not None:
+            parity = (f"int8: top-1 agrees {q.agreement:.0%} with fp32 · accuracy {q.int8_accuracy:.1%} vs "
+                      f"{q.fp32_accuracy:.1%} ({q.images} validation images)")
+            good = q.accuracy_drop <= 2.0
+        elif rep.parity_max_abs_diff is None:
+            parity, good = "not checked", True
+        else:
+            parity = (f"✓ max diff {rep.parity_max_abs_diff:.1e} · top-1 agrees "
+                      f"{rep.parity_top1_agree:.0%} ({rep.parity_images} images)")
+            good = True
+        item = QTableWidgetItem(parity)
+        item.setToolTip(rep.message)
+        item.setForeground(QColor(colors["ok" if good else "error"]))
+        self.table.setItem(r, 3, item)
+        lat = getattr(rep, "latency", None)
+        cell = QTableWidgetItem(f"{lat.median_ms:.1f} ms" if lat is not None else "–")
+        cell.setToolTip(lat.words() if lat is not None else "could not be timed")
+        self.table.setItem(r, 4, cell)
+        if pending:
+            self._show_review(rep)

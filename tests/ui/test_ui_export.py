@@ -1,0 +1,76 @@
+"""The Export step's int8 row, size and latency columns, and keep / discard of the int8 file,
+driving the real widgets on a run made by the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.conftest import make_class_folders, tiny_config
+from transfer_gui.ui import dialogs
+
+from .helpers import wait_for
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    from transfer_gui.engine.loop import Trainer
+
+    root = tmp_path_factory.mktemp("export-ui")
+    data = make_class_folders(root / "data", per_class=10)
+    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 1, "layers.head_lr": 0.01}))
+    assert result.status == "completed", result.message
+    return root / "run"
+
+
+def _export(qtbot, w, run: Path, folder: Path, formats: list[str]):
+    w.results.open_run(str(run))
+    wait_for(qtbot, lambda: w.project.record is not None, 30)
+    page = w.export
+    page.set_formats(formats)
+    page.folder.setText(str(folder))
+    page.name.setText("tiny")
+    assert page.export_btn.isEnabled()
+    qtbot.mouseClick(page.export_btn, Qt.MouseButton.LeftButton)
+    wait_for(qtbot, lambda: bool(page.reports), 180)
+    assert all(status == "ok" for status, _f, _r in page.reports), page.reports
+    return page
+
+
+@pytest.mark.slow
+def test_int8_row_shows_the_comparison_and_is_kept_only_on_keep(qtbot, window, tiny_run, tmp_path):
+    page = _export(qtbot, window, tiny_run, tmp_path / "out", ["onnx", "onnx-int8"])
+    headers = [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
+    assert headers == ["Format", "File", "Size", "Parity check", "Latency"]
+    rows = {page.table.item(r, 0).text(): r for r in range(page.table.rowCount())}
+    reports = {fmt: rep for _s, fmt, rep in page.reports}
+    for fmt, r in rows.items():
+        assert page.table.item(r, 4).text() == f"{reports[fmt].latency.median_ms:.1f} ms"
+    q = reports["onnx-int8"].quantization
+    check = page.table.item(rows["onnx-int8"], 3).text()
+    assert f"agrees {q.agreement:.0%}" in check and f"{q.int8_accuracy:.1%} vs {q.fp32_accuracy:.1%}" in check
+    final = tmp_path / "out" / "tiny.int8.onnx"
+    pending = Path(reports["onnx-int8"].path)
+    assert pending.is_file() and not final.exists() and "not kept yet" in page.table.item(rows["onnx-int8"], 1).text()
+    assert page.review.isVisibleTo(page) and f"{q.agreement:.1%}" in page.review_text.text()
+    qtbot.mouseClick(page.keep_btn, Qt.MouseButton.LeftButton)
+    assert final.is_file() and not pending.exists() and not page.review.isVisibleTo(page)
+    assert page.table.item(rows["onnx-int8"], 1).text() == final.name and str(final) in page.message.text()
+
+
+@pytest.mark.slow
+def test_discarding_the_int8_file_leaves_the_previous_one(qtbot, window, tiny_run, tmp_path, monkeypatch):
+    final = tmp_path / "out" / "tiny.int8.onnx"
+    final.parent.mkdir()
+    final.write_bytes(b"the file from before")
+    asked = []
+    monkeypatch.setattr(dialogs, "ask_yes_no", lambda parent, title, text: asked.append(text) or True)
+    page = _export(qtbot, window, tiny_run, tmp_path / "out", ["onnx-int8"])
+    assert str(final) in asked[0]  # keeping would replace it: the user was told before the export
+    assert final.read_bytes() == b"the file from before"
+    qtbot.mouseClick(page.discard_btn, Qt.MouseButton.LeftButton)
+    assert final.read_bytes() == b"the file from before" and not page.review.isVisibleTo(page)
+    assert [p.name for p in final.parent.iterdir()] == [final.name]
+    assert page.table.item(0, 1).text() == "discarded"
