@@ -8,7 +8,7 @@ import pytest
 
 from transfer_gui import cli
 
-COMMANDS = ("gui", "train", "lr-find", "probe", "audit", "predict", "evaluate", "explain", "export", "models")
+COMMANDS = ("gui", "train", "lr-find", "probe", "audit", "predict", "evaluate", "explain", "export", "models", "runs")
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -78,6 +78,7 @@ def test_commands_and_options_keep_their_names():
         "evaluate": {"--data", "--out", "--split", "--quiet"},
         "export": {"--format", "--out", "--parity-images"},
         "models": {"--json"},
+        "runs": {"--json"},
     }
     for name, options in expected.items():
         have = {s for a in subs[name]._actions for s in a.option_strings}
