@@ -56,7 +56,7 @@ def test_best_epoch_and_patience_by_accuracy():
     call(run, "before_fit")
     assert run.state.best_score == -math.inf and run.state.patience_left == 2
     assert [_epoch(run, i, acc) for i, acc in enumerate([0.5, 0.7, 0.7])] == [True, True, False]
-    assert (run.state.best_epoch, run.state.best_val_acc, run.state.best_score, run.state.patience_left) == (1, 0.7, 0.7, 1)
+    assert (run.state.best_epoch, run.state.best_val_acc, run.state.best_score, run.state.patience_left) == (2, 0.7, 0.7, 1)
     assert run.stop is None
     assert not _epoch(run, 3, 0.6)
     assert run.stop == ("early_stopped", "Stopped early after epoch 4: val_acc did not improve for 2 epochs.")
@@ -70,16 +70,16 @@ def test_best_epoch_by_loss_and_no_stop_at_the_last_epoch():
     assert _epoch(run, 0, acc=0.1, loss=2.0) and _epoch(run, 1, acc=0.0, loss=1.5)
     assert not _epoch(run, 2, acc=0.9, loss=1.6)
     assert run.stop is None  # patience is used up, but the run has no epoch left anyway
-    assert run.state.best_epoch == 1
+    assert run.state.best_epoch == 2  # 1-based: the second epoch
 
 
 def test_without_validation_every_epoch_is_the_best():
     run = _run([BestEpoch(TrainConfig(epochs=4, early_stopping=1))])
     call(run, "before_fit")
     assert all(_epoch(run, i, math.nan, math.nan, n=0) for i in range(3))
-    assert run.state.best_score == -math.inf and run.state.best_epoch == 2 and run.stop is None
+    assert run.state.best_score == -math.inf and run.state.best_epoch == 3 and run.stop is None
     assert finished_message(4, run.state) == "Finished 4 epochs (no validation images, so no accuracy was measured)."
-    run.state.best_val_acc, run.state.best_epoch = 0.875, 1
+    run.state.best_val_acc, run.state.best_epoch = 0.875, 2
     assert finished_message(4, run.state) == "Finished 4 epochs; best validation accuracy 87.5% at epoch 2."
 
 
@@ -105,7 +105,7 @@ def test_checkpoint_writer_alone(tmp_path):
     assert best["metrics"]["epoch"] == 1 and "optimizer" not in best
     assert {"optimizer", "epoch", "step", "best_score", "best_epoch", "best_val_acc", "history",
             "patience_left"} <= set(last)
-    assert (last["epoch"], last["step"], last["best_epoch"], last["best_val_acc"]) == (2, 3, 0, 0.5)
+    assert (last["epoch"], last["step"], last["best_epoch"], last["best_val_acc"]) == (2, 3, 1, 0.5)
     assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     preds = json.loads((tmp_path / "val_predictions.json").read_text())
     assert preds["classes"] == ["a", "b", "c"] and preds["items"][0]["path"] == "/v/0.png"  # the best epoch's
@@ -133,10 +133,15 @@ def test_resume_alone(tmp_path):
                   model=model, opt=opt, run_dir=tmp_path)
     call(second, "before_fit")
     st = second.state
-    assert (st.epoch, st.step, st.best_epoch, st.best_val_acc, st.best_score, st.patience_left) == (2, 7, 0, 0.5, 0.5, 2)
+    assert (st.epoch, st.step, st.best_epoch, st.best_val_acc, st.best_score, st.patience_left) == (2, 7, 1, 0.5, 0.5, 2)
     assert [h["epoch"] for h in st.history] == [1, 2]
     assert torch.equal(model.weight, first.prepared.model.weight)
     assert opt.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
+    old_style = {k: v for k, v in read_resume(tmp_path).items() if k != "epoch_base"}
+    old_style["best_epoch"] = 0  # a last.pt written before epochs were counted from 1
+    third = _run([BestEpoch(TrainConfig(epochs=5)), Resume(old_style, tmp_path)], model=model, opt=opt, run_dir=tmp_path)
+    call(third, "before_fit")
+    assert third.state.best_epoch == 1
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path):

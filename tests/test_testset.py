@@ -167,7 +167,7 @@ def test_test_set_evaluated_once_with_the_best_checkpoint(tmp_path, changes):
                                     "train.epochs": 3, "layers.head_lr": 0.05, **changes})
     result, events = _fit(cfg)
     assert result.status == "completed", result.message
-    assert result.best_epoch < len(result.history) - 1  # best.pt is not the last epoch's weights
+    assert result.best_epoch < len(result.history)  # 1-based: best.pt is not the last epoch's weights
     rec = load_run(out)
     assert rec.summary["test_n"] == 12 and rec.summary["test_epoch"] == result.best_epoch == rec.summary["best_epoch"]
     assert rec.summary["test_checkpoint"] == "checkpoints/best.pt"

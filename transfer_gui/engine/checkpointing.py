@@ -31,7 +31,7 @@ def training_state(run: Run) -> dict:
     """What ``last.pt`` adds to a checkpoint so that a resume continues where the run was."""
     st = run.state
     return {"optimizer": run.optimizer.state_dict(), "epoch": st.epoch, "step": st.step,
-            "best_score": st.best_score, "best_epoch": st.best_epoch, "best_val_acc": st.best_val_acc,
+            "best_score": st.best_score, "best_epoch": st.best_epoch, "epoch_base": 1, "best_val_acc": st.best_val_acc,
             "history": st.history, "patience_left": st.patience_left,
             "test_paths": sorted(x.path for x in getattr(run.prepared.split, "test", ()))}
 
@@ -82,7 +82,8 @@ class Resume(Part):
         st.history = list(blob.get("history") or rundir.read_metrics(self.run_dir / "metrics.jsonl"))[:st.epoch]
         st.best_score = float(blob.get("best_score", st.best_score))
         st.patience_left = int(blob.get("patience_left", st.patience_left))
-        st.best_epoch = int(blob.get("best_epoch", -1))
+        # best_epoch is 1-based; a last.pt without "epoch_base" counted from 0
+        st.best_epoch = int(blob.get("best_epoch", -1)) + (0 if blob.get("epoch_base") == 1 else 1)
         st.best_val_acc = float(blob.get("best_val_acc", math.nan))
 
     def _check_test_set(self, run: Run) -> None:

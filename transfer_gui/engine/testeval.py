@@ -8,7 +8,7 @@ finished epoch, with a note), it loads ``checkpoints/best.pt`` (``last.pt`` when
 into the model and evaluates the test loader exactly as validation is evaluated (the loop's
 ``_validate``, handed in: the same module, features or activations, gathered across ranks). Rank 0
 writes ``test_predictions.json`` and ``test_logits.npy``; :attr:`TestEvaluation.figures` holds
-``test_acc``, ``test_loss``, ``test_n``, ``test_epoch`` (0-based like ``best_epoch``) and
+``test_acc``, ``test_loss``, ``test_n``, ``test_epoch`` (1-based like ``best_epoch``) and
 ``test_checkpoint`` for summary.json; and
 a ``PhaseChanged("test", ...)`` event says the result in words (engine/wording.py).
 """
@@ -71,7 +71,7 @@ class TestEvaluation(Part):
             rundir.write_predictions(run.run_dir, "test", p.split.classes, res["preds"], res["logits"])
         epoch = int((blob.get("metrics") or {}).get("epoch", 0))
         self.figures = {"test_acc": res["acc"], "test_loss": res["loss"], "test_n": res["n"],
-                        "test_epoch": epoch - 1, "test_checkpoint": f"checkpoints/{path.name}"}  # 0-based, as best_epoch
+                        "test_epoch": epoch, "test_checkpoint": f"checkpoints/{path.name}"}  # 1-based, as best_epoch
         run.emit(PhaseChanged("test", wording.testset_result(res["acc"], res["n"], epoch, path.name,
                                                           undecoded=len(p.split.test) - res["n"], stopped=stopped)))
 

@@ -31,7 +31,7 @@ class BestEpoch(Part):
         ep.is_best = (not has_val) or (score > st.best_score if self.higher else score < st.best_score)
         if ep.is_best:
             st.best_score = score if has_val else st.best_score
-            st.best_epoch, st.best_val_acc, st.best_predictions = ep.index, val["acc"], val["preds"]
+            st.best_epoch, st.best_val_acc, st.best_predictions = ep.index + 1, val["acc"], val["preds"]  # 1-based
             st.patience_left = self.patience
         else:
             st.patience_left -= 1
@@ -45,4 +45,4 @@ def finished_message(epochs: int, state: RunState) -> str:
     if math.isnan(state.best_val_acc):
         return f"Finished {epochs} epochs (no validation images, so no accuracy was measured)."
     return (f"Finished {epochs} epochs; best validation accuracy {state.best_val_acc:.1%} "
-            f"at epoch {state.best_epoch + 1}.")
+            f"at epoch {state.best_epoch}.")
