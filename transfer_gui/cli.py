@@ -39,6 +39,7 @@ PROG = "transfer-gui"
 EXPORT_FORMATS = ("checkpoint", "safetensors", "torchscript", "onnx", "onnx-rgb")  # engine.export.FORMATS (a test holds them equal)
 QUANTIZED_FORMATS = ("onnx-int8",)  # engine.formats.QUANTIZED: int8, checked against fp32 on the validation set
 _D = RunConfig()  # the defaults shown in the help
+PREDICT_ALL_FAILED, PREDICT_SOME_FAILED = 3, 4  # predict's exit codes beside 0 (all predicted) and 2 (refused)
 
 
 class CliError(UserError):
@@ -428,9 +429,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CliError(f"--top-k must be >= 1, got {args.top_k}")
     _check_checkpoint_source(args.model, "model file not found")
-    for item in args.images:
-        if not Path(item).exists():
-            raise CliError(f"image file or folder not found: {item}")
+    missing = [item for item in args.images if not Path(item).exists()]
+    if len(missing) == len(args.images):  # nothing to do: refuse before torch loads
+        raise CliError(f"image file or folder not found: {', '.join(missing)}")
     if args.csv:
         _check_out_file(args.csv, "--csv")
 
@@ -452,7 +453,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(_predict_line(row))
     if args.csv:
         print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
-    return 0
+    return _predict_exit(rows)
+
+
+def _predict_exit(rows: list[dict]) -> int:
+    """PREDICT_ALL_FAILED when no input was predicted, PREDICT_SOME_FAILED when some were not (both name them)."""
+    bad = [row for row in rows if row.get("error")]
+    if not bad:
+        return 0
+    names = "; ".join(f"{row['path']} ({row['error']})" for row in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    if len(bad) == len(rows):
+        print(f"{PROG}: error: no image could be predicted: {names}", file=sys.stderr)
+        return PREDICT_ALL_FAILED
+    print(f"{PROG}: {len(bad)} of {len(rows)} inputs could not be predicted: {names}", file=sys.stderr)
+    return PREDICT_SOME_FAILED
 
 
 def _predict_line(row: dict) -> str:
@@ -553,6 +567,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     _check_checkpoint_source(args.run_dir, "run folder or checkpoint not found")
+    if args.kit and args.format not in ("onnx", "onnx-rgb"):
+        raise CliError(f"--kit needs --format onnx or onnx-rgb (its predict.py runs on onnxruntime), not {args.format}")
     if args.parity_images and not Path(args.parity_images).is_dir():
         raise CliError(f"--parity-images: folder does not exist: {args.parity_images}")
     out = Path(args.out)
@@ -572,6 +588,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = export_model(args.run_dir, args.format, args.out, parity_images=images)
     quantization = getattr(report, "quantization", None)  # onnx-int8: agreement, accuracies, sizes, latencies
     print("\n".join([f"wrote {report.path}", *quantization.lines()]) if quantization else report.message)
+    if args.kit:
+        from transfer_gui.engine.deploykit import write_kit
+
+        print(f"wrote the deploy kit {write_kit(report.path)}")
     return 0
 
 
@@ -749,7 +769,9 @@ def _add_audit(sub) -> None:
 def _add_predict(sub) -> None:
     p = _sub(sub, "predict", "classify images with an exported model or a run folder",
              "Print the most likely classes of each image. Folders are searched recursively; files that "
-             "cannot be decoded are reported and skipped.",
+             "cannot be decoded (or are missing) are listed on stderr and skipped. Exit codes: 0 every input "
+             f"predicted; {PREDICT_SOME_FAILED} some predicted, some not; {PREDICT_ALL_FAILED} none could be "
+             "predicted; 2 refused (bad option, model or no input found).",
              "predict model.onnx photos/ --top-k 2 --json")
     p.add_argument("model", metavar="MODEL",
                    help="a run folder, checkpoint (.pt), .safetensors, TorchScript or .onnx file")
@@ -814,6 +836,9 @@ def _add_export(sub) -> None:
                         "a name without suffix gets the format's")
     p.add_argument("--parity-images", metavar="DIR",
                    help="up to 32 images from DIR for the parity check (default: synthetic images)")
+    p.add_argument("--kit", action="store_true",
+                   help="also write a deploy kit beside the file (FILE-kit/: the model, labels.txt, a README and a "
+                        "predict.py needing only onnxruntime, numpy and Pillow); onnx and onnx-rgb only")
     p.set_defaults(func=cmd_export)
 
 
