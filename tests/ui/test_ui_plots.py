@@ -166,3 +166,19 @@ def test_progress_during_preparation_is_never_a_busy_bar(qtbot):
     m2.ingest(ev.Finished("failed", "bad weights", "r"))
     rp.show_state(m2, running=False, paused=False, kind="train")
     assert rp.run_bar.format() == "Failed" and rp.epoch_bar.format() == "Epoch –"
+
+
+def test_small_values_keep_their_scale_on_the_axis(qtbot):
+    """pyqtgraph's automatic SI prefix would draw a loss of 0.25 as 250 under "loss (x0.001)"."""
+    from transfer_gui.ui.widgets.plotting import add_curve, make_plot
+
+    w = make_plot("Validation loss", "loss", "epoch")
+    qtbot.addWidget(w)
+    add_curve(w, "#1f77b4", "run").setData([1.0, 2.0, 3.0], [0.75, 0.25, 0.19])
+    w.resize(300, 200)
+    w.show()
+    qtbot.waitExposed(w)
+    axis = w.getPlotItem().getAxis("left")
+    assert axis.scale == 1.0
+    assert "x0.001" not in axis.labelString() and axis.labelString().startswith("<span")
+    assert "loss" in axis.labelString()

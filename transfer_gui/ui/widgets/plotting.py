@@ -57,6 +57,8 @@ def make_plot(title: str, left: str = "", bottom: str = "", legend: bool = False
     # is drawn again only when its range, size or style changes.
     for name in ("left", "bottom", "right", "top"):
         item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # a loss of 0.25 is shown as 0.25, not as 250 on an axis labelled "(x0.001)"
+        item.getAxis(name).enableAutoSIPrefix(False)
     w.setMinimumHeight(150)
     style_plot(w)
     return w
