@@ -169,16 +169,17 @@ def test_progress_during_preparation_is_never_a_busy_bar(qtbot):
 
 
 def test_small_values_keep_their_scale_on_the_axis(qtbot):
-    """pyqtgraph's automatic SI prefix would draw a loss of 0.25 as 250 under "loss (x0.001)"."""
+    """pyqtgraph's automatic SI prefix would draw a learning rate of 2e-4 as 200 under "lr (x1e-06)"."""
     from transfer_gui.ui.widgets.plotting import add_curve, make_plot
 
-    w = make_plot("Validation loss", "loss", "epoch")
+    w = make_plot("Learning rate", "lr", "step")
     qtbot.addWidget(w)
-    add_curve(w, "#1f77b4", "run").setData([1.0, 2.0, 3.0], [0.75, 0.25, 0.19])
+    add_curve(w, "#1f77b4", "run").setData([1.0, 2.0, 3.0], [7.5e-4, 2.5e-4, 1.9e-4])
     w.resize(300, 200)
     w.show()
     qtbot.waitExposed(w)
     axis = w.getPlotItem().getAxis("left")
     assert axis.scale == 1.0
-    assert "x0.001" not in axis.labelString() and axis.labelString().startswith("<span")
-    assert "loss" in axis.labelString()
+    qtbot.waitUntil(lambda: axis.range[1] < 1e-3)
+    assert axis.scale == 1.0
+    assert "(x" not in axis.labelString() and "lr" in axis.labelString()
