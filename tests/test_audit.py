@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from transfer_gui.engine import audit as audit_mod
 from transfer_gui.engine import confident
 from transfer_gui.engine import duplicates as dup
+from transfer_gui.engine.linear import fit_adamw, fit_logistic
 from transfer_gui.errors import Cancelled
 
 # ----------------------------------------------------------------------------- confident learning by hand
@@ -35,21 +36,40 @@ def test_confident_learning_by_hand():
     # row 2 -> class 1 (0.85 >= t_1); rows 5 and 8 reach no threshold
     expected = np.array([[2, 1, 0], [0, 2, 0], [0, 0, 2]])
     assert (joint == expected).all()
+    # class 0's row calibrated to its 3 images: [2, 1, 0] -> 1 issue; classes 1 and 2: none
+    assert confident.issue_counts(joint, np.bincount(labels)).tolist() == [1, 0, 0]
     issues, _ = confident.find_issues(probs, labels)
-    assert [(i.index, i.given, i.suggested) for i in issues] == [(2, 0, 1)]
-    assert issues[0].score == pytest.approx(0.85 - 0.1)  # max other - p_given
+    assert [(i.index, i.given, i.suggested) for i in issues] == [(2, 0, 1)]  # class 0's lowest p_0
+    assert issues[0].score == pytest.approx(1 - 0.1)  # 1 - self-confidence
 
 
-def test_ranked_by_margin_and_scores_in_unit_interval():
+def test_ranked_by_self_confidence_and_scores_in_unit_interval():
     probs = np.array([[0.1, 0.9], [0.4, 0.6], [0.95, 0.05], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.1, 0.9]])
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
     issues, t = confident.find_issues(probs, labels)
-    # t_1 = 0.8: rows 0 (0.9) flagged; row 1 (0.6) is below t_1
+    # t_1 = 0.8: only row 0 (0.9) of class 0 is confidently class 1; calibrated to class 0's 4 images,
+    # [2, 1] -> [2.67, 1.33]: one issue, the lowest p_0 (row 0); row 1 (0.6 < t_1) is not counted
     assert [i.index for i in issues] == [0]
     probs[1] = [0.15, 0.85]
     issues, _ = confident.find_issues(probs, labels)
-    assert [i.index for i in issues] == [0, 1]  # margin 0.8 before 0.7
+    assert [i.index for i in issues] == [0, 1]  # self-confidence 0.1 before 0.15
     assert all(0 < i.score <= 1 for i in issues)
+
+
+def test_the_count_comes_from_the_joint_and_only_beaten_labels_are_suggested():
+    # class 0: six images, t_0 = 3.79 / 6 = 0.632. Row 0 is confidently class 1, rows 4 and 5 class 0,
+    # rows 1-3 (0.6) reach no threshold: the joint's row [2, 1] calibrated to 6 images is [4, 2], so two
+    # issues are counted. The two lowest p_0 are row 0 and row 1 (first of the tie), but no other class
+    # beats row 1's given label: it is not suggested as moved.
+    probs = np.array([[0.05, 0.95], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.95, 0.05], [0.99, 0.01],
+                      [0.2, 0.8], [0.1, 0.9], [0.15, 0.85]])
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1])
+    joint = confident.confident_joint(probs, labels)
+    assert joint.tolist() == [[2, 1], [0, 2]]
+    assert confident.issue_counts(joint, np.bincount(labels)).tolist() == [2, 0]
+    assert [(i.index, i.suggested) for i in confident.find_issues(probs, labels)[0]] == [(0, 1)]
+    probs[1] = [0.45, 0.55]  # now class 1 beats it (though not confidently; t_0 = 0.607): the second issue
+    assert [i.index for i in confident.find_issues(probs, labels)[0]] == [0, 1]
 
 
 def test_folds_are_stratified_and_seeded():
@@ -75,14 +95,13 @@ def _clusters(n_per: int, k: int, d: int, seed: int, spread: float = 1.0):
 def test_no_row_is_predicted_by_a_head_that_saw_it(monkeypatch):
     x, y = _clusters(12, 3, 8, 0)
     seen = []
-    real = confident.fit_logistic
+    real = confident.fit_head
 
     def spy(xt, yt, k, **kw):
         seen.append({tuple(np.round(r, 5)) for r in xt.numpy()})
         return real(xt, yt, k, **kw)
 
-    monkeypatch.setattr(confident, "fit_logistic", spy)
-    monkeypatch.setattr(confident, "PCA_DIMS", 1000)  # rows as given, to recognise them
+    monkeypatch.setattr(confident, "fit_head", spy)
     folds = confident.stratified_folds(y, 4, 3)
     confident.out_of_fold(torch.from_numpy(x), y, 3, folds=4, seed=3)
     assert len(seen) == 4
@@ -91,12 +110,24 @@ def test_no_row_is_predicted_by_a_head_that_saw_it(monkeypatch):
         assert not (held & seen[f]) and len(seen[f]) == int((folds != f).sum())
 
 
+def test_adamw_head_is_seeded_and_learns():
+    x, y = _clusters(15, 3, 8, 4)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    a, b = fit_adamw(xt, yt, 3, seed=1), fit_adamw(xt, yt, 3, seed=1)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert not torch.equal(a.weight, fit_adamw(xt, yt, 3, seed=2).weight)
+    assert a.accuracy(xt, yt) == 1.0
+    # 45 rows are 2 batches an epoch: 10 epochs alone are 20 small steps; min_steps makes it 1,000
+    short = fit_adamw(xt, yt, 3, seed=1, min_steps=0).probs(xt)[torch.arange(45), yt].mean()
+    assert float(a.probs(xt)[torch.arange(45), yt].mean()) > float(short) + 0.1
+
+
 def test_a_memorised_wrong_label_is_found_only_out_of_fold():
     # 60 points in 200 dimensions: a linear head can fit every label, the wrong one too.
     x, y = _clusters(20, 3, 200, 1, spread=2.0)
     given = y.copy()
     given[[5, 30]] = [1, 2]
-    head = confident.fit_logistic(torch.from_numpy(x), torch.from_numpy(given), 3)
+    head = fit_logistic(torch.from_numpy(x), torch.from_numpy(given), 3)  # fitted to convergence: memorises
     in_sample = head.probs(torch.from_numpy(x)).numpy()
     assert not {5, 30} & {i.index for i in confident.find_issues(in_sample, given)[0]}  # memorised: vouched for
     oof = confident.out_of_fold(torch.from_numpy(x), given, 3, folds=5, seed=0)

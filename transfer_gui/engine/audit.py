@@ -5,8 +5,9 @@ from the configured model's frozen backbone features.
 through the engine's own feature cache and hands them to :func:`audit_features`, the pure
 function on arrays that does the work (and that tests and the benchmark time):
 
-* **Label issues** (engine/confident.py): out-of-fold probabilities of a linear head from
-  k stratified, seeded folds of the training and validation images, then confident learning.
+* **Label issues** (engine/confident.py): out-of-fold probabilities of the app's own linear
+  head (AdamW, its default recipe) from k stratified, seeded folds of the training and
+  validation images, then confident learning; ranked by self-confidence.
 * **Duplicates and leaks** (engine/duplicates.py): the same bytes, or near duplicates by the
   features' cosine similarity and a perceptual hash. A pair in two different sets among
   training / validation / test is a ``leak``; inside one set it is a ``duplicate`` (the same
@@ -162,7 +163,7 @@ def _label_issues(feats: np.ndarray, labels: np.ndarray, sets: np.ndarray, paths
                                   lambda d, t: emit(Progress("audit_folds", d, t, f"Fold {d} of {t}")))
     found, t = confident.find_issues(probs, labels[rows])
     notes.append(f"label issues: out-of-fold probabilities from {min(folds, len(rows))} stratified folds, "
-                 f"confident learning, ranked by normalised margin")
+                 f"of the app's own head, confident learning, ranked by self-confidence")
     out = []
     for s in found:
         given, sug = classes[s.given], classes[s.suggested]
