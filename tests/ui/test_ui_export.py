@@ -74,3 +74,42 @@ def test_discarding_the_int8_file_leaves_the_previous_one(qtbot, window, tiny_ru
     assert final.read_bytes() == b"the file from before" and not page.review.isVisibleTo(page)
     assert [p.name for p in final.parent.iterdir()] == [final.name]
     assert page.table.item(0, 1).text() == "discarded"
+
+
+def test_deploy_kit_box_follows_the_onnx_formats(window):
+    page = window.export
+    page.set_formats(["safetensors"])
+    assert not page.kit_check.isEnabled()
+    page.kit_check.setChecked(True)
+    assert not page.kit_wanted()  # a ticked box under no ONNX format writes nothing
+    for fmt in ("onnx", "onnx-rgb"):
+        page.set_formats(["safetensors", fmt])
+        assert page.kit_check.isEnabled() and page.kit_wanted()
+    assert "predict.py" in page.kit_check.toolTip() and "onnxruntime" in page.kit_check.toolTip()
+
+
+def onnx_classes(path: Path) -> str:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}["classes"]
+
+
+@pytest.mark.slow
+def test_export_with_the_box_ticked_writes_a_deploy_kit(qtbot, window, tiny_run, tmp_path):
+    import json
+
+    window.export.kit_check.setChecked(True)
+    page = _export(qtbot, window, tiny_run, tmp_path / "out", ["safetensors", "onnx-rgb"])
+    kit = tmp_path / "out" / "tiny.rgb-kit"
+    classes = list(window.project.record.classes)
+    assert sorted(classes) == ["blue", "green", "red"]  # the run's class folders
+    assert (kit / "labels.txt").read_text().splitlines() == classes
+    assert classes == json.loads(onnx_classes(kit / "model.onnx"))
+    assert (kit / "predict.py").is_file() and (kit / "model.onnx").is_file()
+    assert not (tmp_path / "out" / "tiny-kit").exists()  # safetensors gets no kit
+    reports = {fmt: rep for _s, fmt, rep in page.reports}
+    assert reports["onnx-rgb"].kit == str(kit) and not hasattr(reports["safetensors"], "kit")
+    rows = [page.table.item(r, 0).text() for r in range(page.table.rowCount())]
+    assert rows == ["safetensors", "onnx-rgb", "onnx-rgb deploy kit"]
+    assert page.table.item(2, 1).data(Qt.ItemDataRole.UserRole) == str(kit)
+    assert f"Deploy kit: {kit}" in page.message.text()

@@ -33,14 +33,23 @@ FORMATS = (
      "this app's code."),
     ("onnx", "ONNX", "For ONNX Runtime, OpenCV, TensorRT, browsers and phones. Checked against PyTorch on your "
      "validation images."),
+    ("onnx-rgb", "ONNX, images in", "ONNX with the preprocessing inside the graph: it takes uint8 RGB pixels of "
+     "any size, so the receiver only decodes the image. Checked against PyTorch on your validation images."),
     ("onnx-int8", "ONNX int8", "About a third of the size and faster on CPUs: calibrated on your training images, "
      "then compared with the full-precision model on your validation images. You keep it only after seeing the "
      "comparison."),
 )
 PARITY_IMAGES = 8
+KIT_FORMATS = ("onnx", "onnx-rgb")  # the formats engine.deploykit.write_kit takes
+KIT_TIP = ("Also write <name>-kit/ beside each ONNX file: the model, labels.txt, a README and a short predict.py "
+           "that needs only onnxruntime, numpy and Pillow. For whoever runs the model without this app, e.g. "
+           "on a server or another computer.")
 
 
-def export_job(task, source: str, formats: list[str], folder: str, parity: list[str], stem: str = "") -> list[tuple]:
+def export_job(task, source: str, formats: list[str], folder: str, parity: list[str], stem: str = "",
+               kit: bool = False) -> list[tuple]:
+    """Export each format; with ``kit``, write the deploy kit beside each ONNX file that was
+    written (``rep.kit``: its folder, or ``rep.kit_error``: why not)."""
     from transfer_gui.engine.export import ExportError, export_model
 
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -56,7 +65,10 @@ def export_job(task, source: str, formats: list[str], folder: str, parity: list[
             kwargs["progress"] = lambda stage, frac, i=i, fmt=fmt: task.report((i, len(formats), fmt, stage, frac))
         try:
             target = Path(folder) / f"{stem}{SUFFIXES[fmt]}" if stem else folder
-            out.append(("ok", fmt, _export_one(task, source, fmt, target, kwargs)))
+            rep = _export_one(task, source, fmt, target, kwargs)
+            if kit and fmt in KIT_FORMATS and not task.cancelled:
+                _write_kit(task, rep, i, len(formats))
+            out.append(("ok", fmt, rep))
         except ExportError as exc:
             out.append(("error", fmt, str(exc)))
         except ImportError as exc:
@@ -80,6 +92,18 @@ def _export_one(task, source: str, fmt: str, target, kwargs: dict):
         except Exception:  # noqa: BLE001 - a file that cannot be timed is still written
             rep.latency = None
     return rep
+
+
+def _write_kit(task, rep, i: int, n: int) -> None:
+    from transfer_gui.engine.deploykit import write_kit
+    from transfer_gui.errors import UserError
+
+    task.report((i, n, rep.format, "deploy kit", 1.0), force=True)
+    rep.kit, rep.kit_error = None, ""
+    try:
+        rep.kit = str(write_kit(rep.path))
+    except (UserError, OSError) as exc:
+        rep.kit_error = str(exc)
 
 
 def _size(n: int) -> str:
@@ -108,6 +132,9 @@ class ExportPage(QWidget):
         left = QVBoxLayout()
         left.addWidget(self.source)
         left.addWidget(self._build_formats())
+        self.kit_check = QCheckBox("Write a de&ploy kit beside the ONNX file(s)")
+        self.kit_check.setToolTip(KIT_TIP)
+        left.addWidget(self.kit_check)
         left.addLayout(self._build_target())
         left.addWidget(self.targets)
         left.addLayout(self._build_actions())
@@ -199,6 +226,7 @@ class ExportPage(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(True)
+        self.table.cellDoubleClicked.connect(self._open_kit)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -329,6 +357,7 @@ class ExportPage(QWidget):
         ok = (rec is not None and rec.best_checkpoint is not None and not self.project.training
               and bool(self.selected_formats()) and not self.ctx.tasks.running("export"))
         self.export_btn.setEnabled(ok)
+        self.kit_check.setEnabled(any(f in KIT_FORMATS for f in self.selected_formats()))
         self.open_btn.setEnabled(bool(self.target_folder()) and Path(self.target_folder()).is_dir())
 
     def export(self) -> None:
@@ -351,9 +380,12 @@ class ExportPage(QWidget):
         self.cancel_btn.setVisible(True)
         self.message.setText("")
         self.ctx.tasks.start("export", export_job, str(rec.run_dir), formats, self.target_folder(), parity,
-                             self.target_stem(), heavy=True,
+                             self.target_stem(), self.kit_wanted(), heavy=True,
                              on_progress=self._progress, on_done=self._done, on_error=self._error)
         self._update_enabled()
+
+    def kit_wanted(self) -> bool:
+        return self.kit_check.isEnabled() and self.kit_check.isChecked()
 
     def _progress(self, value: tuple) -> None:
         i, n, fmt, stage, frac = value
@@ -385,13 +417,42 @@ class ExportPage(QWidget):
                 item.setForeground(QColor(status_colors()["error"]))
                 self.table.setItem(r, 1, item)
                 self.table.setSpan(r, 1, 1, 4)
+        kits = self._add_kit_rows(reports)
         self.table.resizeRowsToContents()
         ok = sum(1 for s, _f, _r in reports if s == "ok")
         kind = "ok" if not failed else "error"
         waiting = " The int8 file waits for your decision below." if self.pending is not None else ""
         self.message.setText(f"<span style='color:{status_colors()[kind]}'>Wrote {ok} file(s) to {self.target_folder()}"
                              + (f"; {failed} format(s) failed (see the table)." if failed else ".") + waiting
-                             + "</span>")
+                             + "</span>" + "".join(f"<br>Deploy kit: {k}" for k in kits))
+
+    def _open_kit(self, row: int, _column: int) -> None:
+        item = self.table.item(row, 1)
+        folder = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        if folder and Path(folder).is_dir():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+
+    def _add_kit_rows(self, reports: list[tuple]) -> list[str]:
+        """A "deploy kit" row under each ONNX file that got one (or why it did not); the kit folders."""
+        kits = []
+        for _status, fmt, rep in reports:
+            if not hasattr(rep, "kit"):
+                continue
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            self.table.setItem(r, 0, QTableWidgetItem(f"{fmt} deploy kit"))
+            if rep.kit:
+                kits.append(rep.kit)
+                item = QTableWidgetItem(f"{Path(rep.kit).name}/: model.onnx, labels.txt, predict.py, README.md")
+                item.setToolTip(f"{rep.kit}\nDouble-click to open the folder.")
+                item.setData(Qt.ItemDataRole.UserRole, rep.kit)
+            else:
+                item = QTableWidgetItem(f"not written: {rep.kit_error}")
+                item.setToolTip(rep.kit_error)
+                item.setForeground(QColor(status_colors()["error"]))
+            self.table.setItem(r, 1, item)
+            self.table.setSpan(r, 1, 1, 4)
+        return kits
 
     def _fill_row(self, r: int, rep) -> None:
         colors = status_colors()
