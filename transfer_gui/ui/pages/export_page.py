@@ -6,7 +6,11 @@ failed export leaves nothing partial behind.
 An int8 file is written under a pending name beside its target (``quantize.pending_path``):
 the page shows its agreement with the full-precision model and both validation accuracies, and
 moves it into place only when the user keeps it; a discarded one never touched the file it
-would have replaced."""
+would have replaced.
+
+With "Write a deploy kit" ticked (onnx and onnx-rgb only), the job also writes
+``engine.deploykit.write_kit``'s ``<stem>-kit/`` beside each ONNX file, on the worker; the
+table gets a row for it (double-click opens the folder)."""
 
 from __future__ import annotations
 
