@@ -50,6 +50,21 @@ def test_flip_labels_is_seeded(tmp_path):
     assert sorted((Path(p).name, v) for p, v in a.items()) == sorted((Path(p).name, v) for p, v in b.items())
 
 
+def test_flip_between_moves_only_the_mapped_classes_to_their_partner(tmp_path):
+    src = make_class_folders(tmp_path / "src", per_class=10, size=8, classes=CLASSES)
+    bench._move_renamed(src, tmp_path / "clean", "t")
+    before = _classes_of(tmp_path / "clean")
+    mapping = {"red": "green", "green": "red"}  # both ways: a file moved into green is not chosen again
+    flipped = bench.flip_between(tmp_path / "clean", tmp_path / "noisy", 0.3, mapping, seed=4)
+    after = _classes_of(tmp_path / "noisy")
+    moved = {name: (before[name], after[name]) for name in after if after[name] != before[name]}
+    assert sorted(moved.values()) == [("green", "red")] * 3 + [("red", "green")] * 3
+    assert {Path(p).name: v for p, v in flipped.items()} == moved
+    assert all(after[n] == "blue" for n in before if before[n] == "blue")
+    again = bench.flip_between(tmp_path / "clean", tmp_path / "again", 0.3, mapping, seed=4)
+    assert sorted(Path(p).name for p in again) == sorted(moved)
+
+
 def test_near_copy_is_a_shifted_smaller_jpeg_of_the_same_picture(tmp_path):
     rng = np.random.default_rng(0)
     img = np.zeros((28, 28), np.uint8)
