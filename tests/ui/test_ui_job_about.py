@@ -41,3 +41,14 @@ def test_about_names_versions_and_device():
     text = about_text()
     assert f"torch {torch.__version__}" in text and f"timm {timm.__version__}" in text
     assert "torchvision" in text and "Qt 6." in text and "Device: CPU" in text
+
+
+def test_file_export_model_goes_to_the_export_step(qtbot, window):
+    w = window
+    assert w.current_step() != "Export"
+    file_menu = w.menuBar().actions()[0].menu()
+    assert w.act_export in file_menu.actions()
+    assert w.act_export.shortcut().toString() == "Ctrl+E"
+    w.act_export.trigger()
+    wait_for(qtbot, lambda: w.current_step() == "Export")
+    assert w.stack.currentWidget() is w.scrollers["Export"]

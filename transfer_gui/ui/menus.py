@@ -32,6 +32,9 @@ def build_actions(w) -> None:
     w.act_save_as = _action(w, "Save &As…", w.save_project_as, K.SaveAs, "Save the project to a new file.")
     w.act_open_run = _action(w, "Open &Run Folder…", w.results.open_run_dialog, "Ctrl+R",
                              "Inspect a finished run, e.g. one trained on a cluster.")
+    w.act_export = _action(w, "&Export Model…", lambda: w.go_to("Export"), "Ctrl+E",
+                           "Go to the Export step: the trained model as a file for someone without this app "
+                           "(ONNX, TorchScript, safetensors, int8), with a deploy kit (Ctrl+E).")
     w.act_job = _action(w, "Export as &Job…", lambda: export_job(w), None,
                         "Write this project with a torchrun launcher and a SLURM script, to train on a GPU server "
                         "or cluster.")
@@ -70,6 +73,7 @@ def build_menus(w) -> None:
     m.addAction(w.act_save_as)
     m.addSeparator()
     m.addAction(w.act_open_run)
+    m.addAction(w.act_export)
     m.addAction(w.act_job)
     m.addSeparator()
     m.addAction(w.act_quit)
