@@ -19,13 +19,16 @@ seconds per seed on a shared 2-core machine under a load of 5-9):
 * ResNet (timm resnet18, widths 16-128): 97 / 94 / 97 %, 32-44 s. Tested here.
 * Swin (timm swin_tiny layout, embed 32, window 4, depths 2 + 2, 256 scenes, 6 epochs):
   100 / 100 / 100 %, 19-88 s (the same work; the spread is the machine's load). Tested here.
+* ConvNeXt (timm convnext_atto layout, widths 16-128, 128 px, 160 scenes, 14 epochs at 1.5e-3):
+  84 / 97 / 97 %, all classified right, 17 s to train. Tested here. The earlier 72 % (full
+  atto widths, 5 epochs) was under-training: at 3e-3 and 4e-3 the peaks were already on the
+  object (94-100 %) but only 66-72 % of the scenes were classified right.
 * Left out, below 80 % on some seed or over the time budget:
   - MobileNet (timm mobilenetv3_small_050, 128 px, 160 scenes, 5 epochs): 31 / 56 / 50 %
     with 84 / 97 / 100 % classified right (without re-measuring batch norm: 34 %);
   - ViT (timm vit_tiny, 8-pixel patches, 64 px): depth 4, 256 scenes, 6 epochs: 91 % on seed
     0 but 80 s; depth 4, 192 scenes, 5 epochs: 69 / 88 %; depth 2, 256 scenes, 6 epochs:
     72 / 34 / 38 %;
-  - ConvNeXt (timm convnext_atto, 128 px, 5 epochs): 72 %, 50 % classified right, 76 s;
   - Swin with three stages (depths 2 + 2 + 2, a 4 x 4 grid at 64 px): 78 % on seed 0.
 """
 
@@ -68,6 +71,7 @@ def _timm(name: str, **kwargs) -> Callable[[int], nn.Module]:
 
 
 FAMILIES = {  # only those whose hit rate was >= 80 % on each of 3 seeds (see the module's docstring)
+    "convnext": Family(_timm("convnext_atto", dims=(16, 32, 64, 128)), 128, 1.5e-3, 160, 14),
     "resnet": Family(_timm("resnet18", channels=(16, 32, 64, 128), stem_width=16), 128, 2e-3, 160, 5),
     "swin": Family(_timm("swin_tiny_patch4_window7_224", img_size=64, window_size=4, embed_dim=32, depths=(2, 2),
                          num_heads=(2, 4)), 64, 1e-3, 256, 6),
