@@ -77,6 +77,30 @@ def test_pool_gives_one_vector_per_image():
     assert P.pool(torch.ones(2, 7)).shape == (2, 7)
 
 
+def test_pool_averages_a_channels_last_map_over_its_positions():
+    nhwc = torch.randn(2, 8, 8, 16)  # Swin's stage output for a 32-pixel image: an 8 x 8 grid of 16 channels
+    assert torch.allclose(P.pool(nhwc, input_size=32), nhwc.mean(dim=(1, 2)))
+    nchw = torch.randn(2, 16, 8, 8)
+    assert torch.allclose(P.pool(nchw, input_size=32), nchw.mean(dim=(2, 3)))
+
+
+def test_swin_stage_inputs_pool_to_their_channels():
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32, patch_size=4,
+                              window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=3).eval()
+    x = torch.randn(3, 3, 32, 32)
+    seen = {}
+    hook = model.layers[1].register_forward_pre_hook(lambda _m, args: seen.setdefault("in", args[0].detach()))
+    feats, labels = P.collect(model, ["layers.1"], [(x, torch.tensor([0, 1, 2]), None)], torch.device("cpu"))
+    hook.remove()
+    assert seen["in"].shape == (3, 8, 8, 16)  # channels last: an 8 x 8 grid of 16 channels
+    assert feats[0].shape == (3, 16)
+    assert torch.allclose(feats[0], seen["in"].mean(dim=(1, 2)), atol=1e-5)
+    assert labels.tolist() == [0, 1, 2]
+
+
 def test_suggest_rule():
     rising = [_depth("a", 0.5), _depth("b", 0.7), _depth("head", 0.9)]
     name, reason = P.suggest(rising, 0.05)

@@ -1,9 +1,10 @@
 """Depth probe: "which layers should I train?"
 
 At every boundary between two layer groups the frozen network's activations are taken, pooled
-to one vector per image (global average over the positions of a convolutional map; the mean
-token of a token sequence) and a multinomial logistic regression is fitted on the training
-split and scored on the validation split. A probe that scores well at the input of group X
+to one vector per image (global average over the positions of a convolutional map, channels
+first or, as Swin's stages give them, channels last; the mean token of a token sequence) and
+a multinomial logistic regression is fitted on the training split and scored on the
+validation split. A probe that scores well at the input of group X
 means the frozen groups before X already separate the classes: training from X on (the
 config's ``layers.train_from``) then has good features to start from. The boundary in front
 of the head is exactly head-only training.
@@ -46,6 +47,7 @@ from transfer_gui.engine import features as feat_mod
 from transfer_gui.engine import frozen
 from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.events import PhaseChanged, Progress
+from transfer_gui.engine.explain import output_layout
 from transfer_gui.engine.linear import fit_logistic
 from transfer_gui.engine.preprocess import eval_from_resized
 from transfer_gui.engine.surgery import LayerGroup, backbone_and_head, split_groups
@@ -122,15 +124,24 @@ def boundaries(groups: list[LayerGroup]) -> list[tuple[str, str, str]]:
     return [(g.name, prev.name, g.modules[0]) for prev, g in zip(groups, groups[1:])]
 
 
-def pool(t: torch.Tensor) -> torch.Tensor:
-    """One vector per image: the mean over positions of an (N, C, H, W) map or over the tokens
-    of an (N, T, D) sequence; (N, D) stays as it is."""
+def pool(t: torch.Tensor, input_size: int | None = None) -> torch.Tensor:
+    """One vector per image: the mean over positions of an (N, C, H, W) map, of a channels-last
+    (N, H, W, C) one (Swin's stages; told apart from the grid's sides with ``input_size``, the
+    image's side, as the heat maps do: ``explain.output_layout``), or over the tokens of an
+    (N, T, D) sequence; (N, D) stays as it is."""
     t = t.detach().float()
+    if t.dim() == 4 and input_size and _channels_last(tuple(t.shape), input_size):
+        return t.mean(dim=(1, 2))
     if t.dim() >= 4:
         return t.flatten(2).mean(2)
     if t.dim() == 3:
         return t.mean(1)
     return t.reshape(t.shape[0], -1)
+
+
+def _channels_last(shape: tuple[int, ...], input_size: int) -> bool:
+    found = output_layout((1, *shape[1:]), input_size)
+    return found is not None and found[0] == "nhwc"
 
 
 class _Taps:
@@ -139,12 +150,13 @@ class _Taps:
 
     def __init__(self, model: nn.Module, modules: list[str]):
         self.got: list[torch.Tensor | None] = [None] * len(modules)
+        self.input_size: int | None = None  # the side of the images of the forward pass under way
         self.handles = [model.get_submodule(m).register_forward_pre_hook(self._hook(i)) for i, m in enumerate(modules)]
 
     def _hook(self, i: int):
         def hook(_m, args):
             if self.got[i] is None and args and isinstance(args[0], torch.Tensor):
-                self.got[i] = pool(args[0]).cpu()
+                self.got[i] = pool(args[0], self.input_size).cpu()
         return hook
 
     def take(self) -> list[torch.Tensor | None]:
@@ -170,6 +182,7 @@ def collect(model: nn.Module, modules: list[str], loader: DataLoader, device: to
         for x, y, _idx in loader:
             if check:
                 check()
+            taps.input_size = int(x.shape[-1])
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 model(x.to(device))
             for i, t in enumerate(taps.take()):
