@@ -62,6 +62,7 @@ def _tiny_models() -> dict[str, tuple[nn.Module, int]]:
     return {
         "resnet18": (torchvision.models.resnet18(num_classes=3), 64),
         "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small(num_classes=3), 64),
+        "mobilenetv3_timm": (timm.create_model("mobilenetv3_small_050", num_classes=3).eval(), 64),
         "convnext": (ConvNeXt(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), num_classes=3), 64),
         "vit_torchvision": (_with_random_head(tv_vit, tv_vit.heads.head), 32),
         "vit_timm": (timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=16,
@@ -76,6 +77,7 @@ def _tiny_models() -> dict[str, tuple[nn.Module, int]]:
 EXPECTED_LAYERS = {
     "resnet18": ("layer4", "nchw", 0, (2, 2)),  # the last convolutional stage
     "mobilenet_v3_small": ("features", "nchw", 0, (2, 2)),
+    "mobilenetv3_timm": ("blocks", "nchw", 0, (2, 2)),  # before the global pool, not the 1 x 1 conv_head after it
     "convnext": ("norm_pre", "nchw", 0, (2, 2)),  # the stages' output, before the head's pooling
     "vit_torchvision": ("encoder.layers.encoder_layer_1.ln_1", "tokens", 1, (4, 4)),  # the last block's norm
     "vit_timm": ("blocks.1.norm1", "tokens", 1, (4, 4)),
