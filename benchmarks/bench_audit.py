@@ -436,7 +436,8 @@ def part_dups(base: Base, p: dict, work: Path, log) -> dict:
     scored = score_dups(result, data.pairs)
     a = scored["all"]
     log(f"near-duplicates: {a['found']} of {a['planted']} found, {a['reported']} leak/near pairs reported, "
-        f"{a['source_duplicates']} more look like duplicates in Fashion-MNIST itself; {seconds:.0f} s")
+        f"{a['source_duplicates']} of the others with pixel correlation >= 0.95 (alike, not necessarily the "
+        f"same photo); {seconds:.0f} s")
     kinds = {}
     for d in result.duplicates:
         kinds[d.kind] = kinds.get(d.kind, 0) + 1
