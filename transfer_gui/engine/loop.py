@@ -350,8 +350,9 @@ class Trainer:
             x, y, idx = x[keep], y[keep], torch.as_tensor(idx)[keep]
             if len(y) == 0:
                 continue
-            with torch.autocast(p.device.type, dtype=p.autocast, enabled=p.autocast is not None):
-                logits = p.module(x.to(p.device)).float().cpu()
+            # fp32, whatever the training step's autocast: the saved logits, the calibration and the
+            # reported accuracy are then those of the weights every export carries
+            logits = p.module(x.to(p.device)).float().cpu()
             total_loss += float(run.step.criterion(logits, y)) * len(y)
             n += len(y)
             confusion += self._predictions(n_cls, samples, logits, y, idx, rows)
