@@ -147,3 +147,37 @@ def test_prefix_pass_equals_capture(monkeypatch):
     assert fs.features.shape == ref.shape
     assert fastpath.max_difference(fs.features, ref) <= fastpath.TOLERANCE
     assert "images/s over 10 images" in fs.note
+
+
+def test_prefix_is_traced_before_the_first_image_is_read(monkeypatch):
+    """torch.fx patches nn.Module.__call__ process-wide while it traces; data.Prefetched's threads
+    decode (and run transforms, which are modules) from the first item on, so a trace after that
+    dropped images at random. The order is the contract: trace, then read."""
+    from torch.utils.data import Dataset
+
+    from transfer_gui.engine.catalog import build_model
+
+    order: list[str] = []
+    real = fastpath.prefix_module
+
+    def traced(model, boundary):
+        order.append("trace")
+        return real(model, boundary)
+
+    class Recorded(Dataset):
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __len__(self) -> int:
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            order.append("read")
+            return self.inner[i]
+
+    monkeypatch.setattr(fastpath, "prefix_module", traced)
+    model = build_model("resnet18", "none", num_classes=5).model.eval()
+    data = _loader(6, size=32).dataset
+    fs = feat_mod.prefix_activations(model, "layer3", DataLoader(Recorded(data), batch_size=4), torch.device("cpu"))
+    assert fs.features.shape[0] == 6
+    assert order[0] == "trace" and order.count("trace") == 1 and order.count("read") == 6

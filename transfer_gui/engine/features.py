@@ -117,6 +117,11 @@ def prefix_activations(model: nn.Module, boundary: str, loader: DataLoader, devi
     within 1e-4: the prefix traced into a module of its own (torch.fx), exported or in
     ``channels_last``; plain capture where the model cannot be traced."""
     model.eval()
+    # Traced before the loader yields its first batch: torch.fx patches nn.Module.__call__ for the
+    # whole process while it traces, so a transform running then on one of data.Prefetched's
+    # decoding threads was traced too and failed (an image dropped, or "module is not installed
+    # as a submodule").
+    prefix = fastpath.prefix_module(model, boundary) if device.type == "cpu" else None
 
     def reference(x: torch.Tensor) -> torch.Tensor:
         return bmod.capture(model, boundary, x).float()
@@ -124,7 +129,6 @@ def prefix_activations(model: nn.Module, boundary: str, loader: DataLoader, devi
     def choose(x: torch.Tensor, images: int) -> tuple:
         if device.type != "cpu":
             return reference, f"torch on {device}", "fp32"
-        prefix = fastpath.prefix_module(model, boundary)
         if prefix is None:
             return reference, fastpath.TORCH, "the model cannot be traced to its boundary"
         return fastpath.fast_forward(prefix, x, images=images, reference=reference,
