@@ -44,14 +44,20 @@ def test_two_gloo_processes_match_one(tmp_path, cache):
     results = {}
     for nproc in (1, 2):
         out = tmp_path / f"run{nproc}"
-        cfg = tiny_config(data, out, **{"train.feature_cache": cache, "train.epochs": 2, "layers.head_lr": 1e-2})
+        # fp32: the ranks' summed gradients and one process's agree to 1e-5 only without bf16 rounding
+        cfg = tiny_config(data, out, **{"train.feature_cache": cache, "train.epochs": 2, "layers.head_lr": 1e-2,
+                                        "train.precision": "fp32"})
         path = tmp_path / f"cfg{nproc}.toml"
         C.save(cfg, path)
         proc = _torchrun(nproc, path)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
         results[nproc] = out
     one, two = results[1], results[2]
-    assert sorted(p.name for p in one.rglob("*")) == sorted(p.name for p in two.rglob("*"))
+    def names(folder: Path) -> list[str]:  # TensorBoard's event files are named after the time and the pid
+        return sorted("events.out.tfevents" if p.name.startswith("events.out.tfevents") else p.name
+                      for p in folder.rglob("*"))
+
+    assert names(one) == names(two)
     a = load_checkpoint(one / "checkpoints" / "last.pt")["state_dict"]
     b = load_checkpoint(two / "checkpoints" / "last.pt")["state_dict"]
     for key in a:

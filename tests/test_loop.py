@@ -107,8 +107,10 @@ def test_feature_cache_matches_the_full_loop(image_folders, tmp_path, weights_fi
     from transfer_gui.engine.prepare import prepare
     from transfer_gui.engine.surgery import backbone_and_head
 
+    # the two paths are the same computation in fp32 (bf16 autocast, "auto" on a bf16 CPU, would
+    # round the backbone's activations on one side only)
     cfg = tiny_config(image_folders, tmp_path / "a", **{"model.weights": str(weights_file), "train.epochs": 2,
-                                                        "layers.head_lr": 1e-2})
+                                                        "layers.head_lr": 1e-2, "train.precision": "fp32"})
     clear()
     p = prepare(cfg, lambda e: None, RunControl())
     assert p.use_features
@@ -226,7 +228,8 @@ def test_bad_group_name_is_a_clear_failure(image_folders, tmp_path):
 @pytest.mark.parametrize("model_name, train_from", [("resnet18", "layer4"), ("efficientnet_lite0", "blocks.6")])
 def test_frozen_prefix_computed_once_trains_like_the_full_loop(image_folders, tmp_path, model_name, train_from):
     cfg = tiny_config(image_folders, tmp_path / "a", **{"model.name": model_name, "layers.train_from": train_from,
-                                                        "layers.head_lr": 1e-2, "train.epochs": 2})
+                                                        "layers.head_lr": 1e-2, "train.epochs": 2,
+                                                        "train.precision": "fp32"})  # the same computation in fp32
     cached, ev_cached = run(cfg)
     plain, _ = run(cfg.replace(**{"output.dir": str(tmp_path / "b"), "train.feature_cache": "off"}))
     notes = " ".join(e.message for e in ev_cached if isinstance(e, ev.PhaseChanged))
