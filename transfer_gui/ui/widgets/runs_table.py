@@ -97,6 +97,9 @@ class RunsCompare(QWidget):
         self.table = _table(COLUMNS, "Runs of this project")
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setToolTip("Every run of this project, newest first. Select several (Ctrl or Shift + click) to "
+                              "overlay their curves and compare their settings; double-click one to show it in the "
+                              "other tabs.")
         for col, tip in enumerate(COLUMN_TIPS):
             self.table.horizontalHeaderItem(col).setToolTip(tip)
         header = self.table.horizontalHeader()
