@@ -102,7 +102,7 @@ def _run(args, work: Path) -> int:
     names = win.layers._info().names
     p.update({"layers.train_from": names[-3], "layers.lr_decay": 0.3, "layers.head_lr": 2e-3,
               "schedule.warmup_epochs": 1.0, "train.epochs": args.epochs, "train.batch_size": 32,
-              "data.test_fraction": 0.2, "output.dir": str(work / "runs" / "sample-run")})
+              "data.test_fraction": 0.2, "output.dir": ""})  # into the project's runs folder
     win.layers.start_probe()  # "Which layers should I train?": the probe's accuracy beside each group
     wait(lambda: win.layers.probe_result is not None and not win.tasks.running("probe"), 600)
     shoot("03-layers")
@@ -142,11 +142,25 @@ def _run(args, work: Path) -> int:
     shoot("05-results-try-it")
     # 6. Export: checkpoint and ONNX with the parity check
     win.go_to("Export")
-    win.export.set_formats(["checkpoint", "onnx"])
+    win.export.set_formats(["checkpoint", "onnx", "onnx-rgb"])
+    win.export.kit_check.setChecked(True)  # the receiver's deploy kit beside each ONNX file
     win.export.folder.setText(str(work / "export"))
     win.export.export()
     wait(lambda: bool(win.export.reports) and not win.tasks.running("export"), 300)
     shoot("06-export")
+    # Results > Runs: a second run (the head only, a larger rate, fewer epochs) beside the first
+    first = p.record.run_dir
+    p.update({"layers.train_from": names[-1], "layers.head_lr": 5e-3, "train.epochs": max(2, args.epochs // 2)})
+    win.go_to("Training")
+    win.training.start()
+    wait(lambda: win.training.is_running(), 60)
+    wait(lambda: not win.training.is_running(), 600)
+    wait(lambda: p.record is not None and p.record.run_dir != first)
+    win.go_to("Results")
+    r.tabs.setCurrentWidget(r.runs_compare)
+    wait(lambda: r.runs_compare.table.rowCount() >= 2)
+    r.runs_compare.select_runs([p.record.run_dir, first])
+    shoot("05-runs")
     # the learning-rate finder's dialog
     win.go_to("Training")
     win.training.find_lr()
