@@ -48,3 +48,14 @@ def tiny_config(data_dir: Path, out_dir: Path, **changes):
             "model.name": "resnet18", "model.weights": "none"}
     base.update(changes)
     return RunConfig().replace(**base)
+
+
+def trained_run(root: Path, data_name: str = "data", per_class: int = 10, **changes) -> Path:
+    """A finished tiny run in ``root/run``, trained on ``make_class_folders(root / data_name)``:
+    what the evaluation, export and int8 tests build their module fixtures on."""
+    from transfer_gui.engine.loop import Trainer
+
+    data = make_class_folders(root / data_name, per_class=per_class)
+    result = Trainer().fit(tiny_config(data, root / "run", **changes))
+    assert result.status == "completed", result.message
+    return root / "run"

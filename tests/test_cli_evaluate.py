@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_class_folders, tiny_config
+from conftest import make_class_folders, trained_run
 from transfer_gui import cli
 
 HEAVY = ("torch", "torchvision", "timm", "PySide6", "onnxruntime")
@@ -29,12 +29,8 @@ print(json.dumps({"code": code, "heavy": [m for m in json.loads(sys.argv[2]) if 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
-    from transfer_gui.engine.loop import Trainer
-
     root = tmp_path_factory.mktemp("cli_evaluate")
-    data = make_class_folders(root / "train", per_class=8)
-    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 1, "data.test_fraction": 0.25}))
-    assert result.status == "completed", result.message
+    trained_run(root, "train", per_class=8, **{"train.epochs": 1, "data.test_fraction": 0.25})
     return {"root": root, "run": root / "run", "test": make_class_folders(root / "test", per_class=4, seed=9)}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_class_folders, tiny_config
+from conftest import make_class_folders, trained_run
 from transfer_gui.engine import evaluate, metrics
 from transfer_gui.engine.evaluate import EvaluationCancelled, EvaluationError, evaluate_model, evaluation_from_run
 from transfer_gui.errors import Cancelled
@@ -22,12 +22,8 @@ CLASSES = ["blue", "green", "red"]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
-    from transfer_gui.engine.loop import Trainer
-
     root = tmp_path_factory.mktemp("evaluate")
-    data = make_class_folders(root / "train", per_class=10)
-    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 2, "layers.head_lr": 0.01}))
-    assert result.status == "completed", result.message
+    trained_run(root, "train", **{"train.epochs": 2, "layers.head_lr": 0.01})
     test = make_class_folders(root / "test", per_class=6, seed=5, size=48)
     for i in range(2):  # two blue images filed as red: mistakes whatever the model learnt
         shutil.copy(test / "blue" / f"{i:03d}.png", test / "red" / f"blue_{i}.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import make_class_folders, tiny_config
+from tests.conftest import trained_run
 from transfer_gui.engine import measure, quantize
 from transfer_gui.engine.export import ExportError, export_model
 from transfer_gui.engine.formats import QUANTIZED, SUFFIXES
@@ -20,13 +20,7 @@ from transfer_gui.engine.predict import Predictor
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    from transfer_gui.engine.loop import Trainer
-
-    root = tmp_path_factory.mktemp("int8")
-    data = make_class_folders(root / "data", per_class=12)
-    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 2, "layers.head_lr": 0.01}))
-    assert result.status == "completed", result.message
-    return root / "run"
+    return trained_run(tmp_path_factory.mktemp("int8"), per_class=12, **{"train.epochs": 2, "layers.head_lr": 0.01})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.conftest import make_class_folders, tiny_config
+from tests.conftest import trained_run
 from transfer_gui.ui import dialogs
 
 from .helpers import wait_for
@@ -16,13 +16,7 @@ from .helpers import wait_for
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    from transfer_gui.engine.loop import Trainer
-
-    root = tmp_path_factory.mktemp("export-ui")
-    data = make_class_folders(root / "data", per_class=10)
-    result = Trainer().fit(tiny_config(data, root / "run", **{"train.epochs": 1, "layers.head_lr": 0.01}))
-    assert result.status == "completed", result.message
-    return root / "run"
+    return trained_run(tmp_path_factory.mktemp("export-ui"), **{"train.epochs": 1, "layers.head_lr": 0.01})
 
 
 def _export(qtbot, w, run: Path, folder: Path, formats: list[str]):
