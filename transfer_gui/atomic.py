@@ -9,8 +9,20 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, BinaryIO
 
-_UMASK = os.umask(0)
+_UMASK = os.umask(0)  # read once at import: os.umask can only be read by setting it
 os.umask(_UMASK)
+
+
+def default_file_mode() -> int:
+    """The permission bits a new file gets from ``open()`` under this process's umask (0o644 under
+    the usual 022): what every finished file written here is given."""
+    return 0o666 & ~_UMASK
+
+
+def chmod_default(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` :func:`default_file_mode` (``mkstemp`` and some writers, e.g. safetensors,
+    make files 0600)."""
+    os.chmod(path, default_file_mode())
 
 
 @contextlib.contextmanager
@@ -24,7 +36,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files follow the umask
+    chmod_default(tmp_path)  # mkstemp makes 0600; finished files follow the umask
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
