@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
 import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +167,32 @@ def test_full_disk_keeps_previous_file(fmt, tiny, tmp_path, monkeypatch):
         export_model(run, fmt, out)
     assert str(out) in str(info.value)
     assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)
+
+
+def test_default_file_mode_is_what_open_gives(tmp_path):
+    from transfer_gui import atomic
+
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")  # open() applies this process's umask
+    assert atomic.default_file_mode() == stat.S_IMODE(plain.stat().st_mode)
+    atomic.atomic_write_bytes(tmp_path / "atomic", b"x")  # from mkstemp's 0600
+    assert stat.S_IMODE((tmp_path / "atomic").stat().st_mode) == atomic.default_file_mode()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_exports_get_the_default_file_mode(fmt, tiny, tmp_path, monkeypatch):
+    from transfer_gui import atomic
+
+    monkeypatch.setattr(atomic, "default_file_mode", lambda: 0o640)  # neither mkstemp's 0600 nor umask 022's
+    report = export_model(tiny[0], fmt, tmp_path / "m")
+    assert stat.S_IMODE(Path(report.path).stat().st_mode) == 0o640
+
+
+def test_an_export_report_declares_what_the_window_adds(tiny, tmp_path):
+    report = export_model(tiny[0], "checkpoint", tmp_path / "m")
+    assert (report.latency, report.kit, report.kit_error) == (None, None, "")  # export_model neither times nor kits
+    names = {f.name for f in dataclasses.fields(report)}
+    assert {"latency", "kit", "kit_error", "quantization"} <= names
 
 
 def test_unwritable_location_is_a_clear_error(tiny, tmp_path):

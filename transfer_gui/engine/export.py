@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from transfer_gui.atomic import _UMASK, atomic_path
+from transfer_gui.atomic import atomic_path, chmod_default
 from transfer_gui.errors import UserError
 from transfer_gui.engine.catalog import ModelError
 from transfer_gui.engine.checkpoint import (TORCHSCRIPT_META, calibration_of, export_metadata, flat_metadata,
@@ -68,6 +68,10 @@ class ExportReport:
     parity_images: int
     message: str
     quantization: Any = None  # onnx-int8: the quantize.QuantReport (agreement, accuracies, sizes, latencies)
+    # Set by whoever times or packages the written file (the Export page's job), not by export_model:
+    latency: Any = None  # measure.Latency at batch 1, or None when not timed (or it could not be)
+    kit: str | None = None  # the deploy kit's folder, when one was written beside this file
+    kit_error: str = ""  # why the deploy kit asked for could not be written
 
 
 # ----------------------------------------------------------------------------- writers
@@ -326,7 +330,7 @@ def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.Pa
     try:
         with atomic_path(out) as tmp:
             note = _WRITERS[fmt]({**ck, EXPORT_NAME: file_stem(out.name)}, model, tmp)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # some writers (safetensors) recreate the file as 0600
+            chmod_default(tmp)  # some writers (safetensors) recreate the file as 0600
             report("checking the written file", 0.7)
             diff, agree = _check_written(tmp, fmt, (images, batch), reference, expected, tolerance,
                                          f"{fmt} export of {arch} to {out}", parity_note)
