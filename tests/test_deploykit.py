@@ -86,6 +86,65 @@ def test_the_kit_alone_gives_the_apps_predictions(fmt, run, photos, clean_python
     assert np.allclose([float(r[2]) for r in rows], [a[0][1] for a in app], atol=1e-3)
 
 
+# name: (array, the mode Pillow opens the file in). Values the app scales differently by mode:
+# "I;16" always from 0..65535; "I" from 0..255 when it fits, else 0..65535; "F" 0..1 or 0..255;
+# anything else from its minimum to its maximum.
+WIDE_GREY = {
+    "scan16.png": (65535, np.uint16, "I;16"), "dark16.png": (200, np.uint16, "I;16"),
+    "scan12.tif": (4095, np.int32, "I"), "eight_bit_in_i.tif": (250, np.int32, "I"),
+    "unit.tif": (1.0, np.float32, "F"), "signed.tif": (-3000.0, np.float32, "F"),
+}
+
+
+@pytest.fixture(scope="module")
+def wide_grey(tmp_path_factory) -> list[Path]:
+    """Greyscale scans of more than 8 bits: a shaded ramp with noise in each mode above."""
+    rng = np.random.default_rng()
+    folder = tmp_path_factory.mktemp("wide-grey")
+    ramp = np.linspace(0, 1, 97)[None, :] * np.linspace(0.3, 1, 83)[:, None]
+    out = []
+    for name, (scale, dtype, mode) in WIDE_GREY.items():
+        values = np.clip(ramp + rng.normal(0, 0.05, ramp.shape), 0, 1) * scale
+        if scale < 0:  # negative and positive values: stretched from min to max
+            values = values - scale / 2
+        Image.fromarray(values.astype(dtype)).save(folder / name)
+        with Image.open(folder / name) as im:
+            assert im.mode == mode, (name, im.mode)  # the file exercises the mode it is meant to
+        out.append(folder / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_kit(run, tmp_path_factory) -> Path:
+    return write_kit(export_model(run, "onnx", tmp_path_factory.mktemp("kit") / "cats").path)
+
+
+def test_the_kits_decoding_of_wide_greyscale_is_the_apps(onnx_kit, wide_grey, monkeypatch):
+    import runpy
+
+    from transfer_gui.engine.imageio import open_image
+
+    monkeypatch.setattr(sys, "argv", [str(onnx_kit / "predict.py")])  # no images: only its functions
+    kit = runpy.run_path(str(onnx_kit / "predict.py"))
+    for path in wide_grey:
+        ours = np.asarray(open_image(path, reduce_for=PRE.resize_size))
+        theirs = np.asarray(kit["load"](str(path)))
+        assert theirs.dtype == np.uint8 and theirs.shape == ours.shape, path.name
+        assert np.array_equal(theirs, ours), (path.name, np.abs(theirs.astype(int) - ours).max())
+        assert len(np.unique(ours)) > 1  # not one flat grey: the comparison says something
+
+
+def test_the_kit_gives_the_apps_probabilities_on_16_bit_scans(run, onnx_kit, wide_grey):
+    out = subprocess.run([sys.executable, str(onnx_kit / "predict.py"), *map(str, wide_grey)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    app = Predictor.load(run).predict(wide_grey, top_k=1)
+    assert [r[0] for r in rows] == list(map(str, wide_grey))
+    assert [r[1] for r in rows] == [a[0][0] for a in app]
+    assert np.allclose([float(r[2]) for r in rows], [a[0][1] for a in app], atol=1e-3)
+
+
 def test_a_kit_needs_an_onnx_export(run, tmp_path):
     report = export_model(run, "safetensors", tmp_path / "cats")
     with pytest.raises(UserError, match="needs an ONNX export"):

@@ -1,9 +1,11 @@
 """The deploy kit: a folder beside an ONNX export that a receiver uses without transfer_gui.
 
 ``write_kit(export_path)`` writes ``<export stem>-kit/`` with the model (copied), ``labels.txt``
-(one class a line, in output order), ``predict.py`` (about 40 lines; onnxruntime, numpy and
-Pillow only: it follows the file's own ``preprocessing_spec``, or feeds the image itself to an
-``onnx-rgb`` graph) and a ``README.md`` for the receiver. The templates are strings here.
+(one class a line, in output order), ``predict.py`` (at most 50 lines; onnxruntime, numpy
+and Pillow only: it follows the file's own ``preprocessing_spec``, or feeds the image itself to
+an ``onnx-rgb`` graph; it decodes as ``imageio.open_image`` does, 16-bit, 32-bit and float
+greyscale scaled rather than clipped to 8 bits by the same rule) and a ``README.md`` for the
+receiver. The templates are strings here.
 """
 
 from __future__ import annotations
@@ -36,12 +38,21 @@ def load(path):  # the spec's decode step: JPEG draft, EXIF rotation, alpha over
     if im.format in ("JPEG", "MPO") and s > 1:
         im.draft(im.mode, (im.size[0] // s, im.size[1] // s))
     im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):  # 16-bit, 32-bit and float greyscale
+        return grey8(im)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        im = im.convert("RGBA")
-        white = Image.new("RGB", im.size, (255, 255, 255))
+        im, white = im.convert("RGBA"), Image.new("RGB", im.size, (255, 255, 255))
         white.paste(im, mask=im.getchannel("A"))
         im = white
     return im.convert("RGB")
+
+def grey8(im):  # the app's rule: scaled to 8 bits, not clipped (16-bit 65535 -> 255, 32768 -> 128)
+    v = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(v.min()), float(v.max())
+    top = next((t for ok, t in ((im.mode.startswith("I;16"), 65535.0), (im.mode == "F" and lo >= 0 and hi <= 1, 1.0),
+                (lo >= 0 and hi <= 255, 255.0), (im.mode == "I" and lo >= 0 and hi <= 65535, 65535.0)) if ok), 0.0)
+    lo, top = (0.0, top) if top else (lo, hi - lo if hi > lo else 1.0)  # anything else: from its min to its max
+    return Image.fromarray(np.floor(np.clip(v - lo, 0.0, top) * (255.0 / top) + 0.5).astype(np.uint8)).convert("RGB")
 
 def tensor(im):  # resize shorter side (long side truncated), centre crop, /255, mean/std, NCHW
     r, c, nm = steps["resize"], steps["center_crop"], steps["normalize"]
@@ -58,8 +69,7 @@ for path in sys.argv[1:]:
     x = np.asarray(im, dtype=np.uint8)[None] if first.type == "tensor(uint8)" else tensor(im)
     z = session.run(None, {first.name: x})[0][0].astype(np.float64)  # logits / temperature
     p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    best = int(p.argmax())
-    print(f"{path}\\t{labels[best]}\\t{p[best]:.4f}" + ("\\tunsure" if p[best] < float(meta.get("threshold", 0)) else ""))
+    print(f"{path}\\t{labels[p.argmax()]}\\t{p.max():.4f}" + ("\\tunsure" if p.max() < float(meta.get("threshold", 0)) else ""))
 '''
 
 README = """# {name}: an image classifier
@@ -77,7 +87,7 @@ prints `path<TAB>class<TAB>probability` (and `unsure` below the model's confiden
 - `model.onnx`: the network. Output `logits` is already divided by the calibration temperature
   ({temperature:g}), so `softmax(logits)` are the probabilities the app showed.{input_note}
 - `labels.txt`: the class names, one per line, in the order of the outputs.
-- `predict.py`: the reference use, about 40 lines.
+- `predict.py`: the reference use, about 50 lines.
 
 ## The input, exactly
 
