@@ -3,15 +3,17 @@ driving the real widgets on a run made by the engine."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QLabel
 
 from tests.conftest import trained_run
 from transfer_gui.ui import dialogs
 
-from .helpers import wait_for
+from .helpers import close_window, new_window, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +104,128 @@ def test_export_with_the_box_ticked_writes_a_deploy_kit(qtbot, window, tiny_run,
     assert (kit / "predict.py").is_file() and (kit / "model.onnx").is_file()
     assert not (tmp_path / "out" / "tiny-kit").exists()  # safetensors gets no kit
     reports = {fmt: rep for _s, fmt, rep in page.reports}
-    assert reports["onnx-rgb"].kit == str(kit) and not hasattr(reports["safetensors"], "kit")
+    assert reports["onnx-rgb"].kit == str(kit) and reports["safetensors"].kit is None
     rows = [page.table.item(r, 0).text() for r in range(page.table.rowCount())]
     assert rows == ["safetensors", "onnx-rgb", "onnx-rgb deploy kit"]
     assert page.table.item(2, 1).data(Qt.ItemDataRole.UserRole) == str(kit)
     assert f"Deploy kit: {kit}" in page.message.text()
+
+
+def test_nothing_to_export_is_said_once(window):
+    window.go_to("Export")
+    said = [lb.text() for lb in window.findChildren(QLabel)
+            if lb.isVisibleTo(window) and "othing to export" in lb.text()]
+    assert len(said) == 1 and "Open Run Folder" in said[0], said  # the step's message, not the page's too
+    assert not window.export.source.isVisibleTo(window)
+
+
+def test_a_second_window_shows_the_first_ones_export_choices(qtbot, ui_env, tmp_path):
+    ini = str(tmp_path / "export-settings.ini")
+    first = new_window(qtbot, QSettings(ini, QSettings.Format.IniFormat), background=False)
+    assert first.export.selected_formats() == ["checkpoint", "onnx"] and not first.export.kit_check.isChecked()
+    first.export.set_formats(["safetensors", "onnx-rgb"])
+    first.export.kit_check.setChecked(True)
+    first.export.folder.setText(str(tmp_path / "exports"))
+    close_window(first)  # the window saves its settings when it closes
+    second = new_window(qtbot, QSettings(ini, QSettings.Format.IniFormat), background=False)
+    try:
+        page = second.export
+        assert page.selected_formats() == ["safetensors", "onnx-rgb"]
+        assert page.kit_check.isChecked() and page.kit_wanted()
+        assert page.folder.text() == str(tmp_path / "exports")
+        assert page.target_folder() == str(tmp_path / "exports")
+    finally:
+        close_window(second)
+
+
+def test_no_format_ticked_is_remembered_too_and_unknown_names_are_left_out(qtbot, ui_env, tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    settings.setValue("export/formats", "")
+    w = new_window(qtbot, settings, background=False)
+    try:
+        assert w.export.selected_formats() == [] and not w.export.export_btn.isEnabled()
+        settings.setValue("export/formats", "torchscript,coreml")  # coreml: from a newer version, say
+        w.export.restore_settings(settings)
+        assert w.export.selected_formats() == ["torchscript"]
+    finally:
+        close_window(w)
+
+
+def _fake_int8_export(monkeypatch, written: list):
+    """export_model for onnx-int8 without quantizing: writes a small file where it is told and
+    reports a comparison, so the page's keep / discard logic runs in a fraction of a second."""
+    from transfer_gui.engine import export
+    from transfer_gui.engine.quantize import QuantReport
+
+    def fake(source, fmt, out, **kwargs):
+        assert fmt == "onnx-int8"
+        Path(out).write_bytes(b"int8 model")
+        written.append(Path(out))
+        q = QuantReport(images=10, agreement=0.9, fp32_accuracy=0.8, int8_accuracy=0.8, fp32_bytes=30, int8_bytes=10,
+                        fp32_ms=2.0, int8_ms=1.0, threads=1, calibration_images=10)
+        return export.ExportReport(str(out), fmt, 10, None, 0.9, 10, "int8 (fake)", quantization=q)
+
+    monkeypatch.setattr(export, "export_model", fake)
+
+
+def _undecided_int8(qtbot, w, run: Path, folder: Path, monkeypatch) -> tuple[Path, Path]:
+    written: list[Path] = []
+    _fake_int8_export(monkeypatch, written)
+    page = _export(qtbot, w, run, folder, ["onnx-int8"])
+    pending, final = written[0], folder / "tiny.int8.onnx"
+    assert pending.is_file() and pending.name.endswith(".pending") and page.review.isVisibleTo(page)
+    return pending, final
+
+
+def test_an_undecided_int8_file_is_discarded_when_the_window_closes(qtbot, ui_env, tiny_run, tmp_path, monkeypatch,
+                                                                     caplog):
+    caplog.set_level(logging.INFO, logger="transfer_gui")
+    w = new_window(qtbot, ui_env["settings"], background=False)
+    try:
+        pending, final = _undecided_int8(qtbot, w, tiny_run, tmp_path / "out", monkeypatch)
+    finally:
+        close_window(w)
+    assert not pending.exists() and not final.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+    lines = [r.getMessage() for r in caplog.records if str(pending) in r.getMessage()]
+    assert len(lines) == 1 and "window closed" in lines[0], lines
+
+
+@pytest.mark.parametrize("trigger", ["new project", "export again"])
+def test_an_undecided_int8_file_is_discarded_when_the_project_changes_or_a_new_export_starts(
+        trigger, qtbot, window, tiny_run, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="transfer_gui")
+    page = window.export
+    pending, final = _undecided_int8(qtbot, window, tiny_run, tmp_path / "out", monkeypatch)
+    if trigger == "new project":
+        window.new_project()
+        assert window.project.record is None
+        assert not pending.exists() and not page.review.isVisibleTo(page) and "not kept" in page.message.text()
+    else:
+        page.reports = []
+        qtbot.mouseClick(page.export_btn, Qt.MouseButton.LeftButton)
+        wait_for(qtbot, lambda: bool(page.reports), 60)
+        assert pending.is_file() and page.review.isVisibleTo(page)  # the new export's own file, undecided
+    assert not final.exists()
+    why = {"new project": "run was closed", "export again": "new export started"}[trigger]
+    assert any(str(pending) in r.getMessage() and why in r.getMessage() for r in caplog.records)
+
+
+def test_a_cancelled_int8_export_leaves_no_file(tiny_run, tmp_path, monkeypatch):
+    from transfer_gui.ui.pages.export_page import export_job
+
+    class Task:  # the user presses Cancel while the int8 file is being written
+        cancelled = False
+
+        def report(self, *_args, **_kwargs):
+            pass
+
+    task, written = Task(), []
+    _fake_int8_export(monkeypatch, written)
+    from transfer_gui.engine import export
+
+    fake = export.export_model
+    monkeypatch.setattr(export, "export_model", lambda *a, **k: (fake(*a, **k), setattr(task, "cancelled", True))[0])
+    out = export_job(task, str(tiny_run), ["onnx-int8"], str(tmp_path / "out"), [], "tiny")
+    assert [(status, fmt) for status, fmt, _msg in out] == [("cancelled", "onnx-int8")]
+    assert written and not written[0].exists() and list((tmp_path / "out").iterdir()) == []

@@ -71,8 +71,12 @@ def readiness(project: Project, step: str) -> str:
             return "No results yet: train a model, or open a run folder (File > Open Run Folder…)."
         return ""
     if step == "Export":
-        if project.record is None or project.record.best_checkpoint is None:
-            return "Nothing to export yet: train a model, or open a run folder that has a checkpoint."
+        # the Export page shows no words of its own for these two: this is the one message
+        if project.record is None:
+            return "Nothing to export yet: train a model, or open a run folder (File > Open Run Folder…)."
+        if project.record.best_checkpoint is None:
+            return (f"Nothing to export yet: run {project.record.run_dir.name} has no checkpoint. Train a model, "
+                    f"or open a run folder that has one (File > Open Run Folder…).")
         if project.training:
             return "Training is running; export after it finishes."
         return ""

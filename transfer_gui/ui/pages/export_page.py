@@ -8,23 +8,30 @@ the page shows its agreement with the full-precision model and both validation a
 moves it into place only when the user keeps it; a discarded one never touched the file it
 would have replaced.
 
+An int8 file nobody decided on is discarded, with a line in the log, when the window closes,
+a new export starts or another run (or none) is opened; one whose export was cancelled is
+discarded by the job itself.
+
 With "Write a deploy kit" ticked (onnx and onnx-rgb only), the job also writes
 ``engine.deploykit.write_kit``'s ``<stem>-kit/`` beside each ONNX file, on the worker; the
-table gets a row for it (double-click opens the folder)."""
+table gets a row for it (double-click opens the folder).
+
+The chosen formats, the deploy-kit box and the folder typed in are kept in the window's
+QSettings (``SETTINGS``) when it closes and shown again in the next window."""
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
 from transfer_gui.engine.formats import QUANTIZED, SUFFIXES, file_stem
-from transfer_gui.ui import dialogs
+from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
 
@@ -45,6 +52,8 @@ FORMATS = (
 )
 PARITY_IMAGES = 8
 KIT_FORMATS = ("onnx", "onnx-rgb")  # the formats engine.deploykit.write_kit takes
+SETTINGS = {"formats": "export/formats", "kit": "export/deploy_kit", "folder": "export/folder"}  # QSettings keys
+DEFAULT_FORMATS = ("checkpoint", "onnx")
 KIT_TIP = ("Also write <name>-kit/ beside each ONNX file: the model, labels.txt, a README and a short predict.py "
            "that needs only onnxruntime, numpy and Pillow. For whoever runs the model without this app, e.g. "
            "on a server or another computer.")
@@ -70,6 +79,10 @@ def export_job(task, source: str, formats: list[str], folder: str, parity: list[
         try:
             target = Path(folder) / f"{stem}{SUFFIXES[fmt]}" if stem else folder
             rep = _export_one(task, source, fmt, target, kwargs)
+            if task.cancelled and fmt in QUANTIZED:  # nobody is left to keep or discard it
+                _discard_int8(rep.path, "its export was cancelled")
+                out.append(("cancelled", fmt, "Cancelled; the int8 file was not kept."))
+                continue
             if kit and fmt in KIT_FORMATS and not task.cancelled:
                 _write_kit(task, rep, i, len(formats))
             out.append(("ok", fmt, rep))
@@ -98,6 +111,14 @@ def _export_one(task, source: str, fmt: str, target, kwargs: dict):
     return rep
 
 
+def _discard_int8(pending, why: str) -> None:
+    """Delete an int8 file still waiting for Keep / Discard, saying so in the log."""
+    from transfer_gui.engine import quantize
+
+    quantize.discard(pending)
+    applog.info(f"export: discarded the int8 file {pending} that was not kept ({why})")
+
+
 def _write_kit(task, rep, i: int, n: int) -> None:
     from transfer_gui.engine.deploykit import write_kit
     from transfer_gui.errors import UserError
@@ -120,7 +141,9 @@ class ExportPage(QWidget):
         self.ctx = ctx
         self.project = ctx.project
         self.reports: list[tuple] = []
+        self._export_run: Path | None = None  # the run folder the shown export came from
         self._build()
+        self.restore_settings(ctx.settings)
         self.project.run_changed.connect(self._run_changed)
         self.project.training_changed.connect(lambda _t: self._update_enabled())
         self._run_changed()
@@ -161,7 +184,7 @@ class ExportPage(QWidget):
         for key, label, tip in FORMATS:
             cb = QCheckBox(label)
             cb.setToolTip(tip)
-            cb.setChecked(key in ("checkpoint", "onnx"))
+            cb.setChecked(key in DEFAULT_FORMATS)
             cb.toggled.connect(lambda _on: (self._update_enabled(), self._show_targets()))
             desc = QLabel(tip)
             desc.setWordWrap(True)
@@ -288,6 +311,12 @@ class ExportPage(QWidget):
         except quantize.QuantizeError as exc:
             self.message.setText(f"<span style='color:{status_colors()['error']}'>{exc}</span>")
             return
+        self._decided(keep)
+        self.message.setText(f"Kept {final}." if keep else f"Discarded the int8 file; {final.name} was not written.")
+
+    def _decided(self, keep: bool) -> None:
+        """The int8 file is kept or gone: hide the question and say so in its row."""
+        pending, final = self.pending
         self.pending = None
         self.review.setVisible(False)
         for r in range(self.table.rowCount()):
@@ -295,7 +324,37 @@ class ExportPage(QWidget):
             if item is not None and item.toolTip() == str(pending):
                 item.setText(final.name if keep else "discarded")
                 item.setToolTip(str(final) if keep else "")
-        self.message.setText(f"Kept {final}." if keep else f"Discarded the int8 file; {final.name} was not written.")
+
+    def discard_pending(self, why: str) -> bool:
+        """Discard an int8 file the user has not decided on (the window closes, a new export
+        starts, another run is opened), with a line in the log; True if there was one."""
+        if self.pending is None:
+            return False
+        pending, final = self.pending
+        try:
+            _discard_int8(pending, why)
+        except OSError as exc:
+            applog.info(f"export: could not delete the int8 file {pending}: {exc.strerror or exc}")
+        self._decided(False)
+        self.message.setText(f"The int8 file was not kept ({why}); {final.name} was not written.")
+        return True
+
+    def shutdown(self) -> None:
+        """The window closes: an undecided int8 file goes (the window called save_settings before)."""
+        self.discard_pending("the window closed before Keep or Discard")
+
+    # ------------------------------------------------------------------ settings
+    def save_settings(self, s: QSettings) -> None:
+        s.setValue(SETTINGS["formats"], ",".join(self.selected_formats()))
+        s.setValue(SETTINGS["kit"], self.kit_check.isChecked())
+        s.setValue(SETTINGS["folder"], self.folder.text().strip())
+
+    def restore_settings(self, s: QSettings) -> None:
+        """The last window's choices; formats this version does not know are left out."""
+        if s.contains(SETTINGS["formats"]):
+            self.set_formats(str(s.value(SETTINGS["formats"], "", type=str)).split(","))
+        self.kit_check.setChecked(s.value(SETTINGS["kit"], False, type=bool))
+        self.folder.setText(s.value(SETTINGS["folder"], "", type=str))
 
     # ------------------------------------------------------------------
     def target_folder(self) -> str:
@@ -344,14 +403,15 @@ class ExportPage(QWidget):
 
     def _run_changed(self) -> None:
         rec = self.project.record
-        if rec is None:
-            self.source.setText("Nothing to export yet: train a model, or open a run folder (File > Open Run Folder…).")
-        else:
-            ck = rec.best_checkpoint
-            which = "best epoch" if ck is not None and ck.name == "best.pt" else "last epoch"
+        if self.pending is not None and not self._showing_export_run():
+            self.discard_pending("another run was opened" if rec is not None else "the run was closed")
+        ck = rec.best_checkpoint if rec is not None else None
+        # with nothing to export the step's own message (steps.readiness, above the page) says why
+        self.source.setVisible(ck is not None)
+        if ck is not None:
+            which = "best epoch" if ck.name == "best.pt" else "last epoch"
             self.source.setText(f"Exporting the <b>{which}</b> of run <b>{rec.run_dir.name}</b> "
-                                f"({rec.config.model.name}, {len(rec.classes)} classes)." if ck else
-                                f"Run {rec.run_dir.name} has no checkpoint to export.")
+                                f"({rec.config.model.name}, {len(rec.classes)} classes).")
         self.name.setPlaceholderText(rec.run_dir.name if rec is not None else "model")
         self._update_enabled()
         self._show_targets()
@@ -374,8 +434,8 @@ class ExportPage(QWidget):
                                                "replaced:\n" + "\n".join(str(f) for f in existing)):
             return
         parity = [p["path"] for p in rec.predictions[:PARITY_IMAGES] if Path(p.get("path", "")).is_file()]
-        if self.pending is not None:  # an undecided int8 file from before: drop it, it is about to be remade
-            self._decide(False)
+        self.discard_pending("a new export started")  # an undecided int8 file from before
+        self._export_run = Path(rec.run_dir).resolve()
         self.reports = []
         self.table.setRowCount(0)
         self.progress.setVisible(True)
@@ -429,6 +489,13 @@ class ExportPage(QWidget):
         self.message.setText(f"<span style='color:{status_colors()[kind]}'>Wrote {ok} file(s) to {self.target_folder()}"
                              + (f"; {failed} format(s) failed (see the table)." if failed else ".") + waiting
                              + "</span>" + "".join(f"<br>Deploy kit: {k}" for k in kits))
+        if not self._showing_export_run():
+            self.discard_pending("another run was opened during the export")
+
+    def _showing_export_run(self) -> bool:
+        """Whether the project still shows the run the last export came from."""
+        rec = self.project.record
+        return rec is not None and Path(rec.run_dir).resolve() == self._export_run
 
     def _open_kit(self, row: int, _column: int) -> None:
         item = self.table.item(row, 1)
@@ -439,8 +506,8 @@ class ExportPage(QWidget):
     def _add_kit_rows(self, reports: list[tuple]) -> list[str]:
         """A "deploy kit" row under each ONNX file that got one (or why it did not); the kit folders."""
         kits = []
-        for _status, fmt, rep in reports:
-            if not hasattr(rep, "kit"):
+        for status, fmt, rep in reports:
+            if status != "ok" or not (rep.kit or rep.kit_error):
                 continue
             r = self.table.rowCount()
             self.table.insertRow(r)
@@ -460,12 +527,12 @@ class ExportPage(QWidget):
 
     def _fill_row(self, r: int, rep) -> None:
         colors = status_colors()
-        pending = getattr(rep, "quantization", None) is not None and rep.path.endswith(".pending")
+        pending = rep.quantization is not None and rep.path.endswith(".pending")
         f = QTableWidgetItem(Path(rep.path).name.removesuffix(".pending") + (" (not kept yet)" if pending else ""))
         f.setToolTip(rep.path)
         self.table.setItem(r, 1, f)
         self.table.setItem(r, 2, QTableWidgetItem(_size(rep.bytes)))
-        q = getattr(rep, "quantization", None)
+        q = rep.quantization
         if q is not None:
             parity = (f"int8: top-1 agrees {q.agreement:.0%} with fp32 · accuracy {q.int8_accuracy:.1%} vs "
                       f"{q.fp32_accuracy:.1%} ({q.images} validation images)")
@@ -480,7 +547,7 @@ class ExportPage(QWidget):
         item.setToolTip(rep.message)
         item.setForeground(QColor(colors["ok" if good else "error"]))
         self.table.setItem(r, 3, item)
-        lat = getattr(rep, "latency", None)
+        lat = rep.latency
         cell = QTableWidgetItem(f"{lat.median_ms:.1f} ms" if lat is not None else "–")
         cell.setToolTip(lat.words() if lat is not None else "could not be timed")
         self.table.setItem(r, 4, cell)
