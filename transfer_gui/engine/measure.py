@@ -1,6 +1,8 @@
 """Latency per image of an export file at batch 1 on this machine: the median of 50 timed runs
-after a few warm-up runs, the figure the Export step's table and ``transfer-gui export`` show so
-the user can choose a format.
+after a few warm-up runs, the figure the Export step's table shows (``ExportReport.latency``, set
+by the page's job; ``export_model`` itself does not time) so the user can choose a format, and
+the int8 comparison's fp32 / int8 latencies (``quantize.QuantReport``, which ``transfer-gui
+export --format onnx-int8`` prints too).
 
 ONNX files (fp32 or int8) run in their own onnxruntime session with the asked number of intra-op
 threads; the PyTorch formats run through :class:`~transfer_gui.engine.predict.Predictor` with
