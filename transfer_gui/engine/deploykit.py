@@ -101,8 +101,8 @@ every step from the file to the tensor, in order. predict.py follows it:
 _RGB_NOTE = """
   Its input `image` is uint8 RGB pixels (N, H, W, 3) of **any size** (one size per call): resize,
   crop and normalisation are inside the graph; `probabilities` (softmax) is a second output.
-  Decode as predict.py's `load` does (EXIF rotation, alpha over white, `Image.draft` for big
-  JPEGs) to match the app exactly."""
+  Decode as predict.py's `load` does (EXIF rotation, alpha over white, 16-bit and float greyscale
+  scaled to 8 bits, `Image.draft` for big JPEGs) to match the app exactly."""
 
 
 def _steps_text(spec: dict) -> str:
