@@ -61,7 +61,7 @@ NUM_CLASSES = 10
 PRESETS = {
     "full": dict(train_per_class=100, val_per_class=50, tp_val_per_class=5, size=224, head_epochs=10,
                  partial_epochs=3, full_epochs=3, gui_epochs=3, mm_n=4096, mm_reps=5, paint_runs=3,
-                 wait_quiet=120, frozen_images=160, acc_train_per_class=50, acc_val_per_class=20, acc_size=112,
+                 wait_quiet=120, frozen_images=1500, acc_train_per_class=50, acc_val_per_class=20, acc_size=112,
                  acc_epochs=2, acc_seeds=3),
     "quick": dict(train_per_class=20, val_per_class=10, tp_val_per_class=2, size=112, head_epochs=2,
                   partial_epochs=2, full_epochs=2, gui_epochs=2, mm_n=2048, mm_reps=3, paint_runs=1,
@@ -456,9 +456,14 @@ def peak_and_flops(spec: dict) -> dict:
 
 def frozen_pass(spec: dict) -> dict:
     """The one-time frozen pass (EfficientNet-Lite0 backbone, offline weights, batch 16 as the
-    engine's CPU pass): today's engine (torch eager fp32 under inference_mode) against the fast
-    path (features.compute through engine/fastpath.py, the runtime choice and export included)."""
+    engine's CPU pass, 1,500 images as section 1's 1,000 + 500): today's engine (torch eager
+    fp32 under inference_mode) against the fast path (features.compute through
+    engine/fastpath.py): a first run on this machine (an empty cache folder: the runtime choice
+    and the export counted in), a later run (a new process finds the export and the choice in
+    the cache folder, checks it on the first batch), and the choice held in the process."""
     import torch
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench_frozen_cache_")  # a first run: nothing cached
     from torch.utils.data import DataLoader, TensorDataset
 
     from transfer_gui.engine import fastpath
@@ -478,12 +483,15 @@ def frozen_pass(spec: dict) -> dict:
     eager_s = time.perf_counter() - t0
     fastpath.MIN_IMAGES = min(fastpath.MIN_IMAGES, n)  # a real pass has >= 1,000 images; here fewer suffice
     fs = feat_mod.compute(backbone, loader, torch.device("cpu"), None)
+    fastpath.clear()  # what a later process starts with: the cache folder, nothing in memory
+    later = feat_mod.compute(backbone, loader, torch.device("cpu"), None)
     t1 = time.perf_counter()
-    again = feat_mod.compute(backbone, loader, torch.device("cpu"), None)  # the choice is cached now
+    again = feat_mod.compute(backbone, loader, torch.device("cpu"), None)  # the choice is held in the process
     steady_s = time.perf_counter() - t1
     return {"images": n, "size": size, "eager_images_per_s": n / eager_s, "fast_images_per_s": n / fs.seconds,
+            "fast_later_images_per_s": n / later.seconds, "later_note": later.note,
             "fast_steady_images_per_s": n / steady_s, "note": fs.note,
-            "max_diff": fastpath.max_difference(fs.features, ref),
+            "max_diff": max(fastpath.max_difference(t.features, ref) for t in (fs, later)),
             "max_diff_steady": fastpath.max_difference(again.features, ref)}
 
 
@@ -870,6 +878,12 @@ def _frozen_rows(R: dict, add) -> None:
            f"images/s, today's engine (torch eager fp32) vs the fast path with its choice and export included "
            f"({f['note'][:160]})", f"{f['eager_images_per_s']:.1f} (engine before)", f"{f['fast_images_per_s']:.1f}",
         f"**{sp:.2f}x**", f">= {TARGETS['frozen_speedup']}x", sp >= TARGETS["frozen_speedup"])
+    if "fast_later_images_per_s" in f:
+        sl = f["fast_later_images_per_s"] / f["eager_images_per_s"]
+        add(6, "same, a later run of the same backbone on this machine (a new process: the export and the choice "
+               "from the cache folder, checked again on the first batch)", f"{f['eager_images_per_s']:.1f}",
+            f"{f['fast_later_images_per_s']:.1f}", f"**{sl:.2f}x**", f">= {TARGETS['frozen_speedup']}x",
+            sl >= TARGETS["frozen_speedup"])
     add(6, "same, a second pass (the choice cached: the runtime's own speed)", f"{f['eager_images_per_s']:.1f}",
         f"{f['fast_steady_images_per_s']:.1f}", f"{f['fast_steady_images_per_s'] / f['eager_images_per_s']:.2f}x")
     add(6, "largest feature difference from torch eager fp32 (relative to the largest feature, at least 1)", "",
@@ -913,6 +927,12 @@ def build_table(R: dict, p: dict) -> str:
                f"{p['val_per_class'] * 10} val images at {s} px: wall time from model build to the last "
                f"validation", f"{a['wall_s']:.1f} s", f"{b['wall_s']:.1f} s", f"**{sp:.1f}x** faster",
             f">= {TARGETS['head_speedup']:.0f}x", sp >= TARGETS["head_speedup"])
+        c = R.get("head_engine_later")
+        if _good(c):
+            sc = a["wall_s"] / c["wall_s"]
+            add(1, "same, a later run on this machine (a new process; the frozen graph and the runtime choice from "
+                   "the cache folder the first run filled)", f"{a['wall_s']:.1f} s", f"{c['wall_s']:.1f} s",
+                f"**{sc:.1f}x** faster", f">= {TARGETS['head_speedup']:.0f}x", sc >= TARGETS["head_speedup"])
         add(1, "same, whole process (interpreter start and imports included)", f"{a['process_wall_s']:.1f} s",
             f"{b['process_wall_s']:.1f} s", f"{a['process_wall_s'] / b['process_wall_s']:.1f}x faster")
         d = (b["final_val_acc"] - a["final_val_acc"]) * 100
@@ -1103,6 +1123,8 @@ def main(argv: list[str] | None = None) -> int:
                     val_dir=dirs["val"])
         go("head_plain", dict(head, kind="plain", workers=args.plain_workers))
         go("head_engine", dict(head, kind="engine", run_dir=str(tmp / "runs" / "head")))
+        # the same run again in a new process: the frozen graph and the runtime choice come from the cache folder
+        go("head_engine_later", dict(head, kind="engine", run_dir=str(tmp / "runs" / "head_later")))
         if args.bn_eval_variant:
             go("head_plain_bn_eval", dict(head, kind="plain", workers=args.plain_workers, bn_eval=True))
     for sec, key in ((2, "partial"), (3, "full")):

@@ -40,6 +40,13 @@ def _isolated_torch_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_user_cache(tmp_path, monkeypatch):
+    """The user's cache folder (exported frozen graphs, model-name lists) is private to each test:
+    what one test left there never decides another's outcome."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
+
+
 def tiny_config(data_dir: Path, out_dir: Path, **changes):
     from transfer_gui.config import RunConfig
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -47,7 +49,7 @@ def test_failed_export_falls_back_with_the_reason(monkeypatch):
 
 
 def test_a_fast_runtime_with_wrong_outputs_is_never_chosen(monkeypatch):
-    def wrong(module, _example):
+    def wrong(module, _example, _key=None):
         return lambda x: torch.zeros(len(x), 5)  # instant, and off by the logits
 
     monkeypatch.setitem(fastpath.BUILDERS, "wrong", wrong)
@@ -59,7 +61,7 @@ def test_a_fast_runtime_with_wrong_outputs_is_never_chosen(monkeypatch):
 
 
 def test_a_runtime_off_by_more_than_the_tolerance_is_left_out(monkeypatch):
-    def off(module, _example):
+    def off(module, _example, _key=None):
         return lambda x: module(x).detach() + 3 * fastpath.TOLERANCE * module(x).detach().abs().max().clamp(min=1)
 
     monkeypatch.setitem(fastpath.BUILDERS, "off", off)
@@ -70,7 +72,7 @@ def test_a_runtime_off_by_more_than_the_tolerance_is_left_out(monkeypatch):
 def test_measured_once_per_fingerprint_and_batch_shape(monkeypatch):
     calls = []
 
-    def counting(module, example):
+    def counting(module, example, key=None):
         calls.append(tuple(example.shape))
         return fastpath._channels_last(module, example)
 
@@ -181,3 +183,85 @@ def test_prefix_is_traced_before_the_first_image_is_read(monkeypatch):
     fs = feat_mod.prefix_activations(model, "layer3", DataLoader(Recorded(data), batch_size=4), torch.device("cpu"))
     assert fs.features.shape[0] == 6
     assert order[0] == "trace" and order.count("trace") == 1 and order.count("read") == 6
+
+
+# ----------------------------------------------------------------------------- kept between runs
+
+
+def _count_exports(monkeypatch) -> list[tuple[int, ...]]:
+    shapes = []
+    real = fastpath._export_onnx
+
+    def counting(module, example, path):
+        shapes.append(tuple(example.shape))
+        real(module, example, path)
+
+    monkeypatch.setattr(fastpath, "_export_onnx", counting)
+    return shapes
+
+
+def test_the_export_traces_one_image_and_serves_every_batch_size(monkeypatch):
+    shapes = _count_exports(monkeypatch)
+    net, x = _net(), torch.randn(8, 3, 24, 24)
+    forward, runtime, _note = fastpath.fast_forward(net, x, runtimes=(fastpath.ORT,))
+    assert shapes == [(1, 3, 24, 24)]
+    other = torch.randn(5, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(fastpath.BUILDERS[fastpath.ORT](net, x)(other), net(other), atol=1e-4)
+
+
+def test_a_later_process_reuses_the_export_and_the_choice(monkeypatch):
+    net, x = _net(), torch.randn(8, 3, 24, 24)
+    shapes = _count_exports(monkeypatch)
+    _f, first, note = fastpath.fast_forward(net, x, runtimes=(fastpath.ORT,))
+    assert first == fastpath.ORT and len(shapes) == 1 and "chosen in an earlier run" not in note
+    assert len(list(fastpath.cache_dir().glob("*.onnx"))) == 1
+    fastpath.clear()  # what a new process starts with: nothing in memory
+    forward, again, note = fastpath.fast_forward(net, x, runtimes=(fastpath.ORT,))
+    assert again == fastpath.ORT and len(shapes) == 1  # no second export
+    assert "chosen in an earlier run and checked again on 8 images" in note
+    with torch.no_grad():
+        assert torch.allclose(forward(x), net(x), atol=1e-4)
+    fastpath.clear()
+    _f, _rt, _note = fastpath.fast_forward(_net(seed=1), x, runtimes=(fastpath.ORT,))  # other weights
+    assert len(shapes) == 2
+
+
+def test_a_kept_choice_that_no_longer_holds_is_measured_again(monkeypatch):
+    net, x = _net(), torch.randn(4, 3, 16, 16)
+    monkeypatch.setitem(fastpath.BUILDERS, "flaky", fastpath._channels_last)
+    _f, runtime, _note = fastpath.fast_forward(net, x, runtimes=("flaky",))
+    kept = fastpath._read_choices()
+    assert [v["runtime"] for v in kept.values()] == [runtime]
+    (key,) = kept
+    kept[key]["runtime"] = "flaky"  # as if it had been the faster one on an earlier day
+    (fastpath.cache_dir() / "choices.json").write_text(json.dumps(kept))
+    fastpath.clear()
+    _f, runtime, note = fastpath.fast_forward(net, x, runtimes=("flaky",))
+    assert runtime == "flaky" and "chosen in an earlier run" in note
+    fastpath.clear()
+    monkeypatch.setitem(fastpath.BUILDERS, "flaky", lambda m, e, k=None: (lambda t: torch.zeros(len(t), 5)))
+    forward, runtime, note = fastpath.fast_forward(net, x, runtimes=("flaky",))
+    assert runtime == fastpath.TORCH and "flaky differs from torch" in note
+    with torch.no_grad():
+        assert torch.equal(forward(x), net(x))
+    assert fastpath._read_choices()[key]["runtime"] == fastpath.TORCH  # what was measured again is kept
+
+
+def test_a_failed_export_leaves_no_file_and_old_graphs_are_pruned(monkeypatch):
+    real_export = fastpath._export_onnx
+
+    def broken(_m, _e, path):
+        with open(path, "wb") as fh:
+            fh.write(b"half an onnx file")
+        raise RuntimeError("killed half way")
+
+    monkeypatch.setattr(fastpath, "_export_onnx", broken)
+    with pytest.raises(RuntimeError):
+        fastpath.exported_graph(_net(), torch.randn(2, 3, 16, 16))
+    assert not list(fastpath.cache_dir().glob("*.onnx"))
+    monkeypatch.setattr(fastpath, "_export_onnx", real_export)
+    monkeypatch.setattr(fastpath, "DISK_KEEP", 2)
+    x = torch.randn(2, 3, 16, 16)
+    paths = [fastpath.exported_graph(_net(seed=s), x) for s in range(3)]
+    assert [p.exists() for p in paths] == [False, True, True]

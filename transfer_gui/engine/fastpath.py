@@ -8,6 +8,14 @@ batch, keeps only those whose outputs equal plain torch's within :data:`TOLERANC
 to the largest output, at least 1.0), and returns the fastest, with a note for the log. The
 choice is measured once per (module fingerprint, batch shape) and kept in the process.
 
+Both the export and the choice are also kept on disk (:func:`cache_dir`, the user's cache
+folder), keyed by the weights' fingerprint, the input's shape, the runtimes and their
+versions and the CPU: the next run of the same backbone on this machine (another head, other
+rates, a resumed run, the CLI after the window) pays neither the export (2-5 s) nor the
+measuring. A choice read from disk is still checked against plain torch on the first batch
+and measured again from scratch when it differs. The export traces one image (the batch axis
+is dynamic): tracing runs the network once, so a whole batch would cost a batch's forward.
+
 Exact means fp32: no bf16 here (the training step's autocast is engine/step.py's business).
 A failed export (some timm ops) is no error: the pass runs in torch and the note says why.
 A pass of fewer than :data:`MIN_IMAGES` images, or not on a CPU, runs in plain torch: an
@@ -16,22 +24,27 @@ export costs seconds that so few images do not earn back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from transfer_gui.atomic import atomic_path, atomic_write_text
+
 Forward = Callable[[torch.Tensor], torch.Tensor]
 TOLERANCE = 1e-4
 MIN_IMAGES = 256  # below this an ONNX export (2-10 s) costs more than it saves
 _KEEP = 4  # chosen forwards kept in the process (each holds a copy of the weights)
+DISK_KEEP = 8  # exported graphs kept in the cache folder (the oldest used go first)
 
 ORT, OPENVINO, CHANNELS_LAST, TORCH = "ONNX Runtime", "OpenVINO", "torch channels_last", "torch"
 
@@ -68,7 +81,7 @@ def torch_forward(module: nn.Module) -> Forward:
     return run
 
 
-def _channels_last(module: nn.Module, _example: torch.Tensor) -> Forward:
+def _channels_last(module: nn.Module, _example: torch.Tensor, _key: str | None = None) -> Forward:
     clone = copy.deepcopy(module).to(memory_format=torch.channels_last).eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -85,38 +98,79 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: str) -> None:
                           output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 
 
-def _onnxruntime(module: nn.Module, example: torch.Tensor) -> Forward:
+def cache_dir() -> Path:
+    """Where exported frozen graphs and the runtime choices are kept between runs."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("transfer_gui")) / "frozen-graphs"
+
+
+def _versions() -> str:
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = "-"
+    return f"torch {torch.__version__}, onnxruntime {ort_version}, opset 17"
+
+
+def graph_key(module_key: str, example: torch.Tensor) -> str:
+    """The exported graph's name: the weights' fingerprint, one input's shape, the exporter."""
+    text = f"{module_key}|{tuple(example.shape[1:])}|{_versions()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _prune_graphs(folder: Path, keep: int) -> None:
+    graphs = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in graphs[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def exported_graph(module: nn.Module, example: torch.Tensor, key: str | None = None) -> Path:
+    """The module's ONNX graph (dynamic batch axis) from the cache folder, exported there first
+    if missing (atomically: a killed export leaves no half file behind)."""
+    folder = cache_dir()
+    path = folder / f"{graph_key(key or fingerprint(module), example)}.onnx"
+    if path.is_file():
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last to be pruned
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        _export_onnx(module, example[:1], str(tmp))
+    _prune_graphs(folder, DISK_KEEP)
+    return path
+
+
+def _onnxruntime(module: nn.Module, example: torch.Tensor, key: str | None = None) -> Forward:
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="transfer_gui_fastpath_") as tmp:
-        path = os.path.join(tmp, "frozen.onnx")
-        _export_onnx(module, example, path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    path = exported_graph(module, example, key)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"input": x.detach().float().contiguous().numpy()})[0])
     return run
 
 
-def _openvino(module: nn.Module, example: torch.Tensor) -> Forward:
+def _openvino(module: nn.Module, example: torch.Tensor, key: str | None = None) -> Forward:
     import openvino as ov  # optional extra; ImportError means "not installed"
 
-    with tempfile.TemporaryDirectory(prefix="transfer_gui_fastpath_") as tmp:
-        path = os.path.join(tmp, "frozen.onnx")
-        _export_onnx(module, example, path)
-        compiled = ov.Core().compile_model(ov.Core().read_model(path), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": "f32"})
+    path = exported_graph(module, example, key)
+    compiled = ov.Core().compile_model(ov.Core().read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(compiled(x.detach().float().contiguous().numpy())[0].copy())
     return run
 
 
-BUILDERS: dict[str, Callable[[nn.Module, torch.Tensor], Forward]] = {
+BUILDERS: dict[str, Callable[..., Forward]] = {  # (module, example batch, fingerprint or None)
     ORT: _onnxruntime, OPENVINO: _openvino, CHANNELS_LAST: _channels_last}
 
 
@@ -134,10 +188,11 @@ def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) / scale if b.numel() else 0.0
 
 
-def _try(name: str, module: nn.Module, example: torch.Tensor, ref: torch.Tensor) -> tuple[Choice | None, str]:
+def _try(name: str, module: nn.Module, example: torch.Tensor, ref: torch.Tensor,
+         key: str | None = None) -> tuple[Choice | None, str]:
     """(the candidate measured, or None with the reason it was left out)."""
     try:
-        fwd = BUILDERS[name](module, example)
+        fwd = BUILDERS[name](module, example, key)
         out, _ = _timed(fwd, example)  # the first call warms up and is the parity check
     except ImportError:
         return None, f"{name} not installed"
@@ -152,7 +207,7 @@ def _try(name: str, module: nn.Module, example: torch.Tensor, ref: torch.Tensor)
 
 
 def choose(module: nn.Module, example: torch.Tensor, runtimes: tuple[str, ...] = (ORT, OPENVINO, CHANNELS_LAST),
-           reference: Forward | None = None) -> Choice:
+           reference: Forward | None = None, key: str | None = None) -> Choice:
     """Measure ``runtimes`` against plain torch (``reference``, default ``module`` itself) on
     ``example`` and return the fastest exact one (plain torch when none is)."""
     reference = reference or torch_forward(module)
@@ -161,12 +216,61 @@ def choose(module: nn.Module, example: torch.Tensor, runtimes: tuple[str, ...] =
     best = Choice(TORCH, len(example) / max(seconds, 1e-9), "", reference)
     said = [f"plain torch {best.images_per_s:.0f}"]
     for name in runtimes:
-        cand, why = _try(name, module, example, ref)
+        cand, why = _try(name, module, example, ref, key)
         said.append(cand.note if cand else why)
         if cand is not None and cand.images_per_s > best.images_per_s:
             best = cand
     note = f"{best.runtime}: {best.images_per_s:.0f} images/s (measured on {len(example)}: {'; '.join(said)})"
     return Choice(best.runtime, best.images_per_s, note, best.forward)
+
+
+# ----------------------------------------------------------------------------- choices kept on disk
+
+
+def _choice_key(module_key: str, example: torch.Tensor, runtimes: tuple[str, ...]) -> str:
+    """What a choice depends on: the weights, the batch's shape, the runtimes offered and their
+    versions, the CPU and the threads."""
+    cpu = torch.backends.cpu.get_cpu_capability()
+    return (f"{module_key}|{tuple(example.shape)}|{','.join(runtimes)}|{_versions()}|{cpu}|"
+            f"{torch.get_num_threads()} threads")
+
+
+def _read_choices() -> dict:
+    try:
+        data = json.loads((cache_dir() / "choices.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(choice_key: str, choice: Choice) -> None:
+    """Keep ``choice`` for the next process (the newest 64 choices; a failure to write is no error)."""
+    data = _read_choices()
+    data.pop(choice_key, None)
+    data[choice_key] = {"runtime": choice.runtime, "images_per_s": round(choice.images_per_s, 1), "note": choice.note}
+    data = dict(list(data.items())[-64:])
+    with contextlib.suppress(OSError):
+        atomic_write_text(cache_dir() / "choices.json", json.dumps(data, indent=1))
+
+
+def _recall(choice_key: str, module: nn.Module, example: torch.Tensor, reference: Forward,
+            key: str) -> Choice | None:
+    """The choice an earlier process made for ``choice_key``, rebuilt and checked against
+    ``reference`` on ``example``; None when there is none or it no longer holds."""
+    kept = _read_choices().get(choice_key)
+    if not isinstance(kept, dict) or kept.get("runtime") not in (*BUILDERS, TORCH):
+        return None
+    name = kept["runtime"]
+    if name == TORCH:
+        return Choice(TORCH, float(kept.get("images_per_s", 0)), f"{TORCH}: as measured before ({kept.get('note', '')})",
+                      reference)
+    with torch.inference_mode():
+        ref = reference(example)
+    cand, _why = _try(name, module, example, ref, key)
+    if cand is None:
+        return None
+    return Choice(name, cand.images_per_s, f"{name}: {cand.images_per_s:.0f} images/s, chosen in an earlier run "
+                  f"and checked again on {len(example)} images ({kept.get('note', '')})", cand.forward)
 
 
 def fast_forward(module: nn.Module, example_batch: torch.Tensor, *, images: int | None = None,
@@ -180,12 +284,17 @@ def fast_forward(module: nn.Module, example_batch: torch.Tensor, *, images: int 
     device = _device_of(module)
     if device.type != "cpu" or example_batch.device.type != "cpu":
         return reference, TORCH, f"torch on {device}"
-    cache_key = (key or fingerprint(module), tuple(example_batch.shape))
+    key = key or fingerprint(module)
+    cache_key = (key, tuple(example_batch.shape))
     choice = _CHOSEN.get(cache_key)
     if choice is None and images is not None and images < MIN_IMAGES:
         return reference, TORCH, f"{images} images: plain torch, an export pays from {MIN_IMAGES}"
     if choice is None:
-        choice = choose(module, example_batch, runtimes, reference)
+        on_disk = _choice_key(key, example_batch, runtimes)
+        choice = _recall(on_disk, module, example_batch, reference, key)
+        if choice is None:
+            choice = choose(module, example_batch, runtimes, reference, key)
+            _remember(on_disk, choice)
         _CHOSEN[cache_key] = choice
         while len(_CHOSEN) > _KEEP:
             _CHOSEN.pop(next(iter(_CHOSEN)))
@@ -238,5 +347,5 @@ def prefix_module(model: nn.Module, boundary: str) -> nn.Module | None:
     return gm.eval()
 
 
-__all__ = ["CHANNELS_LAST", "Choice", "MIN_IMAGES", "ORT", "OPENVINO", "TOLERANCE", "TORCH", "choose", "clear",
+__all__ = ["CHANNELS_LAST", "Choice", "DISK_KEEP", "MIN_IMAGES", "ORT", "OPENVINO", "TOLERANCE", "TORCH", "cache_dir", "choose", "clear", "exported_graph",
            "fast_forward", "fingerprint", "max_difference", "prefix_module", "torch_forward"]
