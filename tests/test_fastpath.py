@@ -265,3 +265,6 @@ def test_a_failed_export_leaves_no_file_and_old_graphs_are_pruned(monkeypatch):
     x = torch.randn(2, 3, 16, 16)
     paths = [fastpath.exported_graph(_net(seed=s), x) for s in range(3)]
     assert [p.exists() for p in paths] == [False, True, True]
+    monkeypatch.setattr(fastpath, "DISK_BUDGET", paths[2].stat().st_size + 1)  # room for one graph only
+    newest = fastpath.exported_graph(_net(seed=3), x)
+    assert [p.exists() for p in (*paths, newest)] == [False, False, False, True]

@@ -44,7 +44,8 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 TOLERANCE = 1e-4
 MIN_IMAGES = 256  # below this an ONNX export (2-10 s) costs more than it saves
 _KEEP = 4  # chosen forwards kept in the process (each holds a copy of the weights)
-DISK_KEEP = 8  # exported graphs kept in the cache folder (the oldest used go first)
+DISK_KEEP = 8  # exported graphs kept in the cache folder (the oldest used go first) ...
+DISK_BUDGET = 1 << 30  # ... and at most this many bytes of them (the newest is always kept)
 
 ORT, OPENVINO, CHANNELS_LAST, TORCH = "ONNX Runtime", "OpenVINO", "torch channels_last", "torch"
 
@@ -121,11 +122,15 @@ def graph_key(module_key: str, example: torch.Tensor) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _prune_graphs(folder: Path, keep: int) -> None:
+def _prune_graphs(folder: Path, keep: int, budget: int) -> None:
+    """Remove the least recently used graphs beyond ``keep`` files or ``budget`` bytes."""
     graphs = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in graphs[keep:]:
-        with contextlib.suppress(OSError):
-            old.unlink()
+    total = 0
+    for i, path in enumerate(graphs):
+        total += path.stat().st_size
+        if i and (i >= keep or total > budget):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def exported_graph(module: nn.Module, example: torch.Tensor, key: str | None = None) -> Path:
@@ -140,7 +145,7 @@ def exported_graph(module: nn.Module, example: torch.Tensor, key: str | None = N
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         _export_onnx(module, example[:1], str(tmp))
-    _prune_graphs(folder, DISK_KEEP)
+    _prune_graphs(folder, DISK_KEEP, DISK_BUDGET)
     return path
 
 
@@ -347,5 +352,5 @@ def prefix_module(model: nn.Module, boundary: str) -> nn.Module | None:
     return gm.eval()
 
 
-__all__ = ["CHANNELS_LAST", "Choice", "DISK_KEEP", "MIN_IMAGES", "ORT", "OPENVINO", "TOLERANCE", "TORCH", "cache_dir", "choose", "clear", "exported_graph",
+__all__ = ["CHANNELS_LAST", "Choice", "DISK_BUDGET", "DISK_KEEP", "MIN_IMAGES", "ORT", "OPENVINO", "TOLERANCE", "TORCH", "cache_dir", "choose", "clear", "exported_graph",
            "fast_forward", "fingerprint", "max_difference", "prefix_module", "torch_forward"]
