@@ -152,4 +152,68 @@ def test_quick_near_duplicate_part_end_to_end(tmp_path, capsys):
     assert d["leak"]["found"] >= 1 and 0 <= d["all"]["precision"] <= 1
     assert doc["machine"]["capability"] and doc["preset"]["size"] == 32
     printed = capsys.readouterr().out
-    assert "### Near-duplicates and leaks" in printed and "| leak + near | 4 |" in printed
+    assert "### Near-duplicates and leaks" in printed and "| leak + near, source twins' pairs counted as false | 4 |" in printed
+    tw = d["source_twins"]
+    assert tw["pool"] == 60 and 0 <= tw["removed"] <= 60 and tw["copy_likeness"]["min"] <= tw["threshold"]
+    assert d["twin_free"]["planted"] == 4 and d["twin_free"]["reported"] <= d["all"]["reported"]
+    assert "| leak + near, without the source twins | 4 |" in printed
+
+
+def test_source_twins_names_both_images_of_a_pixel_twin_pair_and_nothing_else(tmp_path):
+    rng = np.random.default_rng(7)
+    files = []
+    for name in ("a", "b", "c", "d"):
+        arr = rng.integers(0, 255, (28, 28)).astype(np.uint8)
+        if name == "b":  # a's twin: the same picture, a little noise
+            arr = np.clip(np.asarray(Image.open(files[0]), np.int16) + rng.integers(-6, 7, (28, 28)), 0, 255)
+        Image.fromarray(arr.astype(np.uint8)).save(tmp_path / f"{name}.png")
+        files.append(tmp_path / f"{name}.png")
+    twins = bench.source_twins(files, 0.97)
+    a, b = (str(f.resolve()) for f in files[:2])
+    assert set(twins) == {a, b} and twins[a][0] == b and twins[b][0] == a and twins[a][1] > 0.97
+    assert bench.source_twins(files, 0.9999) == {}
+
+
+def test_copy_likeness_is_high_for_a_picture_and_leaves_no_file(tmp_path):
+    arr = np.zeros((28, 28), np.uint8)
+    arr[5:23, 9:19] = 200
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    like = bench.copy_likeness([tmp_path / "a.png"], tmp_path / "work")
+    assert like.shape == (1,) and 0.9 < like[0] <= 1.0 and not (tmp_path / "work").exists()
+
+
+def test_near_dups_make_no_copy_of_an_avoided_image(tmp_path):
+    make_class_folders(tmp_path / "t", per_class=3, size=8, classes=CLASSES)
+    make_class_folders(tmp_path / "v", per_class=1, size=8, classes=CLASSES, seed=1)
+    base = bench.Base(tmp_path, tmp_path / "t", tmp_path / "v", tmp_path / "h", CLASSES)
+    avoid = {str(f.resolve()) for f in bench.files_of(base.train)[:6]}
+    data = bench.make_near_dups(base, tmp_path / "dups", n=6, n_leak=2, seed=0, avoid=avoid)
+    originals = {Path(p).relative_to((tmp_path / "dups").resolve()).parts for pair in data.pairs for p in pair
+                 if not p.endswith(".jpg")}
+    avoided = {("train", *Path(p).relative_to(base.train.resolve()).parts) for p in avoid}
+    assert len(originals) == 6 and not originals & avoided  # the 6 copies come from the other 6 images
+
+
+def test_score_dups_without_the_source_twins_leaves_their_pairs_out(tmp_path):
+    paths = {}
+    for name, value in (("p", 10), ("q", 200), ("t1", 60), ("t2", 120)):
+        arr = np.full((28, 28), value, np.uint8)
+        arr[value % 20:value % 20 + 5, 3:9] = 255 - value
+        Image.fromarray(arr).save(tmp_path / f"{name}.png")
+        paths[name] = str((tmp_path / f"{name}.png").resolve())
+    planted = {frozenset((paths["p"], paths["q"])): "leak"}
+    found = _Result([_Pair(paths["p"], paths["q"], 0.97, "leak"),
+                     _Pair(paths["t1"], paths["t2"], 0.94, "near"),  # two source twins: not planted
+                     _Pair(paths["p"], paths["t1"], 0.92, "leak")])  # a twin and another image
+    s = bench.score_dups(found, planted, {paths["t1"], paths["t2"]})
+    assert (s["all"]["found"], s["all"]["reported"]) == (1, 3) and s["all"]["precision"] == pytest.approx(1 / 3)
+    free = s["twin_free"]
+    assert (free["found"], free["reported"], free["ignored_pairs"]) == (1, 1, 2) and free["precision"] == 1.0
+    assert [o["source_twin"] for o in s["all"]["other_pairs"]] == [True, True]
+    lines = bench.table_dups({**s, "kinds_reported": {"leak": 2, "near": 1}})
+    assert any(ln.startswith("| leak + near, without the source twins | 1 | 1 | 1 | 1.00 |") for ln in lines)
+
+
+def test_not_flipped_names_the_false_alarms_among_the_first_n():
+    ranked = ["/d/Shirt/t1.png", "/d/Coat/t2.png", "/d/Bag/t3.png", "/d/Shirt/t4.png"]
+    assert bench.not_flipped(ranked, {"/d/Coat/t2.png"}, 3) == ["Shirt/t1.png", "Bag/t3.png"]
