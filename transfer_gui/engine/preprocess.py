@@ -122,6 +122,9 @@ def _decode_step(pre: Preprocessing) -> dict[str, Any]:
                                    f"h // s)); no reduction when none fits"},
             "alpha": "composited over white (255, 255, 255)", "grey": "replicated to R, G and B",
             "palette_cmyk_ycbcr": "PIL Image.convert('RGB')", "16_bit": "scaled 0..65535 -> 0..255, rounded",
+            "wide_greyscale": ("I;16: scaled from 0..65535; I (32-bit int) and F (float): kept in 0..255, F in "
+                               "0..1 scaled by 255, I in 0..65535 scaled from 0..65535, anything else stretched "
+                               "from its minimum to its maximum; then rounded to 8 bits"),
             "icc_profile": "ignored", "animated": "first frame", "result": "8-bit RGB, H x W x 3"}
 
 
