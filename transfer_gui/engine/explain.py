@@ -50,6 +50,12 @@ from transfer_gui.errors import UserError
 NEEDS_MODULE = "heat maps need the run folder, .pt or .safetensors file"
 _MAX_PREFIX = 8  # class, distillation and register tokens before a transformer's patch tokens
 _CANDIDATES_CHECKED = 24  # the last spatial outputs whose gradient is looked at
+METHODS = ("gradcam", "scorecam")
+SCORECAM_CHANNELS = 64  # the channels of the target layer that Score-CAM masks the input with, at most
+SCORECAM_CHUNK = 32  # masked inputs per forward pass
+# Squeeze-excite gates (timm's SqueezeExcite and SEModule, torchvision's SqueezeExcitation), told by
+# their class names so that checking a model imports neither library.
+_GATE_NAMES = frozenset({"SqueezeExcite", "SEModule", "EffectiveSEModule", "SqueezeExcitation"})
 
 
 class ExplainError(UserError, ValueError):
@@ -84,6 +90,7 @@ class Explanation:
     class_name: str = ""
     predicted_index: int = -1
     target_layer: str = ""
+    method: str = ""  # "gradcam" or "scorecam": what made the map (see :func:`choose_method`)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -266,6 +273,45 @@ def find_target_layer(model: nn.Module, input_size: int) -> Target:
     raise ExplainError(f"the class score of {type(model).__name__} does not depend on any spatial layer")
 
 
+_UNGATED: "weakref.WeakKeyDictionary[nn.Module, dict[int, Target | None]]" = weakref.WeakKeyDictionary()
+
+
+def _is_gate(module: nn.Module) -> bool:
+    return type(module).__name__ in _GATE_NAMES and type(module).__module__.startswith(("timm.", "torchvision."))
+
+
+def find_ungated_layer(model: nn.Module, input_size: int) -> Target | None:
+    """Score-CAM's layer in a gated net: the last spatial output finished before the first block
+    holding a squeeze-excite gate starts (a MobileNet-V3's or EfficientNet's stem), whose
+    channels still see only their own neighbourhood; None when the model has no gate or no such
+    output. Every later map is scaled by the whole image's mean, and on the quadrant test its
+    channels peaked near the canvas's centre wherever the object was."""
+    known = _UNGATED.setdefault(model, {})
+    if input_size in known:
+        return known[input_size]
+    parents = {name.rpartition(".")[0] for name, m in model.named_modules() if _is_gate(m)}
+    finished: list[tuple[str, torch.Tensor]] = []
+    starts: list[int] = []
+    handles = [model.get_submodule(p).register_forward_pre_hook(lambda _m, _i: starts.append(len(finished)))
+               for p in parents if p]
+    handles += [m.register_forward_hook(lambda _m, _i, out, name=name: finished.append((name, out)))
+                for name, m in model.named_modules() if name]
+    try:
+        with _eval_mode(model), torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for h in handles:
+            h.remove()
+    found = None
+    for name, out in reversed(finished[:min(starts)] if starts else []):
+        layout = output_layout(tuple(out.shape), input_size) if isinstance(out, torch.Tensor) else None
+        if layout is not None and layout[0] == "nchw":
+            found = Target(name, *layout)
+            break
+    known[input_size] = found
+    return found
+
+
 def _even_centres(cells: int, size: int) -> tuple[float, ...]:
     """Where the cells of an evenly tiled grid look in the input: their centres in pixels."""
     return tuple((j + 0.5) * size / cells for j in range(cells))
@@ -311,6 +357,66 @@ def grad_cam(model: nn.Module, target: Target, batch: torch.Tensor,
     return cam.clamp(0, 1).numpy().astype(np.float32), logits.detach()[0].float().numpy(), k
 
 
+# ----------------------------------------------------------------------------- Score-CAM
+
+
+def has_gates(model: nn.Module) -> bool:
+    """Whether ``model`` has squeeze-excite gates (a channel scale from the whole image's mean)."""
+    return any(_is_gate(m) for m in model.modules())
+
+
+def choose_method(model: nn.Module, method: str | None = None) -> str:
+    """``method`` when given, else Score-CAM for a gated net and Grad-CAM for every other."""
+    if method is not None:
+        if method not in METHODS:
+            raise ExplainError(f"heat-map method {method!r} is not one of {', '.join(METHODS)}")
+        return method
+    return "scorecam" if has_gates(model) else "gradcam"
+
+
+def _channel_masks(acts: torch.Tensor, size: tuple[int, int], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the chosen channels' indices, their maps upsampled to the input's ``size`` and scaled to
+    [0, 1]) for a ``C x h x w`` activation: the ``limit`` channels highest on average, flat
+    ones left out (they mask nothing)."""
+    spread = acts.amax(dim=(1, 2)) - acts.amin(dim=(1, 2))
+    mean = torch.where(spread > 0, acts.mean(dim=(1, 2)), torch.full_like(spread, -torch.inf))
+    chosen = torch.argsort(mean, descending=True)[:min(limit, int((spread > 0).sum()))]
+    up = nn.functional.interpolate(acts[chosen][None], size=size, mode="bilinear", align_corners=False)[0]
+    low, high = up.amin(dim=(1, 2), keepdim=True), up.amax(dim=(1, 2), keepdim=True)
+    return chosen, (up - low) / (high - low).clamp_min(1e-12)
+
+
+def score_cam(model: nn.Module, target: Target, batch: torch.Tensor, class_index: int | None = None, *,
+              channels: int = SCORECAM_CHANNELS) -> tuple[np.ndarray, np.ndarray, int]:
+    """Score-CAM (Wang et al. 2020), the same result as :func:`grad_cam`: each chosen channel of
+    the target layer, upsampled and scaled to [0, 1], masks the input (towards 0, the mean
+    colour after normalisation); the class's softmax score on the masked input, less its score
+    on the blank input, weights the channel; the weighted sum, negatives cut to 0, scaled to
+    [0, 1], is the map. No gradients: a squeeze-excite gate scales every position by the whole
+    image's mean, so a gated net's gradients spread over the background, while a masked input
+    keeps only what the channel saw. Written here rather than taken from the ``grad-cam``
+    package, which brings OpenCV, scikit-learn and matplotlib with it (about 290 MB)."""
+    module = model.get_submodule(target.name)
+    store: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
+    try:
+        with _eval_mode(model), torch.no_grad():
+            x = batch.float()
+            logits = model(x)
+            acts = to_nchw(store["a"], target)[0].float()
+            k = int(logits[0].argmax()) if class_index is None else int(class_index)
+            chosen, masks = _channel_masks(acts, tuple(x.shape[2:]), channels)
+            scores = [torch.softmax(model(x * m[:, None]).float(), dim=1)[:, k]
+                      for m in masks.split(SCORECAM_CHUNK)]
+    finally:
+        handle.remove()
+    weights = torch.cat(scores) if scores else torch.zeros(0)
+    cam = torch.relu((weights[:, None, None] * acts[chosen]).sum(0))
+    top = float(cam.max())
+    cam = cam / top if top > 0 else torch.zeros_like(cam)
+    return cam.clamp(0, 1).numpy().astype(np.float32), logits[0].float().numpy(), k
+
+
 def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
     """(width, height) after the eval transform's resize of the shorter side to ``resize``
     (the same arithmetic as torchvision's ``Resize(int)``)."""
@@ -347,23 +453,26 @@ def to_image_pixels(cam: np.ndarray, width: int, height: int, pre: Preprocessing
 
 
 def explain(predictor_or_model: Any, image: ImageInput, class_index: int | None = None, *,
-            preprocessing: Preprocessing | None = None) -> Explanation:
-    """Grad-CAM heat map of ``image`` for ``class_index`` (the predicted class when None), at the
-    image's own size. ``predictor_or_model``: see :func:`as_explainable`."""
+            preprocessing: Preprocessing | None = None, method: str | None = None) -> Explanation:
+    """Heat map of ``image`` for ``class_index`` (the predicted class when None), at the image's
+    own size. ``predictor_or_model``: see :func:`as_explainable`. ``method``: "gradcam",
+    "scorecam", or None for the architecture's own (:func:`choose_method`)."""
     ex = as_explainable(predictor_or_model, preprocessing)
+    how = choose_method(ex.model, method)
     pil = to_pil(image)
     pre = ex.preprocessing
     if class_index is not None and not 0 <= int(class_index) < max(len(ex.classes), 1):
         raise ExplainError(f"class index {class_index} is out of range: the model has {len(ex.classes)} classes")
-    target = find_target_layer(ex.model, pre.input_size)
+    target = (find_ungated_layer(ex.model, pre.input_size) if how == "scorecam" else None) \
+        or find_target_layer(ex.model, pre.input_size)
     batch = eval_transform(pre)(pil).unsqueeze(0)
-    cam, logits, k = grad_cam(ex.model, target, batch, class_index)
+    cam, logits, k = (score_cam if how == "scorecam" else grad_cam)(ex.model, target, batch, class_index)
     z = logits / ex.temperature
     probs = np.exp(z - z.max())
     probs /= probs.sum()
     heat = to_image_pixels(cam, pil.width, pil.height, pre)
     name = ex.classes[k] if k < len(ex.classes) else str(k)
-    return Explanation(heat, k, float(probs[k]), name, int(np.argmax(logits)), target.name)
+    return Explanation(heat, k, float(probs[k]), name, int(np.argmax(logits)), target.name, how)
 
 
 # ----------------------------------------------------------------------------- drawing
