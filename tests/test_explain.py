@@ -101,6 +101,62 @@ def test_offline_model_target_layer_is_its_last_feature_map():
     assert (t.name, t.layout, t.grid) == ("bn2", "nchw", (7, 7))
 
 
+def test_gated_nets_get_score_cam_on_the_map_before_their_first_gate():
+    import timm
+    import torchvision
+
+    gated = {"timm mobilenetv3": (timm.create_model("mobilenetv3_small_050", num_classes=3), ("bn1", (32, 32))),
+             "torchvision mobilenet_v3": (torchvision.models.mobilenet_v3_small(num_classes=3),
+                                          ("features.0", (32, 32))),
+             "timm efficientnet_b0": (timm.create_model("efficientnet_b0", num_classes=3), ("bn1", (32, 32))),
+             "timm regnety": (timm.create_model("regnety_002", num_classes=3), ("stem", (32, 32)))}
+    for family, (model, (layer, grid)) in gated.items():
+        assert ex.choose_method(model) == "scorecam", family
+        t = ex.find_ungated_layer(model.eval(), 64)
+        assert (t.name, t.layout, t.grid) == (layer, "nchw", grid), family
+        assert ex.choose_method(model, "gradcam") == "gradcam"  # a caller may force either
+    plain = timm.create_model("tf_efficientnet_lite0", num_classes=3).eval()
+    assert ex.choose_method(plain) == "gradcam" and ex.find_ungated_layer(plain, 64) is None
+    with pytest.raises(ex.ExplainError, match="'occlusion' is not one of gradcam, scorecam"):
+        ex.choose_method(plain, "occlusion")
+
+
+class _ColourMeans(nn.Module):
+    """Class k is the mean of colour channel k over 4 x 4 cells: the map of class k is where
+    colour k is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.AvgPool2d(4), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return 40 * self.pool(self.features(x)).flatten(1)
+
+
+def test_score_cam_finds_each_class_where_its_colour_is():
+    model = _ColourMeans().eval()
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, 0, 2:12, 3:13] = 1.0  # red, top left
+    x[0, 2, 20:30, 18:28] = 1.0  # blue, bottom right
+    target = ex.find_target_layer(model, 32)
+    assert target.grid == (8, 8)
+    for k, (rows, cols) in ((0, (slice(0, 3), slice(0, 4))), (2, (slice(5, 8), slice(4, 7)))):
+        cam, logits, got = ex.score_cam(model, target, x, k)
+        assert got == k and cam.shape == (8, 8) and cam.max() == pytest.approx(1.0)
+        assert np.unravel_index(np.argmax(cam), cam.shape) in {(r, c) for r in range(8)[rows] for c in range(8)[cols]}
+        other = cam.copy()
+        other[rows, cols] = 0
+        assert other.max() < 0.5  # the other colour's square is cooler
+    src = ex.Explainable(model, ["r", "g", "b"], Preprocessing(input_size=32, resize_size=32))
+    image = Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    result = ex.explain(src, image, class_index=2, method="scorecam")
+    assert result.method == "scorecam" and result.target_layer == target.name
+    assert result.heatmap[25, 23] == result.heatmap.max() > result.heatmap[7, 8]  # on blue, not on red
+    blank = ex.explain(src, Image.new("RGB", (32, 32)), method="scorecam")  # every channel flat
+    assert blank.heatmap.shape == (32, 32) and not blank.heatmap.any()
+
+
 # ----------------------------------------------------------------------------- back to the image
 
 
@@ -210,6 +266,7 @@ def test_explain_file_writes_overlay_and_heat_map(checkpoint_file, tmp_path):
     info = ex.explain_file(checkpoint_file.parent.parent, src, tmp_path / "out" / "overlay.png",
                            npy=tmp_path / "heat.npy", class_name="dog")
     assert info["class"] == "dog" and info["class_index"] == 1 and info["target_layer"] == "layer4"
+    assert info["method"] == "gradcam"  # a ResNet: no squeeze-excite gates
     with Image.open(tmp_path / "out" / "overlay.png") as im:
         assert im.size == (90, 60) and im.mode == "RGB"
     heat = np.load(tmp_path / "heat.npy")
