@@ -328,6 +328,9 @@ def test_cli_explain_writes_the_overlay_and_the_map(checkpoint_file, tmp_path, c
     assert np.load(tmp_path / "h.npy").shape == (40, 50)
     with Image.open(tmp_path / "o.png") as im:
         assert im.size == (50, 40)
+    assert cli.main(["explain", str(checkpoint_file.parent.parent), str(src), "--out", str(tmp_path / "p.png")]) == 0
+    said = capsys.readouterr().out
+    assert "heat map for" in said and f"Grad-CAM on {info['target_layer']}" in said  # the text output names the method
 
 
 REFUSE = """

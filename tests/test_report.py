@@ -112,6 +112,9 @@ def test_mistakes_gallery_most_confident_first_with_heat_maps(tmp_path):
     assert asked == expected  # only the mistakes, the most confident first
     assert page.count('src="data:image/jpeg;base64,') == 2 * wrong.size
     assert f"{wrong.size} of {wrong.size} mistakes" in page
+    assert "Heat maps (" not in page  # a maker that does not say its method is not named
+    heatmap_for.method = "Score-CAM"
+    assert "Heat maps (Score-CAM) of the predicted class" in report.build_html(ev, heatmap_for=heatmap_for)
 
 
 def test_unreadable_mistake_image_still_listed(tmp_path):

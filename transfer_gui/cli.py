@@ -560,8 +560,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=1))
     else:
+        from transfer_gui.engine.explain import METHOD_NAMES
+
         print(f"{args.image}: heat map for {info['class']} ({info['probability']:.1%}; predicted "
-              f"{info['predicted']}) written to {args.out}" + (f" and {args.npy}" if args.npy else ""))
+              f"{info['predicted']}; {METHOD_NAMES.get(info['method'], info['method'])} on {info['target_layer']}) "
+              f"written to {args.out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 
 

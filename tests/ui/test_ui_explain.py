@@ -69,7 +69,8 @@ def test_try_it_heat_map_toggle_and_class_picker(qtbot, ui_env, tasks, run_folde
     qtbot.mouseClick(w.heat, Qt.MouseButton.LeftButton)
     wait_for(qtbot, lambda: w.heat_state == "shown", 60)
     assert w.heat_info["class_name"] == w.results[0][0]  # the predicted class by default
-    assert w.heat_info["layer"] == "layer4"
+    assert w.heat_info["layer"] == "layer4" and w.heat_info["method"] == "Grad-CAM"  # a ResNet: no gates
+    assert "Grad-CAM on layer4" in w.status.text()
     assert not np.array_equal(_pixels(w.image), plain)  # the overlay is over the image now
     other = next(i for i in range(1, 4) if w.heat_class.itemText(i) != w.results[0][0])
     w.heat_class.setCurrentIndex(other)

@@ -58,6 +58,7 @@ NEEDS_MODULE = "heat maps need the run folder, .pt or .safetensors file"
 _MAX_PREFIX = 8  # class, distillation and register tokens before a transformer's patch tokens
 _CANDIDATES_CHECKED = 24  # the last spatial outputs whose gradient is looked at
 METHODS = ("gradcam", "scorecam")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}  # as the window, the CLI and the report say them
 SCORECAM_CHANNELS = 64  # the channels of the target layer that Score-CAM masks the input with, at most
 SCORECAM_CHUNK = 32  # masked inputs per forward pass
 # Squeeze-excite gates (timm's SqueezeExcite and SEModule, torchvision's SqueezeExcitation), told by
@@ -562,4 +563,5 @@ def overlay_maker(model_path: str | os.PathLike[str]) -> Callable[[str], Image.I
         except (ImageError, UserError, OSError, ValueError, RuntimeError):
             return None
 
+    make.method = METHOD_NAMES[choose_method(ex.model)]  # type: ignore[attr-defined]  # the report names it
     return make

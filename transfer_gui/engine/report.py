@@ -318,7 +318,10 @@ def mistakes_gallery(ev, heatmap_for: Callable[[str], Any] | None = None, limit:
     if wrong.size == 0:
         return "<p>No mistakes.</p>" if len(ev.paths) else ""
     order = wrong[np.argsort(-ev.confidences[wrong], kind="stable")][:limit]
-    shown = f"<p class=muted>{len(order)} of {wrong.size} mistakes, the most confident first.</p>"
+    how = getattr(heatmap_for, "method", "")
+    maps = f" Heat maps ({esc(how)}) of the predicted class: red is where the model found the most evidence." \
+        if heatmap_for is not None and how else ""
+    shown = f"<p class=muted>{len(order)} of {wrong.size} mistakes, the most confident first.{maps}</p>"
     return shown + "<div class=gallery>" + "".join(_figure(ev, int(i), heatmap_for) for i in order) + "</div>"
 
 

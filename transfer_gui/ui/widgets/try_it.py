@@ -66,7 +66,8 @@ def heat_image(source: str, path: str, class_index: int | None, box: int) -> tup
         shown = shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
                              Image.Resampling.BICUBIC)
     return qimage_of(shown), {"class_index": result.class_index, "class_name": result.class_name,
-                              "probability": result.probability, "layer": result.target_layer}
+                              "probability": result.probability, "layer": result.target_layer,
+                              "method": explain.METHOD_NAMES.get(result.method, result.method)}
 
 
 def heat_job(task, source: str, path: str, class_index: int | None, box: int) -> tuple[QImage, dict]:
@@ -235,8 +236,8 @@ class TryIt(QWidget):
             return
         self.image.setPixmap(QPixmap.fromImage(image))
         self.heat_state, self.heat_info = "shown", dict(info)
-        self._say(f"Heat map for <b>{info['class_name']}</b> ({info['probability']:.1%}): red is where the model "
-                  f"found the most evidence for it.", "ok")
+        self._say(f"Heat map for <b>{info['class_name']}</b> ({info['probability']:.1%}; {info['method']} on "
+                  f"{info['layer']}): red is where the model found the most evidence for it.", "ok")
 
     def _heat_failed(self, exc: BaseException) -> None:
         self.heat_state, self.heat_info = "failed", {}
