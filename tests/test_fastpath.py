@@ -268,3 +268,35 @@ def test_a_failed_export_leaves_no_file_and_old_graphs_are_pruned(monkeypatch):
     monkeypatch.setattr(fastpath, "DISK_BUDGET", paths[2].stat().st_size + 1)  # room for one graph only
     newest = fastpath.exported_graph(_net(seed=3), x)
     assert [p.exists() for p in (*paths, newest)] == [False, False, False, True]
+
+
+def _priced(fn, seconds: float):
+    fn.seconds = seconds  # what the faked clock says a call of ``fn`` takes
+    return fn
+
+
+@pytest.mark.parametrize("fast_s,measured", [(0.1, False), (0.6, True)])
+def test_channels_last_is_not_measured_when_a_runtime_is_far_ahead(monkeypatch, fast_s, measured):
+    """Plain torch takes 1 s a batch on the faked clock: a runtime at 0.1 s (10x) leaves channels_last
+    unmeasured (it is torch's kernels in another layout, never 2x); one at 0.6 s (1.7x) does not."""
+    monkeypatch.setattr(fastpath, "_timed", lambda fn, x: (fn(x), getattr(fn, "seconds", 1.0)))
+    built = []
+
+    def fast(module, _example, _key=None):
+        return _priced(lambda x: module(x).detach(), fast_s)
+
+    def layout(module, example, key=None):
+        built.append(True)
+        return _priced(fastpath._channels_last(module, example, key), 0.05)
+
+    monkeypatch.setitem(fastpath.BUILDERS, "fast", fast)
+    monkeypatch.setitem(fastpath.BUILDERS, fastpath.CHANNELS_LAST, layout)
+    net, x = _net(), torch.randn(4, 3, 16, 16)
+    choice = fastpath.choose(net, x, ("fast", fastpath.CHANNELS_LAST),
+                             reference=_priced(fastpath.torch_forward(net), 1.0))
+    assert bool(built) is measured
+    if measured:
+        assert choice.runtime == fastpath.CHANNELS_LAST and "torch channels_last 80" in choice.note
+    else:
+        assert choice.runtime == "fast"
+        assert "torch channels_last not measured (fast is already 10.0x plain torch)" in choice.note
