@@ -2,10 +2,11 @@
 
 A frozen pass (the feature cache, the frozen prefix, a Predictor's batches) runs the same
 network over many images, so it pays to pick the runtime per machine: ONNX Runtime (an
-export of the module with a dynamic batch axis, to a temporary file), OpenVINO when it is
-installed, or torch with ``channels_last``. :func:`fast_forward` measures each on the first
-batch, keeps only those whose outputs equal plain torch's within :data:`TOLERANCE` (relative
-to the largest output, at least 1.0), and returns the fastest, with a note for the log. The
+export of the module with a dynamic batch axis), OpenVINO when it is installed, or torch with
+``channels_last``. :func:`fast_forward` measures each on the first batch, keeps only those
+whose outputs equal plain torch's within :data:`TOLERANCE` (relative to the largest output,
+at least 1.0), and returns the fastest, with a note for the log. channels_last is left
+unmeasured once another runtime is :data:`CHANNELS_LAST_CEILING` times plain torch. The
 choice is measured once per (module fingerprint, batch shape) and kept in the process.
 
 Both the export and the choice are also kept on disk (:func:`cache_dir`, the user's cache
