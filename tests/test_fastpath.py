@@ -210,6 +210,11 @@ def test_the_export_traces_one_image_and_serves_every_batch_size(monkeypatch):
         assert torch.allclose(fastpath.BUILDERS[fastpath.ORT](net, x)(other), net(other), atol=1e-4)
 
 
+def _priced(fn, seconds: float):
+    fn.seconds = seconds  # what the faked clock says a call of ``fn`` takes
+    return fn
+
+
 def _runtimes_faster_than_torch(monkeypatch) -> None:
     """A faked clock on which plain torch takes 1 s a batch and every other runtime 0.1 s: on a
     net this small the real clock may favour either (on a loaded machine torch won, and the
@@ -278,11 +283,6 @@ def test_a_failed_export_leaves_no_file_and_old_graphs_are_pruned(monkeypatch):
     monkeypatch.setattr(fastpath, "DISK_BUDGET", paths[2].stat().st_size + 1)  # room for one graph only
     newest = fastpath.exported_graph(_net(seed=3), x)
     assert [p.exists() for p in (*paths, newest)] == [False, False, False, True]
-
-
-def _priced(fn, seconds: float):
-    fn.seconds = seconds  # what the faked clock says a call of ``fn`` takes
-    return fn
 
 
 @pytest.mark.parametrize("fast_s,measured", [(0.1, False), (0.6, True)])

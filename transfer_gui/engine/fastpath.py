@@ -227,13 +227,12 @@ def choose(module: nn.Module, example: torch.Tensor, runtimes: tuple[str, ...] =
     reference = reference or torch_forward(module)
     _timed(reference, example)  # warm up, as the candidates are
     ref, seconds = _timed(reference, example)
-    best = Choice(TORCH, len(example) / max(seconds, 1e-9), "", reference)
-    said = [f"plain torch {best.images_per_s:.0f}"]
+    plain = len(example) / max(seconds, 1e-9)
+    best = Choice(TORCH, plain, "", reference)
+    said = [f"plain torch {plain:.0f}"]
     for name in runtimes:
-        if name == CHANNELS_LAST and best.runtime != TORCH and \
-                best.images_per_s >= CHANNELS_LAST_CEILING * (len(example) / max(seconds, 1e-9)):
-            said.append(f"{name} not measured ({best.runtime} is already "
-                        f"{best.images_per_s * seconds / len(example):.1f}x plain torch)")
+        if name == CHANNELS_LAST and best.images_per_s >= CHANNELS_LAST_CEILING * plain:
+            said.append(f"{name} not measured ({best.runtime} is already {best.images_per_s / plain:.1f}x plain torch)")
             continue
         cand, why = _try(name, module, example, ref, key)
         said.append(cand.note if cand else why)
