@@ -83,13 +83,47 @@ def test_empty_and_broken_files(tmp_path):
     put(tmp_path, "cats/a.png", "dogs/b.png")
     put(tmp_path, "cats/zero.png", data=b"")
     put(tmp_path, "dogs/text.jpg", data=b"not an image at all")
-    fast = scan_sources([tmp_path])
-    assert reasons(fast) == {str(tmp_path / "cats/zero.png"): "empty file (0 bytes)"}
-    assert by_class(fast)["dogs"] == {"b.png", "text.jpg"}  # without probe: extension only
-    probed = scan_sources([tmp_path], probe=True)
-    assert reasons(probed) == {str(tmp_path / "cats/zero.png"): "empty file (0 bytes)",
-                               str(tmp_path / "dogs/text.jpg"): "not an image (unrecognised format)"}
-    assert by_class(probed) == {"cats": {"a.png"}, "dogs": {"b.png"}}
+    expected = {str(tmp_path / "cats/zero.png"): "empty file (0 bytes)",
+                str(tmp_path / "dogs/text.jpg"): "not an image (unrecognised format)"}
+    for probe in (False, True):  # the first bytes already tell a text file from an image
+        index = scan_sources([tmp_path], probe=probe)
+        assert reasons(index) == expected
+        assert by_class(index) == {"cats": {"a.png"}, "dogs": {"b.png"}}
+        assert index.counts() == {"cats": 1, "dogs": 1}
+        assert any("2 files skipped" in m and "not an image" in m for m in index.warnings(min_per_class=1))
+
+
+def _saved(fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 4), (10, 200, 30)).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,kw", [("JPEG", {}), ("PNG", {}), ("GIF", {}), ("BMP", {}), ("TIFF", {}),
+                                    ("TIFF", {"compression": "tiff_lzw"}), ("WEBP", {}), ("PPM", {}), ("TGA", {})])
+def test_the_quick_check_accepts_every_format_pillow_reads_whatever_the_name(tmp_path, fmt, kw):
+    """The first bytes of the common formats are known; any other start gets Pillow's header
+    parse, so a PPM or TGA saved as .png (a rare but readable file) is still an image."""
+    from transfer_gui.engine.imageio import quick_check
+
+    put(tmp_path, "a/x.png", "b/y.png")
+    wrong_name = put(tmp_path, "a/file.png", data=_saved(fmt, **kw))[0]
+    assert quick_check(wrong_name) is None
+    index = scan_sources([tmp_path])
+    assert not index.skipped and index.counts() == {"a": 2, "b": 1}
+    assert open_image(wrong_name).size == (5, 4)
+
+
+def test_the_quick_check_names_what_is_wrong(tmp_path):
+    from transfer_gui.engine.imageio import quick_check
+
+    html, half, folder = put(tmp_path, "page.jpg", "half.png", data=b"<html><body>404</body></html>")[0], \
+        put(tmp_path, "half.png", data=PNG[:5])[0], tmp_path / "dir.jpg"
+    folder.mkdir()
+    assert quick_check(html) == "not an image (unrecognised format)"
+    assert quick_check(half) == "not an image (unrecognised format)"  # too short to be a PNG
+    assert quick_check(tmp_path / "gone.png") == "file not found"
+    assert quick_check(folder) == "is a folder, not a file"
 
 
 def test_loose_image_in_parent_is_skipped(tmp_path):
@@ -223,17 +257,19 @@ def test_permission_denied_real(tmp_path):
 def test_permission_denied_simulated(tmp_path, monkeypatch):
     put(tmp_path, "cats/a.png", "cats/b.png", "dogs/c.png", "dogs/locked/d.png")
     secret_file, secret_dir = str(tmp_path / "cats/b.png"), str(tmp_path / "dogs/locked")
-    real_access, real_scandir = os.access, os.scandir
+    real_open, real_scandir = os.open, os.scandir
 
-    def access(path, mode, *a, **kw):
-        return False if os.fspath(path) == secret_file else real_access(path, mode, *a, **kw)
+    def os_open(path, flags, *a, **kw):  # what reading a file the user may not read does
+        if os.fspath(path) == secret_file:
+            raise PermissionError(13, "Permission denied", secret_file)
+        return real_open(path, flags, *a, **kw)
 
     def scandir(path="."):
         if os.fspath(path) == secret_dir:
             raise PermissionError(13, "Permission denied", secret_dir)
         return real_scandir(path)
 
-    monkeypatch.setattr(scan_mod.os, "access", access)
+    monkeypatch.setattr(scan_mod.os, "open", os_open)
     monkeypatch.setattr(scan_mod.os, "scandir", scandir)
     index = scan_sources([tmp_path])
     assert by_class(index) == {"cats": {"a.png"}, "dogs": {"c.png"}}

@@ -17,8 +17,11 @@ Folder rules (what :func:`scan_sources` does with each folder it is given):
 Hidden files and folders, ``__MACOSX``, ``Thumbs.db`` and files without an image extension
 are ignored silently; a file with no extension at all is an image when it starts like a DICOM
 file (scanners often write them so). HEIC and DICOM files whose optional extra is not installed
-are skipped with the one reason naming the extra, and :meth:`DatasetIndex.warnings` says it once. Empty files, unreadable files and (with ``probe=True``) files whose
-header is not a usable image are listed in ``DatasetIndex.skipped`` with a reason. Folder
+are skipped with the one reason naming the extra, and :meth:`DatasetIndex.warnings` says it once.
+Empty files, unreadable files and files that start like no image format (a text file named
+``.jpg``: ``imageio.quick_check`` reads the first bytes of every file) are listed in
+``DatasetIndex.skipped`` with a reason, so the Data step names them before training; with
+``probe=True`` Pillow parses every header (slower; also finds impossible sizes). Folder
 symlinks are followed, but each real folder is visited once, so symlink loops end.
 """
 
@@ -31,7 +34,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from transfer_gui.engine.imageio import IMAGE_EXTENSIONS, MISSING_EXTRA, has_dicom_magic, missing_extra, probe_image
+from transfer_gui.engine.imageio import (IMAGE_EXTENSIONS, MISSING_EXTRA, has_dicom_magic, missing_extra, probe_image,
+                                         quick_check)
 from transfer_gui.engine.rules import val_count
 from transfer_gui.errors import Cancelled, UserError
 
@@ -228,18 +232,8 @@ class _Scanner:
         self.tick(entry.path)
         path = entry.path
         reason = missing_extra(path)  # the same reason with or without probing
-        if reason is None and self.probe:
-            reason = probe_image(path)
-        elif reason is None:
-            try:
-                size = entry.stat().st_size
-                reason = "empty file (0 bytes)" if size == 0 else None
-            except PermissionError:
-                reason = "permission denied"
-            except OSError as exc:
-                reason = f"cannot read file ({exc.strerror or exc})"
-            if reason is None and not os.access(path, os.R_OK):
-                reason = "permission denied"
+        if reason is None:
+            reason = probe_image(path) if self.probe else quick_check(path)
         if reason is not None:
             self.skipped.append(Skipped(path, reason))
             return False
@@ -331,8 +325,8 @@ def scan_sources(
 
     ``exclude_classes`` drops classes by original or renamed name. ``progress(done, message)``
     is called at most ~20 times a second; ``cancel()`` returning True raises
-    :class:`ScanCancelled`. ``probe=True`` reads each image's header (slower, finds
-    non-images). Raises :class:`ScanError` for missing folders, files given as folders, no
+    :class:`ScanCancelled`. ``probe=True`` parses each image's header (about 5x slower;
+    the default reads each file's first bytes, which finds non-images and empty files). Raises :class:`ScanError` for missing folders, files given as folders, no
     images, or fewer than ``min_classes`` classes (a validation folder may hold just one).
     """
     start = time.monotonic()
