@@ -256,3 +256,37 @@ def test_export_formats_are_the_engines():
     from transfer_gui.engine.export import FORMATS
 
     assert cli.EXPORT_FORMATS == FORMATS
+
+
+def _one_class_data(root: Path) -> Path:
+    from PIL import Image
+
+    (root / "data" / "cats").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (24, 24), (200, 30 * i, 0)).save(root / "data" / "cats" / f"{i}.png")
+    return root / "data"
+
+
+def test_one_class_is_refused_at_scan_time_and_nothing_is_written(tmp_path):
+    data = _one_class_data(tmp_path)
+    result, err = _refuse(["train", "--data", str(data), "--out", str(tmp_path / "run")], tmp_path)
+    assert result["code"] == 2, (result, err)
+    assert len(err) == 1 and err[0].startswith("transfer-gui: error: Only one class ('cats')"), err
+    assert result["heavy"] == [], f"imported {result['heavy']} before refusing"
+    assert not (tmp_path / "run").exists()
+    # a config file's runs would go beside it, in <stem>-runs/: not made either
+    from transfer_gui import config as C
+
+    C.save(C.RunConfig().replace(**{"data.folders": [str(data)]}), tmp_path / "one.toml")
+    result, err = _refuse(["train", str(tmp_path / "one.toml")], tmp_path)
+    assert result["code"] == 2 and "Only one class" in err[0], (result, err)
+    assert {p.name for p in tmp_path.iterdir()} - {"xdg_cache"} == {"data", "one.toml"}  # no one-runs/
+
+
+def test_a_config_with_two_mistakes_is_refused_naming_both(tmp_path):
+    (tmp_path / "hand.toml").write_text("[train]\nepochs = 0\n\n[optim]\nname = 'adam'\n")
+    result, err = _refuse(["train", str(tmp_path / "hand.toml")], tmp_path)
+    assert result["code"] == 2 and result["heavy"] == [], (result, err)
+    assert len(err) == 1 and "2 problems" in err[0], err
+    assert "(1) optim.name: must be one of adamw, sgd, got 'adam'" in err[0]
+    assert "(2) train.epochs: must be >= 1, got 0" in err[0]

@@ -79,3 +79,30 @@ def test_check_paths_names_missing_folder(tmp_path: Path):
 def test_non_finite_numbers_and_huge_seeds_are_refused(text, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         C.loads(text)
+
+
+def test_two_mistakes_are_named_at_once():
+    # one of the wrong type (said first: the file is read before its values are checked) and two
+    # out of range, in different sections
+    text = "[train]\nbatch_size = 'big'\nepochs = 0\n\n[optim]\nname = 'adam'\n"
+    with pytest.raises(ConfigError) as info:
+        C.loads(text, "hand.toml")
+    exc = info.value
+    assert [f for f, _ in exc.problems] == ["train.batch_size", "optim.name", "train.epochs"]
+    assert exc.field == "train.batch_size"
+    message = str(exc)
+    assert message.startswith("hand.toml: 3 problems: (1) train.batch_size: expected a whole number")
+    assert "(2) optim.name: must be one of adamw, sgd, got 'adam'; (3) train.epochs: must be >= 1, got 0" in message
+
+
+def test_an_unknown_key_does_not_hide_the_other_mistakes():
+    with pytest.raises(ConfigError) as info:
+        C.loads("[layers]\nfrezen = ['stem']\nhead_lr = -1.0\n[data.augment]\nrotation = 400.0\n")
+    assert [f for f, _ in info.value.problems] == ["layers.frezen", "data.augment.rotation", "layers.head_lr"]
+
+
+def test_a_non_finite_value_is_one_problem_not_two():
+    with pytest.raises(ConfigError) as info:
+        C.loads("[layers]\nhead_lr = nan\n")
+    assert info.value.problems == [("layers.head_lr", "must be a finite number, got nan")]
+    assert str(info.value) == "<config>: layers.head_lr: must be a finite number, got nan"

@@ -165,12 +165,24 @@ def _check_model_name(name: str) -> None:
 
 
 def _check_run_config(cfg: RunConfig) -> None:
-    """Everything about a run that can be known without torch: folders, weights file, model name."""
+    """Everything about a run that can be known without torch: folders, weights file, model name,
+    and the classes the training folders give."""
     config_mod.check_paths(cfg)
     out = cfg.output.dir
     if out and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"is a file, not a folder: {out}", "output.dir")
     _check_model_name(cfg.model.name)
+    _check_classes(cfg)
+
+
+def _check_classes(cfg: RunConfig) -> None:
+    """Scan the training folders as the engine will (its own ``scan_sources``, torch-free): no
+    images, one class or every class excluded is refused here, before the run folder is made
+    and before torch loads, instead of after both."""
+    from transfer_gui.engine.scan import scan_sources
+
+    d = cfg.data
+    scan_sources(list(d.folders), d.exclude_classes, dict(d.rename_classes))  # ScanError: a UserError, exit 2
 
 
 def _check_checkpoint_source(path: str, missing: str) -> None:

@@ -35,12 +35,30 @@ CLASS_WEIGHTS = ("none", "balanced")
 TENSORBOARD = ("auto", "on", "off")  # auto: event files when tensorboard is installed; on: required
 
 
+Problem = tuple[str | None, str]  # (dotted field or None, what is wrong with it)
+
+
 class ConfigError(UserError, ValueError):
-    """A config problem, always naming the field (dotted path) or file it concerns."""
+    """A config problem, always naming the field (dotted path) or file it concerns. One error can
+    carry several problems (``problems``), so a file with two mistakes names both at once;
+    ``field`` is the first one's."""
 
     def __init__(self, message: str, field: str | None = None):
         self.field = field
+        self.problems: list[Problem] = [(field, message)]
         super().__init__(f"{field}: {message}" if field else message)
+
+    @classmethod
+    def of(cls, problems: list[Problem], source: str | None = None) -> "ConfigError":
+        """Every problem in one error: one is said as ``field: message``; several are numbered
+        on one line, ``2 problems: (1) a: ...; (2) b: ...``, which reads the same in the
+        window's dialog and on the command line's one-line refusal."""
+        said = [f"{f}: {m}" if f else m for f, m in problems]
+        text = said[0] if len(said) == 1 else (f"{len(said)} problems: "
+                                                 + "; ".join(f"({i}) {t}" for i, t in enumerate(said, 1)))
+        exc = cls(f"{source}: {text}" if source else text)
+        exc.field, exc.problems = problems[0][0], list(problems)
+        return exc
 
 
 @dataclass(frozen=True)
@@ -177,24 +195,26 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, path: str) -> Any:
+def _coerce(value: Any, tp: Any, path: str, problems: list[Problem]) -> Any:
+    """``value`` as type ``tp``; raises ConfigError for a value that is not one, and adds the
+    problems of a table's own keys to ``problems``."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"expected a table, got {type(value).__name__}", path)
-        return _build(tp, value, path)
+        return _build(tp, value, path, problems)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"expected a list, got {type(value).__name__}", path)
-        return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(v, item_tp, f"{path}[{i}]", problems) for i, v in enumerate(value))
     if origin is dict:
         val_tp = typing.get_args(tp)[1]  # keys are always text in TOML
         if not isinstance(value, dict):
             raise ConfigError(f"expected a table, got {type(value).__name__}", path)
-        return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(v, val_tp, f"{path}.{k}", problems) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise ConfigError("unsupported union type", path)  # not used by the schema
     if tp is bool:
@@ -218,7 +238,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"unsupported type {_type_name(tp)}", path)
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, data: dict[str, Any], prefix: str, problems: list[Problem]) -> Any:
+    """``cls`` from a table. A key that is unknown or of the wrong type is added to ``problems``
+    and left at its default, so the rest of the file is still read and checked."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
@@ -227,14 +249,23 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
-            raise ConfigError(f"unknown key{hint}", path)
-        kwargs[key] = _coerce(value, hints[key], path)
+            problems.append((path, f"unknown key{hint}"))
+            continue
+        try:
+            kwargs[key] = _coerce(value, hints[key], path, problems)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     return cls(**kwargs)
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
-    cfg = _build(RunConfig, data, "")
-    validate(cfg)
+    """The config of a table, or one ConfigError naming every field that is wrong (the types
+    first, then the values of the fields that could be read)."""
+    problems: list[Problem] = []
+    cfg = _build(RunConfig, data, "", problems)
+    problems += check_values(cfg)
+    if problems:
+        raise ConfigError.of(problems)
     return cfg
 
 
@@ -273,21 +304,45 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError naming the first field whose value cannot work."""
+    """Raise one ConfigError naming every field whose value cannot work (all at once, so a
+    hand-edited file is fixed in one go)."""
+    problems = check_values(cfg)
+    if problems:
+        raise ConfigError.of(problems)
 
-    def need(cond: bool, path: str, message: str) -> None:
-        if not cond:
-            raise ConfigError(message, path)
 
+class _Problems(list):
+    """The problems found so far; ``need(cond, field, message)`` adds one where ``cond`` fails,
+    the first per field only (a NaN rate is said to be not finite, not also not > 0)."""
+
+    def need(self, cond: bool, path: str, message: str) -> None:
+        if not cond and all(f != path for f, _ in self):
+            self.append((path, message))
+
+
+def check_values(cfg: RunConfig) -> list[Problem]:
+    """Every (field, message) whose value cannot work, in the order of the file's sections."""
+    out = _Problems()
+    need = out.need
     for path, value in _numbers(cfg, ""):
         need(math.isfinite(value), path, f"must be a finite number, got {value}")
-
     need(cfg.version == CONFIG_VERSION, "version",
          f"unsupported config version {cfg.version}; this transfer_gui reads version {CONFIG_VERSION}")
-    d, la, o, s, t = cfg.data, cfg.layers, cfg.optim, cfg.schedule, cfg.train
+    _check_data(cfg.data, need)
+    need(bool(cfg.model.name.strip()), "model.name", "must not be empty")
+    need(bool(cfg.model.weights.strip()), "model.weights", "must be 'pretrained', 'none' or a file path")
+    _check_layers_optim(cfg.layers, cfg.optim, need)
+    _check_schedule(cfg.schedule, need)
+    _check_train(cfg.train, need)
+    need(cfg.output.tensorboard in TENSORBOARD, "output.tensorboard",
+         f"must be one of {', '.join(TENSORBOARD)}, got {cfg.output.tensorboard!r}")
+    return list(out)
+
+
+def _check_data(d: DataConfig, need) -> None:
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
-    _validate_test_set(d)
-    _validate_decisions(d)
+    _check_test_set(d, need)
+    _check_decisions(d, need)
     need(d.image_size == 0 or 16 <= d.image_size <= 2048, "data.image_size",
          f"must be 0 (model default) or between 16 and 2048, got {d.image_size}")
     need(d.num_workers >= -1, "data.num_workers", f"must be -1 (auto) or >= 0, got {d.num_workers}")
@@ -296,8 +351,9 @@ def validate(cfg: RunConfig) -> None:
          f"must be in [0, 1], got {d.augment.color_jitter}")
     need(0.0 <= d.augment.rotation <= 180.0, "data.augment.rotation",
          f"must be in [0, 180] degrees, got {d.augment.rotation}")
-    need(bool(cfg.model.name.strip()), "model.name", "must not be empty")
-    need(bool(cfg.model.weights.strip()), "model.weights", "must be 'pretrained', 'none' or a file path")
+
+
+def _check_layers_optim(la: LayersConfig, o: OptimConfig, need) -> None:
     need(la.head_lr > 0, "layers.head_lr", f"must be > 0, got {la.head_lr}")
     need(0 < la.lr_decay <= 1.0, "layers.lr_decay", f"must be in (0, 1], got {la.lr_decay}")
     for name, value in la.lr.items():
@@ -308,12 +364,18 @@ def validate(cfg: RunConfig) -> None:
     need(o.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {o.weight_decay}")
     need(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
     need(0 <= o.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {o.label_smoothing}")
+
+
+def _check_schedule(s: ScheduleConfig, need) -> None:
     need(s.name in SCHEDULES, "schedule.name", f"must be one of {', '.join(SCHEDULES)}, got {s.name!r}")
     need(s.warmup_steps >= 0, "schedule.warmup_steps", f"must be >= 0, got {s.warmup_steps}")
     need(s.warmup_epochs >= 0, "schedule.warmup_epochs", f"must be >= 0, got {s.warmup_epochs}")
     need(0 <= s.min_lr_factor <= 1, "schedule.min_lr_factor", f"must be in [0, 1], got {s.min_lr_factor}")
     need(s.step_epochs >= 1, "schedule.step_epochs", f"must be >= 1, got {s.step_epochs}")
     need(0 < s.gamma <= 1, "schedule.gamma", f"must be in (0, 1], got {s.gamma}")
+
+
+def _check_train(t: TrainConfig, need) -> None:
     need(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}")
     need(0 <= t.seed < 2**31, "train.seed", f"must be between 0 and 2147483647, got {t.seed}")
     need(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
@@ -329,37 +391,27 @@ def validate(cfg: RunConfig) -> None:
          f"must be one of {', '.join(FEATURE_CACHE)}, got {t.feature_cache!r}")
     need(t.class_weights in CLASS_WEIGHTS, "train.class_weights",
          f"must be one of {', '.join(CLASS_WEIGHTS)}, got {t.class_weights!r}")
-    _validate_output(cfg.output)
 
 
-def _validate_output(o: OutputConfig) -> None:
-    if o.tensorboard not in TENSORBOARD:
-        raise ConfigError(f"must be one of {', '.join(TENSORBOARD)}, got {o.tensorboard!r}", "output.tensorboard")
-
-
-def _validate_test_set(d: DataConfig) -> None:
+def _check_test_set(d: DataConfig, need) -> None:
     """A test set comes from test folders or a held-out share, not both."""
-    if not 0.0 <= d.test_fraction < 1.0:
-        raise ConfigError(f"must be in [0, 1), got {d.test_fraction}", "data.test_fraction")
-    if d.test_fraction > 0 and d.test_folders:
-        raise ConfigError("a test set comes either from data.test_folders or from a held-out share; "
-                          "set data.test_fraction to 0 or empty data.test_folders", "data.test_fraction")
+    need(0.0 <= d.test_fraction < 1.0, "data.test_fraction", f"must be in [0, 1), got {d.test_fraction}")
+    need(not (d.test_fraction > 0 and d.test_folders), "data.test_fraction",
+         "a test set comes either from data.test_folders or from a held-out share; "
+         "set data.test_fraction to 0 or empty data.test_folders")
 
 
-def _validate_decisions(d: DataConfig) -> None:
+def _check_decisions(d: DataConfig, need) -> None:
     """File decisions name a file each; a file is either left out or relabelled, not both."""
     for i, path in enumerate(d.exclude_files):
-        if not path.strip():
-            raise ConfigError("must be the path of an image file, got an empty text", f"data.exclude_files[{i}]")
+        need(bool(path.strip()), f"data.exclude_files[{i}]", "must be the path of an image file, got an empty text")
     excluded = set(d.exclude_files)
     for path, name in d.relabel.items():
-        if not path.strip():
-            raise ConfigError("a relabelled file needs its path as the key, got an empty one", "data.relabel")
-        if not name.strip():
-            raise ConfigError("must be the name of a training class, got an empty text", f"data.relabel.{path}")
-        if path in excluded:
-            raise ConfigError("this file is also in data.exclude_files; a file is either left out or given another "
-                              "class: remove it from one of the two", f"data.relabel.{path}")
+        need(bool(path.strip()), "data.relabel", "a relabelled file needs its path as the key, got an empty one")
+        need(bool(name.strip()), f"data.relabel.{path}", "must be the name of a training class, got an empty text")
+        need(path not in excluded, f"data.relabel.{path}",
+             "this file is also in data.exclude_files; a file is either left out or given another class: "
+             "remove it from one of the two")
 
 
 def _numbers(node: Any, prefix: str):
@@ -407,7 +459,7 @@ def loads(text: str, source: str = "<config>") -> RunConfig:
     try:
         return from_dict(data)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError.of(exc.problems, source) from None
 
 
 def load(path: str | os.PathLike[str]) -> RunConfig:

@@ -126,3 +126,54 @@ def test_scan_shows_progress_keeps_window_responsive_and_cancels(qtbot, window, 
     timer.stop()
     assert not w.project.scanning and "cancelled" in w.project.scan_error
     assert not w.data.scan_box.isVisible()
+
+
+def _plain(text: str) -> str:
+    return text.replace("<b>", "").replace("</b>", "")
+
+
+def test_a_text_file_named_jpg_is_listed_as_skipped_before_training(qtbot, window, ui_env):
+    """Issue #24: the scan reads each file's first bytes, so the Data step counts a text file
+    named .jpg out of its class and lists it with the reason, beside the empty file."""
+    w, p = window, window.project
+    parent = ui_env["tmp"] / "set"
+    make_class_folders(parent, {"red": 12, "green": 12})
+    (parent / "red" / "notes.jpg").write_text("a text file, not a photo")
+    (parent / "green" / "empty.png").write_bytes(b"")
+    w.data.add_folders([str(parent)])
+    wait_for(qtbot, lambda: p.scan is not None and not p.scanning)
+    assert p.class_counts() == {"green": 12, "red": 12}
+    assert [w.data.table.item(r, 2).text() for r in range(2)] == ["12", "12"]
+    assert "24 images" in _plain(w.data.totals.text())
+    line = next(i for i in range(w.data.warnings.count()) if w.data.warnings.item(i).data(SKIPPED_ROLE))
+    assert "2 files skipped" in w.data.warnings.item(line).text()
+    w.data.warnings.itemClicked.emit(w.data.warnings.item(line))
+    dlg = w.data.skipped_dialog
+    shown = {dlg.table.item(r, 0).text().rsplit("/", 1)[-1]: dlg.table.item(r, 1).text()
+             for r in range(dlg.table.rowCount())}
+    assert shown == {"notes.jpg": "not an image (unrecognised format)", "empty.png": "empty file (0 bytes)"}
+    dlg.close()
+
+
+def test_class_rows_follow_excluded_and_relabelled_files(qtbot, window, ui_env):
+    """Issue #24: after excluding a file its class row said 60 while the total said 299; each row
+    now counts what the run takes from it, so the rows add up to the totals line."""
+    w, p = window, window.project
+    parent = ui_env["tmp"] / "set"
+    make_class_folders(parent, {"red": 10, "green": 8, "blue": 6})
+    w.data.add_folders([str(parent)])
+    wait_for(qtbot, lambda: p.scan is not None and not p.scanning)
+
+    def shown() -> dict[str, str]:
+        return {w.data.table.item(r, 1).text(): w.data.table.item(r, 2).text() for r in range(w.data.table.rowCount())}
+
+    assert shown() == {"blue": "6", "green": "8", "red": "10"}
+    p.update({"data.exclude_files": [str(parent / "red" / "003.png")],
+              "data.relabel": {str(parent / "green" / "001.png"): "blue"}})
+    wait_for(qtbot, lambda: shown() == {"blue": "7", "green": "7", "red": "9"})
+    assert "3 classes, 23 images" in _plain(w.data.totals.text())
+    red = next(r for r in range(3) if w.data.table.item(r, 1).text() == "red")
+    assert "10 images in the folder; 9 after your decisions" in w.data.table.item(red, 2).toolTip()
+    w.data.table.item(red, 0).setCheckState(Qt.CheckState.Unchecked)  # a left-out class keeps its own count
+    wait_for(qtbot, lambda: "2 classes, 14 images" in _plain(w.data.totals.text()))
+    assert shown()["red"] == "9"

@@ -17,13 +17,42 @@ from transfer_gui.engine import rules
 class ClassRow:
     original: str  # folder name as scanned
     name: str  # after data.rename_classes
-    count: int
+    count: int  # images the run takes from this row (the file decisions applied)
     excluded: bool
     examples: list[str] = field(default_factory=list)  # a few image paths
+    found: int = -1  # images scanned in the folder (-1: the same as count)
 
 
 def class_rows(index, data_cfg, examples: int = 4) -> list[ClassRow]:
-    """One row per scanned class folder name."""
+    """One row per scanned class folder name. Its count follows the file decisions, so that the
+    rows add up to the totals line: an excluded file is not counted, a file given another class
+    counts in the first used row of that class (``found`` keeps the folder's own count)."""
+    rows = _scanned_rows(index, data_cfg, examples)
+    if rows and rules.has_decisions(data_cfg):
+        _decided_counts(index, data_cfg, rows)
+    return rows
+
+
+def _decided_counts(index, data_cfg, rows: list[ClassRow]) -> None:
+    """Each row's count with ``data.exclude_files`` and ``data.relabel`` applied (in place)."""
+    picked, decided = _decided(index, data_cfg, rows)
+    first = {}
+    for i, row in enumerate(rows):
+        row.found, row.count = row.count, 0
+        if not row.excluded:
+            first.setdefault(row.name, i)
+    for k, name in decided.kept:
+        own = index.samples[picked[k]].label
+        rows[own if rows[own].name == name else first[name]].count += 1
+    left_out = {rules.decision_key(p) for p in data_cfg.exclude_files}
+    keys = _keys(index)
+    for j, s in enumerate(index.samples):  # a left-out class's folder: its excluded files still go
+        if rows[s.label].excluded and keys[j] not in left_out:
+            rows[s.label].count += 1
+
+
+def _scanned_rows(index, data_cfg, examples: int) -> list[ClassRow]:
+    """The rows as the scan found them, before the file decisions."""
     if index is None:
         return []
     per_label: dict[int, list[str]] = collections.defaultdict(list)
@@ -52,7 +81,7 @@ def effective_counts(index, data_cfg) -> dict[str, int]:
     """Images per class the run will train on (renamed, merged, without excluded classes and
     files, relabelled files in their new class), sorted by name."""
     counts: dict[str, int] = collections.Counter()
-    for row in class_rows(index, data_cfg, examples=0):
+    for row in _scanned_rows(index, data_cfg, examples=0):
         if not row.excluded:
             counts[row.name] += row.count
     if rules.has_decisions(data_cfg):
@@ -80,14 +109,18 @@ def _keys(index) -> list[str]:
 
 def decided_files(index, data_cfg) -> tuple[list[tuple[str, str]], "rules.Decided"]:
     """((path, class) of every training file the run uses, in scan order; what the decisions did)."""
-    rows = class_rows(index, data_cfg, examples=0)
+    picked, decided = _decided(index, data_cfg, _scanned_rows(index, data_cfg, examples=0))
+    return [(index.samples[picked[i]].path, name) for i, name in decided.kept], decided
+
+
+def _decided(index, data_cfg, rows: list[ClassRow]) -> tuple[list[int], "rules.Decided"]:
+    """(the scan positions of the used classes' files, the decisions applied to them)."""
     use = {i: r.name for i, r in enumerate(rows) if not r.excluded}
     picked = [k for k, s in enumerate(index.samples) if s.label in use]
     paths = [index.samples[k].path for k in picked]
     names = [use[index.samples[k].label] for k in picked]
     every = _keys(index)
-    decided = rules.apply_decisions(paths, names, data_cfg, set(use.values()), [every[k] for k in picked])
-    return [(paths[i], name) for i, name in decided.kept], decided
+    return picked, rules.apply_decisions(paths, names, data_cfg, set(use.values()), [every[k] for k in picked])
 
 
 def decision_warnings(index, data_cfg) -> list[str]:
@@ -116,7 +149,7 @@ def effective_index(index, data_cfg):
     """A DatasetIndex of what will train, to reuse the engine's own warnings."""
     from transfer_gui.engine.scan import DatasetIndex, Sample
 
-    rows = class_rows(index, data_cfg, examples=0)
+    rows = _scanned_rows(index, data_cfg, examples=0)
     names = sorted({r.name for r in rows if not r.excluded})
     label_of = {name: i for i, name in enumerate(names)}
     if rules.has_decisions(data_cfg):

@@ -31,7 +31,8 @@ class ClassTable(QTableWidget):
         hh.setSectionResizeMode(EXAMPLES, QHeaderView.ResizeMode.ResizeToContents)
         self.horizontalHeaderItem(USE).setToolTip("Ticked classes are trained on (data.exclude_classes).")
         self.horizontalHeaderItem(NAME).setToolTip("Class name; edit to rename (data.rename_classes).")
-        self.horizontalHeaderItem(COUNT).setToolTip("Images found for this class folder.")
+        self.horizontalHeaderItem(COUNT).setToolTip("Images this class folder gives the run: those found, less "
+                                                    "the files you excluded or gave another class.")
         self.horizontalHeaderItem(EXAMPLES).setToolTip("A few images of the class.")
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(THUMB + 8)
@@ -65,6 +66,9 @@ class ClassTable(QTableWidget):
                 count = QTableWidgetItem(f"{row.count:,}")
                 count.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if row.found >= 0 and row.found != row.count:
+                    count.setToolTip(f"{row.found:,} images in the folder; {row.count:,} after your decisions "
+                                     f"about single files (Check data: excluded, or given another class).")
                 self.setItem(r, COUNT, count)
                 if self.item(r, EXAMPLES) is None:  # keep thumbnails of rows that stay
                     ex = QTableWidgetItem()
