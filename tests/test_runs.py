@@ -98,7 +98,7 @@ def test_the_table_compares_each_run_with_the_one_before_and_says_it_in_json(tmp
     assert docs[1]["config_diff"] == {"layers.head_lr": [0.001, 0.01]} and docs[2]["config_diff"] is None
     assert docs[1]["best_epoch"] == 2 and docs[1]["best_val_acc"] == pytest.approx(0.7)
     assert docs[1]["test_acc"] == pytest.approx(0.66) and docs[1]["seconds"] == pytest.approx(4.0)
-    assert docs[0]["status"] == "unfinished" and docs[0]["test_acc"] is None
+    assert docs[0]["status"] == "interrupted" and docs[0]["test_acc"] is None  # no summary, no process holds it
     assert set(docs[0]) >= {"run_dir", "model", "best_epoch", "best_val_acc", "status", "seconds", "config_diff"}
 
 

@@ -647,7 +647,7 @@ def _runs_line(row) -> str:
     secs = f"{i.seconds:.0f} s" if not math.isnan(i.seconds) else "-"
     when = datetime.fromtimestamp(i.started).strftime("%Y-%m-%d %H:%M")
     return (f"{i.run_dir.name:<20}{when:<18}{i.model:<22}{i.epochs_done:>6}{best:>12}{test:>8}{secs:>9}  "
-            f"{(i.status or 'unfinished').replace('_', ' '):<14}{row.diff_text(limit=4)}")
+            f"{i.state.replace('_', ' '):<14}{row.diff_text(limit=4)}")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from torch import nn
 
 from transfer_gui import config as config_mod
 from transfer_gui.config import RunConfig
-from transfer_gui.engine import rundir
+from transfer_gui.engine import rundir, runlock
 from transfer_gui.engine.calibration import Calibrate
 from transfer_gui.engine.checkpointing import CheckpointWriter, Resume, read_resume
 from transfer_gui.engine.control import RunControl, StopRequested
@@ -148,6 +148,7 @@ class Trainer:
         if self._prepared is not None:
             self._prepared.close()
         self._write_summary(result)
+        runlock.release(run_dir)  # after the summary: a reader never sees a run neither live nor ended
         emit(Finished(result.status, result.message, str(result.run_dir), result.best_epoch,
                       result.best_val_acc, len(result.history), result.seconds,
                       {"classes": result.classes, **result.figures}))
@@ -191,8 +192,8 @@ class Trainer:
             pass
 
     def _write_summary(self, result: RunResult) -> None:
-        if not self.dist.main or not result.run_dir.is_dir():
-            return
+        if not self.dist.main or not result.run_dir.is_dir() or runlock.in_use_elsewhere(result.run_dir):
+            return  # (another process trains there: refused, and its files are not ours to write)
         try:
             rundir.write_json(result.run_dir / "summary.json", {
                 "status": result.status, "message": result.message, "classes": result.classes,

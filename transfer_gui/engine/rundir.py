@@ -36,6 +36,7 @@ import numpy as np
 
 from transfer_gui import config as config_mod
 from transfer_gui.atomic import atomic_write_bytes, atomic_write_text, remove_stale_parts
+from transfer_gui.engine import runlock
 from transfer_gui.engine.events import Warning
 from transfer_gui.engine.formats import checkpoint_in
 from transfer_gui.errors import UserError
@@ -188,6 +189,21 @@ RUN_FILES = ("config.toml", "metrics.jsonl", "skipped.json", DECISIONS, "val_pre
              "checkpoints/last.pt", "checkpoints/best.pt")
 
 
+def _ours(run_dir: Path) -> set[Path]:
+    return {run_dir / name for name in RUN_FILES} | {run_dir / "checkpoints"}
+
+
+def refuse_foreign(run_dir: Path) -> None:
+    """FileExistsError when ``run_dir`` holds other files and no run: somebody's folder, not ours."""
+    if not run_dir.is_dir():
+        return
+    ours = _ours(run_dir)
+    others = [p for p in run_dir.iterdir() if p not in ours and not p.name.startswith(".")]
+    if others and not (run_dir / "config.toml").exists():
+        raise FileExistsError(f"output.dir {run_dir} already holds other files ({others[0].name}, ...); "
+                              f"choose an empty or new folder for the run")
+
+
 def clear_previous_run(run_dir: Path) -> bool:
     """Remove what an earlier run left in ``run_dir`` (its checkpoints, metrics, predictions),
     so that a new run never shows beside another run's files. Returns True if there was one.
@@ -196,12 +212,8 @@ def clear_previous_run(run_dir: Path) -> bool:
     """
     if not run_dir.is_dir():
         return False
-    ours = {run_dir / name for name in RUN_FILES} | {run_dir / "checkpoints"}
-    present = [p for p in ours if p.exists()]
-    others = [p for p in run_dir.iterdir() if p not in ours and not p.name.startswith(".")]
-    if others and not (run_dir / "config.toml").exists():
-        raise FileExistsError(f"output.dir {run_dir} already holds other files ({others[0].name}, ...); "
-                              f"choose an empty or new folder for the run")
+    refuse_foreign(run_dir)
+    present = [p for p in _ours(run_dir) if p.exists()]
     for p in present:
         if p.is_file():
             p.unlink()
@@ -209,11 +221,17 @@ def clear_previous_run(run_dir: Path) -> bool:
 
 
 def open_run_folder(run_dir: Path, cfg: config_mod.RunConfig, resume: bool, emit: Callable[[object], None]) -> None:
-    """Make ``run_dir`` ready for a run (rank 0 only): half-written temporaries that a killed
-    run left are removed, an earlier run's files are cleared (not when resuming), and the run's
+    """Make ``run_dir`` ready for a run (rank 0 only): this process takes the folder's training
+    lock (engine/runlock.py; refused while another process trains there), half-written
+    temporaries that a killed run left are removed, an earlier run's files are cleared (when
+    resuming only its summary.json, which would say how an earlier attempt ended), and the run's
     config is written. Any problem is a RunFolderError that says what to do."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        refuse_foreign(run_dir)
+        runlock.acquire(run_dir)
+        if resume:
+            (run_dir / "summary.json").unlink(missing_ok=True)
         stale = [*remove_stale_parts(run_dir, tuple(n for n in RUN_FILES if "/" not in n)),
                  *remove_stale_parts(run_dir / "checkpoints", ("last.pt", "best.pt"))]
         if stale:
@@ -221,7 +239,7 @@ def open_run_folder(run_dir: Path, cfg: config_mod.RunConfig, resume: bool, emit
         if not resume and clear_previous_run(run_dir):
             emit(Warning(f"{run_dir} held an earlier run; its files were replaced by this run's"))
         config_mod.save(cfg, run_dir / "config.toml")
-    except FileExistsError as exc:
+    except (FileExistsError, runlock.RunInUse) as exc:
         raise RunFolderError(str(exc)) from None
     except OSError as exc:
         raise RunFolderError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}. Choose another "

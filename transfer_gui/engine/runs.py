@@ -8,7 +8,11 @@ shows up in the window's list. An untitled project (and the quick form of the co
 in the window's absence) uses a runs folder of its own.
 
 Reading the list needs no torch: a run is described by its ``config.toml``,
-``metrics.jsonl`` and ``summary.json``.
+``metrics.jsonl`` and ``summary.json``, and by its training lock (engine/runlock.py): a run
+without a summary is ``running`` while a process holds the lock, ``interrupted`` once none does
+(killed). :func:`latest_finished` is the run a project shows, never an unfinished one over one
+that trained to its end; :func:`resume_offer` the run a front end offers to resume, with
+:func:`resume_config`, the config ``transfer-gui train --resume`` trains with.
 
 Comparing runs (the Results step's table and ``transfer-gui runs``): :func:`table` gives one
 :class:`RunRow` per run, newest first, each with :func:`config_diff` against the run before it
@@ -34,7 +38,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from transfer_gui.engine import runlock
+
 RUNS_SUFFIX = "-runs"
+FINISHED = ("completed", "early_stopped")  # the statuses of a run that trained to its end
 
 
 def user_runs_root() -> Path:
@@ -69,7 +76,7 @@ class RunInfo:
 
     run_dir: Path
     model: str
-    status: str  # completed | stopped | early_stopped | failed | running or killed ("")
+    status: str  # summary.json's: completed | stopped | early_stopped | failed; "" while training or once killed
     epochs_done: int
     best_val_acc: float  # nan when no epoch has finished or there was no validation set
     started: float  # seconds since the epoch (the folder's creation time as far as we know)
@@ -77,10 +84,35 @@ class RunInfo:
     test_acc: float = math.nan  # once the test set was evaluated (summary.json)
     seconds: float = math.nan  # the run's time: summary.json's, else the finished epochs' sum
     config: dict = field(default_factory=dict, compare=False, hash=False, repr=False)  # dotted key -> value
+    live: bool = False  # a process trains it now (engine/runlock.py)
+    has_last: bool = False  # checkpoints/last.pt, what a resume starts from
 
     @property
     def has_finished_epoch(self) -> bool:
         return self.epochs_done > 0
+
+    @property
+    def state(self) -> str:
+        """How the run stands: summary.json's status once it ended; else ``running`` while a
+        process holds its lock, ``interrupted`` when none does (killed, crashed, power cut)."""
+        return self.status or ("running" if self.live else "interrupted")
+
+    @property
+    def finished(self) -> bool:
+        """It trained to the end: every epoch, or until early stopping said so."""
+        return self.status in FINISHED and self.has_finished_epoch
+
+    @property
+    def resumable(self) -> bool:
+        """It ended before its last epoch (interrupted, stopped or failed) with a ``last.pt`` to go on from."""
+        epochs = self.config.get("train.epochs")
+        more = not isinstance(epochs, int) or self.epochs_done < epochs
+        return self.has_last and more and not self.live and self.status not in FINISHED
+
+    @property
+    def resume_epoch(self) -> int:
+        """The epoch a resume trains first, counted from 1."""
+        return self.epochs_done + 1
 
     @property
     def label(self) -> str:
@@ -88,7 +120,7 @@ class RunInfo:
         parts = [self.run_dir.name, self.model, f"{self.epochs_done} epoch{'s' if self.epochs_done != 1 else ''}"]
         if not math.isnan(self.best_val_acc):
             parts.append(f"best {self.best_val_acc:.1%}")
-        parts.append(self.status.replace("_", " ") if self.status else "unfinished")
+        parts.append(self.state.replace("_", " "))
         return " · ".join(parts)
 
 
@@ -200,7 +232,8 @@ def run_info(run_dir: str | os.PathLike[str]) -> RunInfo | None:
     return RunInfo(run_dir=run_dir, model=str(cfg.get("model.name", "?")), status=str(summary.get("status", "")),
                    epochs_done=len(history), best_val_acc=float(acc) if _finite(acc) else math.nan, started=started,
                    best_epoch=best, test_acc=float(test) if _finite(test) else math.nan, seconds=float(seconds),
-                   config=cfg)
+                   config=cfg, live=not summary and runlock.in_use(run_dir),
+                   has_last=(run_dir / "checkpoints" / "last.pt").is_file())
 
 
 def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
@@ -215,8 +248,38 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
 
 
 def latest_finished(runs: list[RunInfo]) -> RunInfo | None:
-    """The newest run with at least one finished epoch: the one worth showing."""
-    return next((r for r in runs if r.has_finished_epoch), None)
+    """The run to show for a project (``runs`` newest first): the newest that trained to its end;
+    without one, the newest with a finished epoch. A run that was interrupted, stopped or failed
+    is never shown over a finished one: its figures are not the project's result."""
+    return next((r for r in runs if r.finished), None) or next((r for r in runs if r.has_finished_epoch), None)
+
+
+def resume_offer(runs: list[RunInfo], shown: Path | None = None) -> RunInfo | None:
+    """The run a front end offers to resume (``runs`` newest first): the run shown when it can
+    be resumed, else the newest run when it can (an old interrupted run under newer ones is
+    left to the runs list, not offered again and again)."""
+    by_dir = {r.run_dir.absolute(): r for r in runs}
+    shown_info = by_dir.get(Path(shown).absolute()) if shown is not None else None
+    for info in (shown_info, runs[0] if runs else None):
+        if info is not None and info.resumable:
+            return info
+    return None
+
+
+def resume_config(run_dir: str | os.PathLike[str]):
+    """The config a resume of ``run_dir`` trains with: the run's own ``config.toml``, its folder as
+    ``output.dir`` (what ``transfer-gui train --resume RUN_DIR`` does). A ConfigError names the
+    file and field; a RunFolderError says why there is nothing to resume."""
+    from transfer_gui import config as config_mod
+    from transfer_gui.engine.rundir import RunFolderError
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise RunFolderError(f"cannot resume {run_dir}: no config.toml there")
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise RunFolderError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
+    cfg = config_mod.load(run_dir / "config.toml")
+    return cfg.replace(**{"output.dir": str(run_dir)})
 
 
 # ------------------------------------------------------------------------------- comparing runs
@@ -257,7 +320,7 @@ class RunRow:
             return v if math.isfinite(v) else None
 
         return {"run_dir": str(i.run_dir), "model": i.model, "started": datetime.fromtimestamp(i.started).isoformat(
-                    timespec="seconds"), "status": i.status or "unfinished", "epochs_done": i.epochs_done,
+                    timespec="seconds"), "status": i.state, "epochs_done": i.epochs_done,
                 "best_epoch": i.best_epoch or None, "best_val_acc": num(i.best_val_acc), "test_acc": num(i.test_acc),
                 "seconds": num(i.seconds), "previous": str(self.previous) if self.previous else None,
                 "config_diff": None if self.previous is None else {k: list(v) for k, v in self.diff.items()}}
