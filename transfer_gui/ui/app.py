@@ -41,9 +41,9 @@ def run_app(argv: list[str] | None = None) -> int:
     projects = [a for a in argv[1:] if not a.startswith("-")]
     if projects:
         path = Path(projects[0])
-        QTimer.singleShot(0, lambda: window.open_project(path))
+        window.after_first_paint(lambda: window.open_project(path))
     else:
-        QTimer.singleShot(0, window.restore_session)  # the project that was open last time
+        window.after_first_paint(window.restore_session)  # the project that was open last time
     QTimer.singleShot(150, window.start_background_work)
     quit_after = os.environ.get("TRANSFER_GUI_QUIT_AFTER_MS", "")
     if quit_after.isdigit():

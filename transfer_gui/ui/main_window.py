@@ -48,12 +48,28 @@ class _FirstPaint(QObject):
     the window would also run for its deferred deletion, holding the interpreter lock while Qt
     waits for the task pool's threads, which may need that lock: a deadlock.)"""
 
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.painted = False
+        self._then: list = []
+
+    def then(self, fn) -> None:
+        """Run ``fn`` from the event loop once the window has painted (at once if it has)."""
+        if self.painted:
+            QTimer.singleShot(0, fn)
+        else:
+            self._then.append(fn)
+
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Paint:
+        if event.type() == QEvent.Type.Paint and not self.painted:
             obj.removeEventFilter(self)
+            self.painted = True
             applog.info(f"first paint {applog.process_age():.2f} s after the process started "
                         f"({obj.width()}x{obj.height()} at {obj.devicePixelRatioF():g}x, "
                         f"{QApplication.platformName()})")
+            for fn in self._then:
+                QTimer.singleShot(0, fn)
+            self._then.clear()
         return False
 
 
@@ -303,6 +319,20 @@ class MainWindow(QMainWindow):
 
     def save_project_as(self) -> bool:
         return self.files.save_as()
+
+    def after_first_paint(self, fn, latest_ms: int = 3000) -> None:
+        """Run ``fn`` once the window has painted, so that what it costs (opening a project:
+        scanning its folders, reading its runs) never delays the first picture; after
+        ``latest_ms`` it runs anyway (a window that is hidden or minimised may never paint)."""
+        done = []
+
+        def once() -> None:
+            if not done:
+                done.append(True)
+                fn()
+
+        self._first_paint.then(once)
+        QTimer.singleShot(latest_ms, once)
 
     def restore_session(self) -> bool:
         """Reopen the project that was open when the window last closed (with its runs)."""
