@@ -342,3 +342,60 @@ def test_cancel_stops_the_real_check(qtbot, window, ui_env):
     assert isinstance(failures[0], Cancelled)  # the audit stopped on the cancel instead of finishing
     assert "cancelled" in dialog.status.text() and dialog.run_btn.isEnabled()
     assert w.data.check_btn.view.result is None and not w.tasks.running("audit")
+
+
+def test_while_the_check_runs_it_says_what_it_does_with_the_time_left_in_a_bar_that_shows_it_all(qtbot, window,
+                                                                                                    ui_env):
+    """Issue #24: the status line said "Not checked yet" during the check and the bar's text was cut."""
+    w = window
+    make_class_folders(ui_env["tmp"] / "data", {"red": 3, "green": 3}, size=16)
+    w.project.set("data.folders", [str(ui_env["tmp"] / "data")])
+    started = threading.Event()
+
+    def job(task, cfg):  # stands in for the audit: one phase, then works until it is cancelled
+        task.report(PhaseChanged("features", "Features of every image"), force=True)
+        started.set()
+        while not task.cancelled:
+            threading.Event().wait(0.01)
+        raise Cancelled("stopped")
+
+    check_data_job, check_data.audit_job = check_data.audit_job, job
+    try:
+        dialog = w.data.check_btn.open_view()
+        assert started.wait(30)
+        wait_for(qtbot, lambda: "Features of every image" in dialog.status.text(), 30)
+        assert "Not checked yet" not in dialog.status.text() and "Checking" in dialog.status.text()
+        now = [100.0]
+        dialog.eta = check_data.PhaseEta(clock=lambda: now[0])
+        for done, t in ((100, 100.0), (200, 102.0)):  # 100 images in 2 s: 800 left take 16 s
+            now[0] = t
+            dialog.show_progress(Progress("features", done, 1000, "Features of training images"))
+        assert dialog.progress.format() == "Features of training images: 200 of 1,000, about 0:16 left"
+        assert "Features of training images" in dialog.status.text()
+        qtbot.waitUntil(lambda: dialog.progress.width() > 0)
+        shown = dialog.progress.text()
+        assert shown.startswith("Features of training images")
+        assert dialog.progress.width() >= dialog.progress.fontMetrics().horizontalAdvance(shown) + 20
+        dialog.show_progress(Progress("audit_folds", 1, 5, "Fold 1 of 5"))  # a new phase: no estimate yet
+        assert dialog.progress.format() == "Fold 1 of 5"
+        task = w.tasks._current["audit"]
+        dialog.cancel_btn.click()
+        assert task.finished.wait(30)
+    finally:
+        check_data.audit_job = check_data_job
+    assert "cancelled" in dialog.status.text()
+
+
+def test_phase_eta_uses_the_phase_own_rate():
+    now = [0.0]
+    eta = check_data.PhaseEta(clock=lambda: now[0], settle=1.0)
+    assert eta.seconds_left("features", 0, 100) is None  # the phase starts
+    now[0] = 0.5
+    assert eta.seconds_left("features", 10, 100) is None  # too soon to say
+    now[0] = 2.0
+    assert eta.seconds_left("features", 20, 100) == 8.0  # 20 images in 2 s, 80 left
+    now[0] = 3.0
+    assert eta.seconds_left("search", 1, 4) is None  # another phase starts its own clock
+    now[0] = 5.0
+    assert eta.seconds_left("search", 3, 4) == 1.0
+    assert eta.seconds_left("search", 3, 4) == 1.0 and eta.seconds_left("search", 0, 4) is None  # restarted

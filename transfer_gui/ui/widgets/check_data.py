@@ -12,7 +12,9 @@ them. Thumbnails and neighbours are read on a worker thread; torch loads only in
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
+from typing import Callable
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (QDialog, QFrame, QGridLayout, QHBoxLayout, QLabel
 
 from transfer_gui.state.audit_view import (AuditView, PathState, imbalance_text, label_key, neighbours_of, outlier_key,
                                            pair_key, summary)
+from transfer_gui.state.run_monitor import fmt_duration
 from transfer_gui.ui import access
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
@@ -39,6 +42,27 @@ INTRO = ("Looks for images that may be in the wrong class folder (out-of-fold pr
          "model's frozen features, ranked by confident learning), duplicates and leaks between training, validation "
          "and test, and images far from every class. Your files are never moved or deleted: a decision is stored in "
          "the project and the next run uses it.")
+
+
+class PhaseEta:
+    """The time left in the check's current phase, from that phase's own rate so far: the phases
+    (features, folds, comparing) run at very different speeds, so one rate for all would mislead.
+    No estimate until the phase has run for ``settle`` seconds and moved."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, settle: float = 1.0):
+        self.clock, self.settle = clock, settle
+        self.phase: str | None = None
+        self.t0, self.done0 = 0.0, 0
+
+    def seconds_left(self, phase: str, done: int, total: int) -> float | None:
+        now = self.clock()
+        if phase != self.phase or done < self.done0:
+            self.phase, self.t0, self.done0 = phase, now, done
+            return None
+        elapsed, moved = now - self.t0, done - self.done0
+        if moved <= 0 or elapsed < self.settle:
+            return None
+        return max(0.0, (total - done) * elapsed / moved)
 
 
 def audit_job(task, cfg):
@@ -334,13 +358,16 @@ class CheckDataDialog(QDialog):
                                "decide.", self.start)
         self.cancel_btn = _button("Cancel", "Stop the check.", self.cancel)
         self.progress = QProgressBar()
-        self.progress.setToolTip("Progress of the check.")
+        self.progress.setToolTip("Progress of the check's current phase, with the time it has left.")
         self.progress.setTextVisible(True)
+        self.eta = PhaseEta()
+        self._started = 0.0
         self.undo_btn = _button("&Undo", "Revert the last decision (Ctrl+Z).", self.undo)
         row = QHBoxLayout()
-        for w in (self.run_btn, self.cancel_btn, self.progress):
-            row.addWidget(w)
-        row.addStretch(1)
+        row.addWidget(self.run_btn)
+        row.addWidget(self.cancel_btn)
+        row.addWidget(self.progress, 1)  # as wide as the row allows: its text is the phase and the time left
+        row.addStretch(0)  # takes the room only while the bar is hidden
         row.addWidget(self.undo_btn)
         return row
 
@@ -388,6 +415,9 @@ class CheckDataDialog(QDialog):
             return
         self.set_running(True)
         self._warnings = []
+        self._started = time.monotonic()
+        self.eta = PhaseEta()
+        self._running_status("Starting")
         self.ctx.tasks.start("audit", audit_job, cfg, heavy=True, on_progress=self.show_progress,
                              on_done=self._done, on_error=self._failed)
 
@@ -403,6 +433,18 @@ class CheckDataDialog(QDialog):
         if running:
             self.progress.setRange(0, 0)
             self.progress.setFormat("Starting…")
+        self._fit_bar_text()
+
+    def _running_status(self, label: str) -> None:
+        """The status line while the check runs: what it does now and for how long it has run."""
+        elapsed = fmt_duration(time.monotonic() - self._started)
+        self._message(f"Checking: {label} ({elapsed} so far). The findings come when the check ends; Cancel "
+                      f"stops it.", "muted")
+
+    def _fit_bar_text(self) -> None:
+        """The bar at least as wide as its text, so that the phase and the time left are never cut."""
+        text = self.progress.format().replace("%p", "100").replace("%v", "0").replace("%m", "0")
+        self.progress.setMinimumWidth(self.progress.fontMetrics().horizontalAdvance(text) + 40)
 
     def running(self) -> bool:
         return self.ctx.tasks.running("audit")
@@ -414,18 +456,19 @@ class CheckDataDialog(QDialog):
             return
         phase, done, total = getattr(e, "phase", ""), getattr(e, "done", None), getattr(e, "total", 0)
         label = getattr(e, "message", "") or PHASES.get(phase, phase)
-        if done is None:  # a new phase: its sentence until its first progress
+        self._running_status(label)
+        if done is None or not total:  # a new phase (its sentence), or no known end (scanning): a busy bar
             self.progress.setRange(0, 0)
             self.progress.setFormat(label)
-            return
-        if not total:  # no known end (scanning): a busy bar with the latest line
-            self.progress.setRange(0, 0)
-            self.progress.setFormat(label)
+            self._fit_bar_text()
             return
         self.progress.setRange(0, total)
         self.progress.setValue(min(done, total))
         counted = any(ch.isdigit() for ch in label)  # "Fold 2 of 5" says it already
-        self.progress.setFormat(label if counted else f"{label}: {done:,} of {total:,}")
+        text = label if counted else f"{label}: {done:,} of {total:,}"
+        left = self.eta.seconds_left(phase, done, total)
+        self.progress.setFormat(text if left is None else f"{text}, about {fmt_duration(left)} left")
+        self._fit_bar_text()
 
     def _done(self, result) -> None:
         self.set_running(False)
