@@ -7,6 +7,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Image files the app reads, by extension (a DICOM file may also have none: imageio checks its magic).
+HEIC_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+                             | HEIC_EXTENSIONS | DICOM_EXTENSIONS)
+
+
+def is_image_name(path: str | os.PathLike[str]) -> bool:
+    """Whether a file's extension is one the app reads (the contents are checked when it is read)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def image_file_filter() -> str:
+    """A file dialog's filter for every image the app reads, then all files."""
+    patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+    return f"Images ({patterns});;All files (*)"
+
+
 SUFFIXES = {"checkpoint": ".pt", "safetensors": ".safetensors", "torchscript": ".torchscript.pt",
             "onnx-int8": ".int8.onnx",
             "onnx": ".onnx", "onnx-rgb": ".rgb.onnx"}  # onnx-rgb: uint8 RGB images in, preprocessing in the graph

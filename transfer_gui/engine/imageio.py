@@ -48,13 +48,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transfer_gui.engine import dicom
+from transfer_gui.engine.formats import DICOM_EXTENSIONS, HEIC_EXTENSIONS, IMAGE_EXTENSIONS  # noqa: F401 - re-exported
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-HEIC_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-                             | HEIC_EXTENSIONS | DICOM_EXTENSIONS)
 
 #: The reasons a file is unusable because an optional extra is not installed (said once per scan).
 NEEDS_HEIC = "HEIC/HEIF image: reading it needs the heic extra (pip install 'transfer-gui[heic]')"

@@ -14,6 +14,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QApplication, QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton,
                                QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
+from transfer_gui.engine.formats import is_image_name
 from transfer_gui.state.project import Project
 from transfer_gui.ui import access, applog, dialogs, theme
 from transfer_gui.ui.context import Context
@@ -24,7 +25,6 @@ from transfer_gui.ui.tasks import TaskRunner
 
 PREFERRED_SIZE = (1280, 800)
 MINIMUM_SIZE = (720, 480)  # smaller than any page needs: below a page's own minimum it scrolls
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 class _PageFrame(QWidget):
@@ -355,7 +355,7 @@ class MainWindow(QMainWindow):
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         paths = self._local_paths(event)
-        if any(os.path.isdir(p) or Path(p).suffix.lower() in IMAGE_SUFFIXES for p in paths):
+        if any(os.path.isdir(p) or is_image_name(p) for p in paths):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -366,7 +366,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         paths = self._local_paths(event)
         folders = [p for p in paths if os.path.isdir(p)]
-        images = [p for p in paths if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_SUFFIXES]
+        images = [p for p in paths if os.path.isfile(p) and is_image_name(p)]
         if folders:
             self.data.add_folders(folders)
             self.go_to("Data")

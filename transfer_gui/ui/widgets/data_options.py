@@ -4,13 +4,13 @@ augmentation switches with a preview of what training will see."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
 
+from transfer_gui.engine.formats import is_image_name
 from transfer_gui.state import dataset_view
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.binding import bind
@@ -18,7 +18,6 @@ from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
 from transfer_gui.ui.widgets.aug_preview import AugmentPreview
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def val_scan_job(task, folders: list[str]) -> str:
@@ -32,7 +31,7 @@ def val_scan_job(task, folders: list[str]) -> str:
         if "Only one class" not in str(exc):
             raise
         n = sum(1 for f in folders for _r, _d, files in os.walk(f) for x in files
-                if Path(x).suffix.lower() in IMAGE_SUFFIXES)
+                if is_image_name(x))
         return f"{n:,} validation images of one class."
 
 

@@ -13,11 +13,11 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QVBoxLayout, QWidget)
 
+from transfer_gui.engine.formats import image_file_filter
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.tasks import TaskRunner
 from transfer_gui.ui.theme import status_colors
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff *.heic *.heif *.dcm);;All files (*)"
 TOP_K = 5
 SHOWN = 232  # the image's box on screen
 _PREDICTORS: dict[str, object] = {}
@@ -163,7 +163,7 @@ class TryIt(QWidget):
         self.open_btn.setEnabled(source is not None)
 
     def _open(self) -> None:
-        path = dialogs.open_file(self, "Open an image", str(Path.home()), IMAGE_FILTER)
+        path = dialogs.open_file(self, "Open an image", str(Path.home()), image_file_filter())
         if path:
             self.classify(path)
 
