@@ -366,11 +366,17 @@ def _audit_config(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
+AUDIT_DONE = "Audit done"  # how the engine's closing phase line starts; the command says the summary itself
+
+
 def _audit_summary(doc: dict) -> list[str]:
+    """The audit's one summary line, then its first findings. Every figure is counted from the
+    document written to audit.json, so what is printed and what is written agree."""
     kinds = [p["kind"] for p in doc["duplicates"]]
-    lines = [f"{len(doc['label_issues'])} label issues, {kinds.count('leak')} leaks, {kinds.count('duplicate')} "
-             f"duplicates, {kinds.count('near')} near duplicates, {len(doc['outliers'])} outliers "
-             f"({sum(doc['class_counts'].values())} training images, {doc['seconds']:.1f} s)"]
+    lines = [f"Audit done in {doc['seconds']:.1f} s ({sum(doc['class_counts'].values()):,} training images): "
+             f"label issues {len(doc['label_issues'])}, leaks {kinds.count('leak')}, "
+             f"duplicates {kinds.count('duplicate')}, near duplicates {kinds.count('near')}, "
+             f"outliers {len(doc['outliers'])}"]
     for x in doc["label_issues"][:5]:
         lines.append(f"  {x['score']:.2f}  {x['path']}: given {x['given']}, suggested {x['suggested']}")
     for p in doc["duplicates"][:3]:
@@ -380,6 +386,14 @@ def _audit_summary(doc: dict) -> list[str]:
     if doc.get("imbalance"):
         lines.append("imbalance: " + doc["imbalance"]["advice"])
     return lines
+
+
+def _is_audit_done(e) -> bool:
+    """The engine's closing "Audit done: ..." line, which the command leaves out: it prints one
+    summary of its own from audit.json (two summaries in different words disagreed)."""
+    from transfer_gui.engine.events import PhaseChanged
+
+    return isinstance(e, PhaseChanged) and e.phase == "audit" and e.message.startswith(AUDIT_DONE)
 
 
 def _as_given(doc: dict, folders: list[str]) -> dict:
@@ -415,7 +429,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from transfer_gui.engine.audit import audit
 
     progress = ConsoleProgress(stream=sys.stderr, quiet=args.quiet or args.json)
-    res = audit(cfg, progress, folds=args.folds)
+    res = audit(cfg, lambda e: None if _is_audit_done(e) else progress(e), folds=args.folds)
     progress.close()
     doc = _as_given(res.to_dict(), [*cfg.data.folders, *cfg.data.val_folders, *cfg.data.test_folders])
     out.mkdir(parents=True, exist_ok=True)
