@@ -170,8 +170,13 @@ class Trainer:
             result.bad_input = isinstance(exc, UserError)
             return result
         if isinstance(exc, OSError) and exc.errno is not None:
-            msg = (f"Cannot write to {exc.filename or run_dir}: {exc.strerror}. Free some space or choose "
-                   f"another output folder. Files already written (the last complete checkpoint) are intact.")
+            where = Path(exc.filename).absolute() if isinstance(exc.filename, str) else run_dir.absolute()
+            if where == run_dir.absolute() or run_dir.absolute() in where.parents:  # not the temporary file's name
+                msg = rundir.cannot_write("run folder", run_dir, exc, "Free some space or choose another output "
+                                          "folder (output.dir). The last complete checkpoint is intact.")
+            else:
+                msg = (f"Cannot write to {where}: {exc.strerror}. Free some space or choose another output "
+                       f"folder. Files already written (the last complete checkpoint) are intact.")
         elif _is_oom(exc):
             device = self.device if self.device is not None else "the device"
             msg = (f"Out of memory on {device} with batch size {cfg.train.batch_size}. Try a batch size of "

@@ -242,5 +242,11 @@ def open_run_folder(run_dir: Path, cfg: config_mod.RunConfig, resume: bool, emit
     except (FileExistsError, runlock.RunInUse) as exc:
         raise RunFolderError(str(exc)) from None
     except OSError as exc:
-        raise RunFolderError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}. Choose another "
-                             f"output folder (output.dir).") from None
+        raise RunFolderError(cannot_write("run folder", run_dir, exc, "Choose another output folder (output.dir).")) from None
+
+
+def cannot_write(what: str, folder: Path | str, exc: OSError, then: str) -> str:
+    """The one sentence for a folder the app may not write into (read-only, full, not allowed),
+    said alike by the command line and the window: it names the folder, never the hidden
+    temporary file (``.name.XXXX.part``, engine's atomic writes) the write failed on."""
+    return f"cannot write the {what} {folder}: {exc.strerror or exc}. {then}"
