@@ -146,3 +146,29 @@ def test_a_resumed_run_is_running_until_it_writes_its_new_summary(image_folders,
     assert info.state == "completed" and not info.live and not info.resumable
     assert [r["epoch"] for r in runs_mod.read_history(cfg.output.dir)] == [1, 2, 3]
     assert json.loads((Path(cfg.output.dir) / "summary.json").read_text())["status"] == "completed"
+
+
+def test_the_project_reads_its_runs_again_only_when_they_changed(tmp_path):
+    from transfer_gui.state.project import Project
+
+    p = Project()
+    p.save(tmp_path / "cells.toml")
+    root = p.runs_dir()
+    assert p.runs_to_watch() == [tmp_path.absolute()]  # no runs folder yet: where it will appear
+    changed = []
+    p.runs_changed.connect(lambda: changed.append(len(p.runs)))
+    assert not p.reread_runs() and changed == []
+    run = _with_last(fake_run(root / "a", {"train.epochs": 4}, [(0.5, 1.0)], time.time()))
+    assert p.reread_runs() and changed == [1] and not p.reread_runs() and changed == [1]
+    assert p.runs_to_watch() == [root, run]
+    proc = _holder(run)
+    try:
+        assert p.reread_runs() and p.runs[0].state == "running" and p.has_live_run()
+        assert not p.live_run_ended() and p.resume_offer() is None
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert p.live_run_ended() and p.reread_runs() and p.runs[0].state == "interrupted"
+    assert not p.has_live_run() and p.resume_offer().run_dir == run
+    p.set_training(True)
+    assert p.resume_offer() is None  # not while the window trains

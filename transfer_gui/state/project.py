@@ -15,6 +15,7 @@ from typing import Any
 
 from transfer_gui import config as config_mod
 from transfer_gui.config import ConfigError, RunConfig
+from transfer_gui.engine import runlock
 from transfer_gui.engine import runs as runs_mod
 from transfer_gui.state import dataset_view
 from transfer_gui.state.signals import Signal
@@ -203,6 +204,36 @@ class Project:
             if info is not None and info.run_dir.resolve() not in known:
                 found.append(info)
         return sorted(found, key=lambda r: (r.started, r.run_dir.name), reverse=True)
+
+    def reread_runs(self) -> bool:
+        """Read the runs from disk again (a run trained elsewhere appeared, one ended or was
+        killed); ``runs_changed`` only when the list differs. Returns whether it did."""
+        found = self.find_runs()
+        if found == self.runs:
+            return False
+        self.set_runs(found)
+        return True
+
+    def runs_to_watch(self) -> list[Path]:
+        """The folders whose changes can change the runs list: the runs folder (its parent while
+        it does not exist yet) and every listed run's folder (a run writes its files there)."""
+        root = self.runs_dir()
+        first = [d for d in (root, root.parent) if d.is_dir()][:1]
+        return [*first, *(r.run_dir for r in self.runs if r.run_dir.is_dir())]
+
+    def has_live_run(self) -> bool:
+        """A listed run is being trained (here or by another process): it can end or be killed
+        without a file changing, so the window asks again now and then."""
+        return any(r.live for r in self.runs)
+
+    def live_run_ended(self) -> bool:
+        """A run listed as live is no longer (its process ended or was killed): one lock test per
+        live run, cheap enough to ask every second or two while training runs."""
+        return any(r.live and not runlock.in_use(r.run_dir) for r in self.runs)
+
+    def resume_offer(self) -> runs_mod.RunInfo | None:
+        """The run the window offers to resume (engine/runs.py's rule), None while training."""
+        return None if self.training else runs_mod.resume_offer(self.runs, self.run_dir)
 
     def set_training(self, training: bool) -> None:
         self.training = training

@@ -50,6 +50,19 @@ class RunMonitor:
         self._paused_total = 0.0
         self.version = 0  # bumped on every change, so plots redraw only when needed
 
+    def load_history(self, records: list[dict]) -> None:
+        """The epochs a resumed run finished before (metrics.jsonl's records), so its curves start
+        at epoch 1, not where the resume picks up; the engine's EpochEnd events add the rest."""
+        def num(v) -> float:
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+        for i, r in enumerate(records):
+            self.epoch_x.append(int(r["epoch"]) if isinstance(r.get("epoch"), int) else i + 1)
+            for series, key in ((self.train_loss, "train_loss"), (self.val_loss, "val_loss"),
+                                (self.train_acc, "train_acc"), (self.val_acc, "val_acc")):
+                series.append(num(r.get(key)))
+        self.version += 1
+
     # ------------------------------------------------------------------
     def ingest(self, e: object) -> None:
         self.version += 1

@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         p.config_error.connect(lambda msg: self._status(f"Not changed: {msg}"))
         self.error_reported.connect(self._show_uncaught)
         self.training.run_finished.connect(self.results.open_run)
+        self.results.resume_requested.connect(self.training.resume_run)
         self.training.running_changed.connect(lambda running: running or self.results.refresh_runs())
         self.training.running_changed.connect(self._update_run_actions)
         self.training.paused_changed.connect(self._update_run_actions)

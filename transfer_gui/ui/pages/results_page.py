@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from transfer_gui.config import ConfigError
@@ -20,6 +20,7 @@ from transfer_gui.state import evaluation_view
 from transfer_gui.state.runs_view import RunsView
 from transfer_gui.ui import dialogs
 from transfer_gui.ui.context import Context
+from transfer_gui.ui.runs_watcher import RunsWatcher
 from transfer_gui.ui.theme import status_colors
 from transfer_gui.ui.widgets.classify_folder import ClassifyFolderDialog
 from transfer_gui.ui.widgets.confidence_view import ConfidenceView
@@ -66,7 +67,17 @@ def load_run_job(task, run_dir: str):
     return load_run(run_dir)
 
 
+def resume_text(info: runs_mod.RunInfo) -> str:
+    """``Run 20261208-031500 was interrupted after epoch 2 of 15.`` (what the resume offer says)."""
+    epochs = info.config.get("train.epochs")
+    of = f" of {epochs}" if isinstance(epochs, int) else ""
+    how = {"interrupted": "was interrupted", "stopped": "was stopped", "failed": "failed"}.get(info.state, "ended")
+    return f"Run {info.run_dir.name} {how} after epoch {info.epochs_done}{of}."
+
+
 class ResultsPage(QWidget):
+    resume_requested = Signal(str)  # a run folder to train on from its last.pt
+
     def __init__(self, ctx: Context):
         super().__init__()
         self.ctx = ctx
@@ -74,7 +85,11 @@ class ResultsPage(QWidget):
         self._build()
         self.project.run_changed.connect(self._show_record)
         self.project.runs_changed.connect(self._fill_runs)
+        for sig in (self.project.run_changed, self.project.runs_changed, self.project.training_changed):
+            sig.connect(lambda *_: self._offer_resume())
+        self.runs_watcher = RunsWatcher(self.project, self)  # runs trained elsewhere appear while open
         self._show_record()
+        self._offer_resume()
 
     def _build(self) -> None:
         self.summary = QLabel("No run yet.")
@@ -84,6 +99,7 @@ class ResultsPage(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(self._build_top())
         lay.addWidget(self.summary)
+        lay.addLayout(self._build_resume())
         lay.addLayout(self._build_actions())
         lay.addWidget(self._build_tabs(), 1)
 
@@ -113,6 +129,39 @@ class ResultsPage(QWidget):
         top.addWidget(self.skipped_btn)
         top.addWidget(self.open_btn)
         return top
+
+    def _build_resume(self) -> QHBoxLayout:
+        """The offer to resume a run that ended before its last epoch (hidden when there is none)."""
+        self.resume_note = QLabel()
+        self.resume_note.setWordWrap(True)
+        self.resume_btn = QPushButton("Resume run")
+        self.resume_btn.setToolTip("Train the rest of this run's epochs from its last checkpoint, with its own "
+                                   "settings (its config.toml), as “transfer-gui train --resume” does.")
+        self.resume_btn.clicked.connect(self._resume_offered)
+        row = QHBoxLayout()
+        row.addWidget(self.resume_note, 1)
+        row.addWidget(self.resume_btn)
+        self.resume_note.setVisible(False)
+        self.resume_btn.setVisible(False)
+        return row
+
+    def _offer_resume(self) -> None:
+        offer = self.project.resume_offer()
+        self.resume_note.setVisible(offer is not None)
+        self.resume_btn.setVisible(offer is not None)
+        self.runs_compare.set_training(self.project.training)
+        if offer is None:
+            return
+        shown = self.project.run_dir is not None and offer.run_dir.absolute() == self.project.run_dir.absolute()
+        also = "" if shown else " The run shown is the last one that finished."
+        self.resume_note.setText(f"<span style='color:{status_colors()['warn']}'>{resume_text(offer)}{also}</span>")
+        self.resume_btn.setText(f"Resume run from epoch {offer.resume_epoch}")
+        self.resume_btn.setProperty("run_dir", str(offer.run_dir))
+
+    def _resume_offered(self) -> None:
+        run_dir = self.resume_btn.property("run_dir")
+        if run_dir:
+            self.resume_requested.emit(str(run_dir))
 
     def _build_set_choice(self) -> QComboBox:
         self.set_choice = QComboBox()
@@ -170,6 +219,7 @@ class ResultsPage(QWidget):
         self.runs_compare.open_requested.connect(self._show_run_from_table)
         self.runs_compare.use_requested.connect(self.use_settings)
         self.runs_compare.undo_requested.connect(self.undo_settings)
+        self.runs_compare.resume_requested.connect(self.resume_requested.emit)
         return self.runs_compare
 
     # ------------------------------------------------------------------ loading
@@ -217,6 +267,9 @@ class ResultsPage(QWidget):
         finally:
             self.run_list.blockSignals(False)
         self.run_list.setEnabled(bool(self.project.runs))
+        rec = self.project.record
+        if rec is not None:  # the shown run's state may have changed (ended, killed)
+            self.summary.setText(self._summary_text(rec, self._state_of(rec.run_dir)))
 
     def _select_shown_run(self) -> None:
         shown = self.project.run_dir
@@ -279,14 +332,19 @@ class ResultsPage(QWidget):
             self.skipped_btn.setVisible(False)
             self._show_set()
             return
-        self.summary.setText(self._summary_text(rec))
+        self.summary.setText(self._summary_text(rec, self._state_of(rec.run_dir)))
         self.summary.setToolTip((rec.summary or {}).get("message", ""))
         self.skipped_btn.setVisible(bool(rec.skipped))
         self.skipped_btn.setText(f"{len(rec.skipped)} skipped file(s)…")
         self._show_set()
 
+    def _state_of(self, run_dir: Path) -> str:
+        """How the listed run stands (``interrupted``, ``running``, a summary's status), "" when unlisted."""
+        info = next((r for r in self.project.runs if r.run_dir.absolute() == Path(run_dir).absolute()), None)
+        return info.state if info is not None else ""
+
     @staticmethod
-    def _summary_text(rec) -> str:
+    def _summary_text(rec, state: str = "") -> str:
         s = rec.summary or {}
         best = runs_mod.best_epoch(rec.history, rec.config.train.early_stopping_metric)  # from 1, as the table
         at_best = rec.history[best - 1] if 0 < best <= len(rec.history) else {}
@@ -297,8 +355,8 @@ class ResultsPage(QWidget):
             parts.append(f"best validation accuracy <b>{_pct(acc)}</b> at epoch {best}")
         if isinstance(s.get("test_acc"), (int, float)):
             parts.append(f"test accuracy <b>{_pct(s['test_acc'])}</b>")
-        if s.get("status"):
-            parts.append(f"{s['status'].replace('_', ' ')}")
+        if s.get("status") or state:
+            parts.append(f"{(s.get('status') or state).replace('_', ' ')}")
         return (", ".join(parts) + f".<br><span style='color:{status_colors()['muted']}'>{rec.run_dir}</span>")
 
     def _fill_sets(self, rec) -> None:

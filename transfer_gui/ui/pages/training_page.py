@@ -28,6 +28,18 @@ from transfer_gui.ui.widgets.train_settings import TrainSettings
 from transfer_gui.ui.worker import EngineRun, fit_job
 
 
+def resume_job(cfg):
+    """A job that goes on with the run in ``cfg.output.dir`` from its last.pt: the engine's
+    resume, as ``transfer-gui train --resume`` runs it (torch imported on the worker thread)."""
+
+    def job(emit, control):
+        from transfer_gui.engine.loop import Trainer
+
+        return Trainer().fit(cfg, emit, control, resume=True)
+
+    return job
+
+
 def lrfind_available() -> bool:
     try:
         return importlib.util.find_spec("transfer_gui.engine.lrfind") is not None
@@ -53,6 +65,8 @@ class TrainingPage(QWidget):
         self.timer = QTimer(self, interval=400)  # redraw at most 2.5 times a second: repaints cost training CPU
         self.timer.timeout.connect(self._redraw)
         self.project.config_changed.connect(lambda _k: self._update_buttons())
+        for sig in (self.project.runs_changed, self.project.run_changed):
+            sig.connect(lambda *_: self._update_buttons())
         self._update_buttons()
 
     # ------------------------------------------------------------------ layout
@@ -74,8 +88,12 @@ class TrainingPage(QWidget):
         self.lrfind_btn.setToolTip("Train briefly while raising the learning rate, plot the loss, and suggest "
                                    "a head rate (takes a few seconds to a minute).")
         self.lrfind_btn.clicked.connect(self.find_lr)
+        self.resume_btn = QPushButton("Resume run")
+        self.resume_btn.clicked.connect(self._resume_offered)
+        self.resume_btn.setVisible(False)
         controls = QVBoxLayout()
         controls.addWidget(self.start_btn)
+        controls.addWidget(self.resume_btn)
         row = QHBoxLayout()
         row.addWidget(self.pause_btn)
         row.addWidget(self.stop_btn)
@@ -133,10 +151,12 @@ class TrainingPage(QWidget):
             cfg = cfg.replace(**{"output.dir": str(runs_mod.new_run_dir(self.project.runs_dir()))})
         return cfg
 
-    def _begin(self, job, kind: str, cfg) -> bool:
+    def _begin(self, job, kind: str, cfg, check: bool = True) -> bool:
+        """Start ``job`` on its thread; ``check``: only when the project is ready to train (a
+        resume trains with the run's own settings, not the project's)."""
         if self.is_running():
             return False
-        why = readiness(self.project, "Training")
+        why = readiness(self.project, "Training") if check else ""
         if why:
             self._show_message(f"Cannot start yet. {why}", "error")
             self.ctx.status(why)
@@ -177,6 +197,37 @@ class TrainingPage(QWidget):
             self.log.clear()
             self._log(f"Starting: {cfg.model.name}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
                       f"run folder {cfg.output.dir}", "muted")
+
+    def resume_run(self, run_dir: str) -> bool:
+        """Go on with the run in ``run_dir`` from its last checkpoint, with its own config.toml
+        (as ``transfer-gui train --resume``); its earlier epochs stay on the plots."""
+        from transfer_gui.config import ConfigError
+        from transfer_gui.engine.rundir import RunFolderError
+
+        if self.is_running():
+            return False
+        try:
+            cfg = runs_mod.resume_config(run_dir)
+        except (ConfigError, RunFolderError) as exc:
+            self._show_message(f"Cannot resume: {html.escape(str(exc))}", "error")
+            return False
+        info = runs_mod.run_info(run_dir)
+        if not self._begin(resume_job(cfg), "train", cfg, check=False):
+            return False
+        history = runs_mod.read_history(run_dir)
+        self.monitor.load_history(history)
+        applog.info(f"train resumed: {run_dir} after {len(history)} epoch(s)")
+        self.log.clear()
+        state = f" ({info.state})" if info is not None else ""
+        self._log(f"Resuming {Path(run_dir).name}{state} from epoch {len(history) + 1} of {cfg.train.epochs} with "
+                  f"its own settings: {cfg.model.name}, batch {cfg.train.batch_size}", "muted")
+        self.ctx.go_to("Training")
+        return True
+
+    def _resume_offered(self) -> None:
+        run_dir = self.resume_btn.property("run_dir")
+        if run_dir:
+            self.resume_run(str(run_dir))
 
     def find_lr(self) -> None:
         if not lrfind_available():
@@ -233,6 +284,14 @@ class TrainingPage(QWidget):
         self.stop_btn.setEnabled(running and not (self.run and self.run.control.stop_requested))
         self.pause_btn.setText("Resume" if self.is_paused() else "Pause")
         self.settings_box.set_running(running)
+        offer = None if running else self.project.resume_offer()
+        self.resume_btn.setVisible(offer is not None)
+        if offer is not None:
+            self.resume_btn.setText(f"\u27f3 Resume run from epoch {offer.resume_epoch}")
+            self.resume_btn.setToolTip(f"{offer.run_dir.name} ended after epoch {offer.epochs_done} "
+                                       f"({offer.state}): train its remaining epochs from its last checkpoint, "
+                                       f"with its own settings, as \u201ctransfer-gui train --resume\u201d does.")
+            self.resume_btn.setProperty("run_dir", str(offer.run_dir))
 
     # ------------------------------------------------------------------ events
     def _on_event(self, e: object) -> None:

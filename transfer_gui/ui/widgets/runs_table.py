@@ -34,7 +34,8 @@ COLUMN_TIPS = (
     "Validation accuracy at the best epoch (by the run's early-stopping metric), and which epoch, from 1.",
     "Test accuracy, evaluated once after training, when the run had a test set.",
     "How long the run took.",
-    "How the run ended.",
+    "How the run ended: completed, early stopped, stopped, failed; running while a process trains it; "
+    "interrupted when its process was killed before it ended.",
     "The settings this run changed from the run listed below it (the one before it).",
 )
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -59,7 +60,7 @@ def row_cells(row: RunRow) -> list[str]:
     best = f"{_pct(i.best_val_acc)} @{i.best_epoch}" if not math.isnan(i.best_val_acc) else "–"
     started = datetime.fromtimestamp(i.started).strftime("%Y-%m-%d %H:%M") if i.started else "–"
     return [i.run_dir.name, started, i.model, str(i.epochs_done), best, _pct(i.test_acc), _duration(i.seconds),
-            (i.status or "unfinished").replace("_", " "), row.diff_text()]
+            i.state.replace("_", " "), row.diff_text()]
 
 
 def _table(columns: tuple[str, ...] | list[str], name: str) -> QTableWidget:
@@ -76,12 +77,14 @@ class RunsCompare(QWidget):
     open_requested = Signal(str)  # a run folder to show in the other tabs
     use_requested = Signal(str)  # a run folder whose settings to copy into the project
     undo_requested = Signal()
+    resume_requested = Signal(str)  # a run folder to train on from its last.pt
 
     def __init__(self, view: RunsView, parent: QWidget | None = None):
         super().__init__(parent)
         self.view = view
         self._filling = False
         self._message = ""  # what the last action said, until the selection changes
+        self._training = False  # a run is training in the window: nothing can be resumed now
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self._build_table())
         split.addWidget(self._build_compare())
@@ -139,12 +142,17 @@ class RunsCompare(QWidget):
         self.undo_btn = QPushButton("Undo")
         self.undo_btn.setToolTip("Put back the project's settings from before \u201cUse these settings\u201d.")
         self.undo_btn.clicked.connect(self.undo_requested.emit)
+        self.resume_btn = QPushButton("&Resume")
+        self.resume_btn.setToolTip("Train the rest of the selected run's epochs from its last checkpoint, with its "
+                                   "own settings: for a run that was interrupted, stopped or failed.")
+        self.resume_btn.clicked.connect(lambda: self.resume_requested.emit(str(self.view.selected[0])))
         self.note = QLabel(HINT)
         self.note.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.open_btn)
         row.addWidget(self.use_btn)
         row.addWidget(self.undo_btn)
+        row.addWidget(self.resume_btn)
         row.addWidget(self.note, 1)
         return row
 
@@ -208,8 +216,21 @@ class RunsCompare(QWidget):
         self.open_btn.setEnabled(n == 1)
         self.use_btn.setEnabled(n == 1)
         self.undo_btn.setVisible(self.view.undo_changes is not None)
+        self._show_resume()
         self._draw_curves()
         self._fill_settings()
+
+    def _show_resume(self) -> None:
+        """Resume: for one selected run that can be resumed, saying the epoch it starts at."""
+        rows = self.view.selected_rows()
+        info = rows[0].info if len(rows) == 1 else None
+        self.resume_btn.setEnabled(info is not None and info.resumable and not self._training)
+        self.resume_btn.setText(f"&Resume from epoch {info.resume_epoch}" if info is not None and info.resumable
+                                else "&Resume")
+
+    def set_training(self, training: bool) -> None:
+        self._training = training
+        self._show_resume()
 
     def _draw_curves(self) -> None:
         for plot in (self.acc_plot, self.loss_plot):
