@@ -4,6 +4,7 @@ loaders that plan asks for (engine/loaders.py). Shared by the trainer and the LR
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Callable
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader
 from transfer_gui.config import ConfigError, RunConfig
 from transfer_gui.engine import data as data_mod
 from transfer_gui.engine import loaders
-from transfer_gui.engine import rules
+from transfer_gui.engine import rules, stepchoice
 from transfer_gui.engine.catalog import BuiltModel, build_model
 from transfer_gui.engine.control import RunControl
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning
@@ -152,15 +153,16 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     device, autocast, precision = _device(cfg, dist)
     split = _scan(cfg, emit, control)
     built = _model(cfg, split.classes, device, emit, control)
-    channels_last = use_channels_last(cfg, device, built.model)
-    if channels_last:
-        built.model.to(memory_format=torch.channels_last)
     groups, frozen, lrs = _groups(cfg, built, device)
     plan = rules.plan_cache_for([g.name for g in groups], cfg, frozen=frozen)
+    autocast, precision, channels_last, step_note = _choose_step(cfg, device, (autocast, precision), built, plan,
+                                                                 split, dist, emit)
+    if channels_last:
+        built.model.to(memory_format=torch.channels_last)
     setup = loaders.Setup(cfg, device, autocast, dist, emit, control)
     d = loaders.build(setup, built, groups, frozen, plan, split)
     notes = [*d.notes, f"device {device}, {precision}{', channels_last' if channels_last else ''}, "
-                       f"{d.workers} loader workers, pin_memory={setup.pin}"]
+                       f"{d.workers} loader workers, pin_memory={setup.pin}", *([step_note] if step_note else [])]
     weights = rules.class_weights_for(d.split.class_counts("train"), cfg.train)
     if weights is not None:
         notes.append(class_weights_note(d.split.classes, weights))
@@ -181,6 +183,34 @@ def _device(cfg: RunConfig, dist: Dist) -> tuple[torch.device, torch.dtype | Non
     if dist.active and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     return (device, *resolve_precision(cfg.train.precision, device))
+
+
+def _choose_step(cfg: RunConfig, device: torch.device, resolved: tuple[torch.dtype | None, str], built: BuiltModel,
+                 plan, split: data_mod.Split, dist: Dist, emit: Emit) -> tuple[torch.dtype | None, str, bool, str]:
+    """(autocast, precision label, channels_last, a log line or ""): measured when the run trains
+    through the network with ``precision = "auto"`` and ``channels_last`` left to the app
+    (engine/stepchoice.py), else ``resolved`` and :func:`use_channels_last`, the CPU-flag rule."""
+    autocast, precision = resolved
+    by_flags = use_channels_last(cfg, device, built.model)
+    if (cfg.train.precision != "auto" or cfg.train.channels_last or plan.kind != "none" or dist.active
+            or not split.train):
+        return autocast, precision, by_flags, ""
+    cands = stepchoice.candidates(device, device.type == "cpu" and cpu_has_bf16(),
+                                  device.type == "cuda" and torch.cuda.is_bf16_supported())
+    batch = min(cfg.train.batch_size, len(split.train))
+    steps = cfg.train.epochs * math.ceil(len(split.train) / batch)
+    layout = f"{precision}{' channels_last' if by_flags else ''}"
+    if not stepchoice.worth_measuring(steps, len(cands)):
+        return autocast, precision, by_flags, (f"training step: {layout} by the CPU's flags, not measured (a run of "
+                                               f"{steps} steps is too short to earn back measuring {len(cands)} ways)")
+    emit(PhaseChanged("prepare", f"Measuring the training step ({len(cands)} ways)"))
+    size = built.preprocessing.input_size
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    x = torch.randn(batch, 3, size, size, generator=gen).to(device)
+    y = torch.randint(0, len(split.classes), (batch,), generator=gen).to(device)
+    choice = stepchoice.choose(built.model, cands, x, y)
+    c = choice.candidate
+    return c.autocast, c.precision, c.channels_last, choice.note()
 
 
 def _scan(cfg: RunConfig, emit: Emit, control: RunControl) -> data_mod.Split:

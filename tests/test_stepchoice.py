@@ -1,0 +1,166 @@
+"""The training step chosen by measuring it (engine/stepchoice.py): the fastest candidate that
+trains correctly, remembered per machine and model, checked again, skipped for short runs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tests.conftest import tiny_config
+from transfer_gui.engine import stepchoice as sc
+
+CPU = torch.device("cpu")
+FOUR = sc.candidates(CPU, cpu_bf16=True)
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 3))
+
+
+def _batch(n: int = 4, size: int = 16):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 3, size, size, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _fake_rates(monkeypatch, table: dict[str, float], calls: list | None = None):
+    def rate(self, cand, steps, warmup):
+        if calls is not None:
+            calls.append((cand.label, steps))
+        return table[cand.label]
+
+    monkeypatch.setattr(sc._Bench, "rate", rate)
+
+
+def test_candidates_per_device():
+    assert [c.label for c in sc.candidates(CPU, cpu_bf16=False)] == ["fp32", "fp32 channels_last"]
+    assert [c.label for c in FOUR] == ["fp32", "fp32 channels_last", "bf16", "bf16 channels_last"]
+    cuda = [c.label for c in sc.candidates(torch.device("cuda"), False, cuda_bf16=True)]
+    assert {"bf16", "fp16 channels_last"} <= set(cuda)
+    assert sc.candidates(torch.device("mps"), True) == []
+
+
+def test_the_fastest_correct_candidate_is_kept(monkeypatch):
+    _fake_rates(monkeypatch, {"fp32": 10.0, "fp32 channels_last": 30.0, "bf16": 20.0, "bf16 channels_last": 25.0})
+    x, y = _batch()
+    choice = sc.choose(_net(), FOUR, x, y, remember=False)
+    assert choice.candidate.label == "fp32 channels_last"
+    assert choice.rates == {"fp32": 10.0, "fp32 channels_last": 30.0, "bf16": 20.0, "bf16 channels_last": 25.0}
+    assert "fp32 channels_last, measured" in choice.note()
+
+
+def test_a_candidate_whose_gradient_differs_is_left_out_however_fast(monkeypatch):
+    _fake_rates(monkeypatch, {"fp32": 10.0, "fp32 channels_last": 12.0, "bf16": 50.0, "bf16 channels_last": 60.0})
+    monkeypatch.setitem(sc.GRAD_TOLERANCE, "bf16", 0.0)  # bf16's real gradient is never exactly fp32's
+    x, y = _batch()
+    choice = sc.choose(_net(), FOUR, x, y, remember=False)
+    assert choice.candidate.label == "fp32 channels_last"
+    assert set(choice.rejected) == {"bf16", "bf16 channels_last"}
+    assert "bf16 left out: gradient" in choice.note()
+
+
+class _InfUnderAutocast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3 * 16 * 16, 3)
+
+    def forward(self, x):
+        out = self.lin(x.flatten(1))
+        return out * float("inf") if torch.is_autocast_enabled("cpu") else out
+
+
+def test_a_candidate_with_a_non_finite_loss_is_left_out():
+    x, y = _batch()
+    choice = sc.choose(_InfUnderAutocast(), FOUR, x, y, remember=False)
+    assert choice.candidate.precision == "fp32"
+    assert "non-finite loss" in choice.rejected["bf16"] and "non-finite loss" in choice.rejected["bf16 channels_last"]
+
+
+def test_measuring_leaves_the_model_as_it_was():
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = _batch()
+    choice = sc.choose(net, FOUR, x, y, remember=False)  # real steps, no fakes
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net[0].weight.is_contiguous()
+    assert set(choice.rates) | set(choice.rejected) == {c.label for c in FOUR}
+    assert all(r > 0 for r in choice.rates.values())
+    assert choice.candidate.label in choice.rates
+
+
+def test_a_remembered_choice_is_checked_and_kept_while_it_holds(monkeypatch):
+    calls = []
+    table = {"fp32": 10.0, "fp32 channels_last": 12.0, "bf16": 40.0, "bf16 channels_last": 30.0}
+    _fake_rates(monkeypatch, table, calls)
+    x, y = _batch()
+    first = sc.choose(_net(), FOUR, x, y)
+    assert first.candidate.label == "bf16" and not first.recalled
+    calls.clear()
+    table["bf16"] = 35.0  # a little slower now: still above the floor
+    again = sc.choose(_net(), FOUR, x, y)
+    assert again.recalled and again.candidate.label == "bf16"
+    assert calls == [("bf16", sc.RECHECK_STEPS)]  # one cheap check, nothing else measured
+    assert "chosen in an earlier run" in again.note()
+
+
+def test_a_remembered_choice_that_no_longer_holds_is_measured_again(monkeypatch):
+    table = {"fp32": 10.0, "fp32 channels_last": 12.0, "bf16": 40.0, "bf16 channels_last": 30.0}
+    _fake_rates(monkeypatch, table)
+    x, y = _batch()
+    sc.choose(_net(), FOUR, x, y)
+    table["bf16"] = 40.0 * sc.RECHECK_FLOOR * 0.5  # the machine changed under it
+    again = sc.choose(_net(), FOUR, x, y)
+    assert not again.recalled and again.candidate.label == "bf16 channels_last"
+
+
+def test_the_key_follows_what_trains_and_the_input():
+    net = _net()
+    k = sc.choice_key(net, CPU, 4, 16)
+    assert sc.choice_key(net, CPU, 8, 16) != k and sc.choice_key(net, CPU, 4, 32) != k
+    net[0].weight.requires_grad_(False)
+    frozen_key = sc.choice_key(net, CPU, 4, 16)
+    assert frozen_key != k
+    with torch.no_grad():
+        net[5].weight.add_(1.0)  # the values do not matter, only the architecture
+    assert sc.choice_key(net, CPU, 4, 16) == frozen_key
+
+
+def test_short_runs_are_not_measured():
+    cost = 4 * (sc.MEASURE_STEPS + sc.WARMUP_STEPS + 1)
+    assert not sc.worth_measuring(sc.EARN_FACTOR * cost - 1, 4)
+    assert sc.worth_measuring(sc.EARN_FACTOR * cost, 4)
+    assert not sc.worth_measuring(10_000, 1)  # nothing to choose between
+
+
+def test_a_run_measures_its_step_and_says_so(monkeypatch, image_folders, tmp_path):
+    from transfer_gui.engine.control import RunControl
+    from transfer_gui.engine.prepare import prepare
+
+    monkeypatch.setattr(sc, "EARN_FACTOR", 0)  # a tiny run measures as a long one would
+    cfg = tiny_config(image_folders, tmp_path / "run", **{"layers.train_from": "stem", "train.feature_cache": "off"})
+    events = []
+    p = prepare(cfg, events.append, RunControl())
+    line = next(n for n in p.notes if n.startswith("training step:"))
+    assert "measured" in line and "images/s" in line
+    assert p.precision in ("fp32", "bf16")
+    label = p.precision + (" channels_last" if p.channels_last else "")
+    assert line.startswith(f"training step: {label},")
+    assert any(getattr(e, "message", "").startswith("Measuring the training step") for e in events)
+    assert sc.cache_path().is_file()
+
+
+def test_explicit_settings_and_short_runs_keep_the_flag_rule(monkeypatch, image_folders, tmp_path):
+    from transfer_gui.engine.control import RunControl
+    from transfer_gui.engine.prepare import prepare
+
+    monkeypatch.setattr(sc, "choose", lambda *a, **k: (_ for _ in ()).throw(AssertionError("measured")))
+    full = {"layers.train_from": "stem", "train.feature_cache": "off"}
+    p = prepare(tiny_config(image_folders, tmp_path / "a", **full), lambda e: None, RunControl())
+    assert any("not measured (a run of" in n for n in p.notes)
+    monkeypatch.setattr(sc, "EARN_FACTOR", 0)
+    p = prepare(tiny_config(image_folders, tmp_path / "b", **full, **{"train.precision": "fp32"}), lambda e: None,
+                RunControl())
+    assert p.precision == "fp32" and not any(n.startswith("training step:") for n in p.notes)
+    p = prepare(tiny_config(image_folders, tmp_path / "c"), lambda e: None, RunControl())  # head only: features
+    assert not any(n.startswith("training step:") for n in p.notes)

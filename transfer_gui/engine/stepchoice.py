@@ -1,0 +1,243 @@
+"""The training step's precision and memory layout, chosen by measuring the real step.
+
+Which step is fastest depends on the CPU, the model and the input size (bf16 wins on one CPU and
+loses on another; channels_last wins at one size and not at the next), so a rule from CPU flags
+cannot know it. Before the first epoch of a run that trains through the network (no feature
+cache), with ``train.precision = "auto"`` and ``train.channels_last = false``, a copy of the real
+model takes a few training steps at the real batch and image size in each candidate:
+
+* CPU: fp32, fp32 channels_last, and where the CPU has bf16 in hardware, bf16 autocast with and
+  without channels_last;
+* CUDA: bf16 (where supported) and fp16 autocast, each with and without channels_last.
+
+A candidate trains correctly when its loss is finite and its gradient on one batch is within
+:data:`GRAD_TOLERANCE` (relative L2 error) of the fp32 gradient; the fastest of those is kept.
+The choice is remembered per machine, model, trainable layers, input size and batch in the
+user's cache folder; a later run checks it with two timed steps and measures again when it no
+longer holds (slower than :data:`RECHECK_FLOOR` of the remembered rate). Measuring is skipped
+for runs too short to earn it back (:func:`worth_measuring`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from transfer_gui.atomic import atomic_write_text
+
+MEASURE_STEPS = 3  # timed steps per candidate
+WARMUP_STEPS = 1  # untimed steps first (oneDNN builds its kernels on the first call of a shape)
+RECHECK_STEPS = 2  # timed steps that check a remembered choice
+RECHECK_FLOOR = 0.7  # a remembered choice slower than this share of its rate is measured again
+EARN_FACTOR = 10  # measure only when the run has this many times the steps measuring takes
+GRAD_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}  # relative L2 error of the gradient vs fp32
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    precision: str  # fp32 | bf16 | fp16
+    channels_last: bool
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return _DTYPES[self.precision]
+
+    @property
+    def label(self) -> str:
+        return self.precision + (" channels_last" if self.channels_last else "")
+
+
+@dataclass(frozen=True)
+class StepChoice:
+    candidate: Candidate
+    rates: dict[str, float] = field(default_factory=dict)  # label -> images/s, for each measured candidate
+    rejected: dict[str, str] = field(default_factory=dict)  # label -> why it was left out
+    seconds: float = 0.0  # what measuring (or checking) cost
+    recalled: bool = False  # chosen by an earlier run and checked again
+
+    def note(self) -> str:
+        """The run log's line: the choice, every rate, what was left out and what it cost."""
+        rates = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.rates.items(), key=lambda kv: -kv[1]))
+        left = "".join(f"; {k} left out: {why}" for k, why in self.rejected.items())
+        how = "chosen in an earlier run and checked again" if self.recalled else "measured"
+        return (f"training step: {self.candidate.label}, {how} in {self.seconds:.1f} s "
+                f"(images/s: {rates}){left}")
+
+
+def candidates(device: torch.device, cpu_bf16: bool, cuda_bf16: bool = False) -> list[Candidate]:
+    """The steps worth measuring on ``device`` (fp32 contiguous first: the reference)."""
+    if device.type == "cpu":
+        precisions = ["fp32", "bf16"] if cpu_bf16 else ["fp32"]
+    elif device.type == "cuda":
+        precisions = ["fp32", *(["bf16"] if cuda_bf16 else []), "fp16"]
+    else:
+        return []
+    return [Candidate(p, cl) for p in precisions for cl in (False, True)]
+
+
+def worth_measuring(run_steps: int, n_candidates: int) -> bool:
+    """Whether a run of ``run_steps`` training steps earns back measuring ``n_candidates``: it
+    must have :data:`EARN_FACTOR` times the steps measuring takes, so that measuring costs at
+    most about a tenth of the run while the choices it tells apart differ by 1.1-2.5x."""
+    cost = n_candidates * (MEASURE_STEPS + WARMUP_STEPS + 1)
+    return n_candidates > 1 and run_steps >= EARN_FACTOR * cost
+
+
+def cache_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("transfer_gui")) / "step-choices.json"
+
+
+def machine_text(device: torch.device) -> str:
+    """What the step's speed depends on besides the model: the processor, torch, the threads."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}|torch {torch.__version__}"
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}|{torch.backends.cpu.get_cpu_capability()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+
+
+def choice_key(model: nn.Module, device: torch.device, batch: int, size: int) -> str:
+    """The model's architecture and trainable parameters (not their values), input, machine."""
+    shapes = ";".join(f"{n}{tuple(p.shape)}{'T' if p.requires_grad else 'F'}" for n, p in model.named_parameters())
+    text = f"{type(model).__name__}|{shapes}|{batch}x{size}|{device.type}|{machine_text(device)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _read() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(key: str, choice: StepChoice) -> None:
+    """Keep ``choice`` for later runs (the newest 64; a failure to write is no error)."""
+    data = _read()
+    data.pop(key, None)
+    data[key] = {"precision": choice.candidate.precision, "channels_last": choice.candidate.channels_last,
+                 "images_per_s": round(choice.rates.get(choice.candidate.label, 0.0), 2)}
+    data = dict(list(data.items())[-64:])
+    with contextlib.suppress(OSError):
+        atomic_write_text(cache_path(), json.dumps(data, indent=1))
+
+
+class _Bench:
+    """A copy of the model that takes training steps on one fixed batch in any candidate."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, clock: Clock):
+        self.model = copy.deepcopy(model)
+        self.model.train()
+        self.start = copy.deepcopy(self.model.state_dict())
+        self.x, self.y, self.clock = x, y, clock
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    def _layout(self, cand: Candidate) -> torch.Tensor:
+        fmt = torch.channels_last if cand.channels_last else torch.contiguous_format
+        self.model.to(memory_format=fmt)
+        return self.x.contiguous(memory_format=fmt)
+
+    def _loss(self, cand: Candidate, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.x.device.type, dtype=cand.autocast, enabled=cand.autocast is not None):
+            return nn.functional.cross_entropy(self.model(x).float(), self.y)
+
+    def gradient(self, cand: Candidate) -> tuple[float, torch.Tensor]:
+        """The loss and the flattened gradient of one step from the starting weights."""
+        self.model.load_state_dict(self.start)
+        x = self._layout(cand)
+        self.model.zero_grad(set_to_none=True)
+        loss = self._loss(cand, x)
+        loss.backward()
+        grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten() for p in self.params]
+        return float(loss.detach()), torch.cat(grads) if grads else torch.zeros(1)
+
+    def rate(self, cand: Candidate, steps: int, warmup: int) -> float:
+        """Images per second over ``steps`` AdamW steps after ``warmup`` untimed ones."""
+        x = self._layout(cand)
+        opt = torch.optim.AdamW(self.params, lr=1e-6)
+        scaler = torch.amp.GradScaler("cuda", enabled=cand.autocast == torch.float16 and x.is_cuda)
+        start = 0.0
+        for i in range(warmup + steps):
+            if i == warmup:
+                _sync(x)
+                start = self.clock()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(self._loss(cand, x)).backward()
+            scaler.step(opt)
+            scaler.update()
+        _sync(x)
+        return len(x) * steps / max(self.clock() - start, 1e-9)
+
+
+def _sync(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
+def _relative_error(g: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((g - ref).norm() / ref.norm().clamp(min=1e-12))
+
+
+def measure(bench: _Bench, cands: list[Candidate]) -> tuple[dict[str, float], dict[str, str]]:
+    """Each candidate's images/s, and the ones left out with the reason."""
+    ref_loss, ref = bench.gradient(cands[0])
+    rates: dict[str, float] = {}
+    rejected: dict[str, str] = {}
+    for cand in cands:
+        loss, g = bench.gradient(cand)
+        err = _relative_error(g, ref)
+        if not math.isfinite(loss):
+            rejected[cand.label] = f"non-finite loss ({loss})"
+            continue
+        if not math.isfinite(err) or err > GRAD_TOLERANCE[cand.precision]:
+            rejected[cand.label] = f"gradient {err:.3g} from fp32's (limit {GRAD_TOLERANCE[cand.precision]})"
+            continue
+        rates[cand.label] = bench.rate(cand, MEASURE_STEPS, WARMUP_STEPS)
+    if not math.isfinite(ref_loss):
+        rates = {cands[0].label: rates.get(cands[0].label, 0.0)}
+    return rates, rejected
+
+
+def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.Tensor, *,
+           clock: Clock = time.perf_counter, remember: bool = True) -> StepChoice:
+    """The fastest candidate that trains correctly on the batch ``(x, y)``: remembered from an
+    earlier run and checked, or measured now. ``model`` itself is not changed."""
+    began = clock()
+    key = choice_key(model, x.device, len(x), x.shape[-1])
+    bench = _Bench(model, x, y, clock)
+    kept = _read().get(key) if remember else None
+    by_label = {c.label: c for c in cands}
+    if isinstance(kept, dict):
+        cand = Candidate(str(kept.get("precision")), bool(kept.get("channels_last")))
+        if cand.label in by_label:
+            now = bench.rate(cand, RECHECK_STEPS, 1)
+            if now >= RECHECK_FLOOR * float(kept.get("images_per_s", 0.0)):
+                return StepChoice(cand, {cand.label: now}, {}, clock() - began, recalled=True)
+    rates, rejected = measure(bench, cands)
+    best = max(rates, key=rates.get) if rates else cands[0].label
+    choice = StepChoice(by_label[best], rates, rejected, clock() - began)
+    if remember:
+        _remember(key, choice)
+    return choice
+
+
+__all__ = ["Candidate", "StepChoice", "candidates", "choose", "measure", "worth_measuring", "cache_path",
+           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR"]
