@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import html
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, QRectF, QSettings, Qt, QUrl
 from PySide6.QtGui import QColor, QFont, QImage, QKeySequence, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
+from transfer_gui.engine import rules
 from transfer_gui.engine import schedule as schedule_mod
 from transfer_gui.ui import theme
+from transfer_gui.ui.pages.layers_page import group_colors
+from transfer_gui.ui.widgets.sci_spin import fmt_sci
 
 GENERIC_GROUPS = ["stem", "block1", "block2", "block3", "block4", "head"]
 
@@ -29,16 +33,17 @@ def _canvas(w: int, h: int, scale: float) -> tuple[QImage, QPainter]:
 
 def freezing_picture(groups: list[str], frozen: set[str], scale: float = 1.0) -> QImage:
     """The network as a row of layer groups, input to head: frozen ones grey with a lock line,
-    trainable ones in their training-plot colour."""
+    trainable ones in their colour on the Layers step."""
     n = max(1, len(groups))
     gap, h = 8, 74
     box_w = max(52, min(92, (660 - 10) // n - gap))
     img, p = _canvas(n * (box_w + gap) + 10, h, scale)
     text = QColor(theme.status_colors()["muted"])
+    colors = group_colors(groups)
     for i, name in enumerate(groups):
         r = QRectF(5 + i * (box_w + gap), 8, box_w, 44)
         on = name not in frozen
-        fill = QColor(theme.group_color(i, n)) if on else QColor("#9a9aa0")
+        fill = QColor(colors[name]) if on else QColor("#9a9aa0")
         fill.setAlpha(230 if on else 110)
         p.setPen(QPen(fill.darker(140), 1.4))
         p.setBrush(fill)
@@ -58,49 +63,99 @@ def freezing_picture(groups: list[str], frozen: set[str], scale: float = 1.0) ->
     return img
 
 
-def schedule_picture(rates: dict[str, float], total_steps: int = 200, warmup_steps: int = 30,
-                     name: str = "cosine", scale: float = 1.0) -> QImage:
-    """Each group's learning rate over a run, computed by the engine's ``lr_factor``: warmup from
-    0, then the schedule; lower groups at lower rates."""
-    w, h, pad = 520, 170, 34
+@dataclass(frozen=True)
+class ScheduleView:
+    """What the guide's schedule picture shows: the open project's run as the engine will do it.
+    ``curves``: each group that trains from the start -> (steps, rates) from the engine's
+    ``schedule.curve``; ``labels``: the legend as drawn, one per curve."""
+    name: str
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    rates: dict[str, float]
+    frozen: tuple[str, ...]
+    colors: dict[str, str]
+    curves: dict[str, tuple[list[int], list[float]]]
+    labels: tuple[str, ...]
+
+
+def schedule_view(cfg, groups: list[str], frozen: set[str], steps_per_epoch: int) -> ScheduleView:
+    """The run of ``cfg`` over ``groups``: each group's rate by the engine's rule
+    (``rules.group_rates``, what the optimizer and the Layers table use), the warmup and decay by
+    ``schedule.from_config`` and ``schedule.curve``, the colours of the Layers table."""
+    sched = schedule_mod.from_config(cfg.schedule, steps_per_epoch, cfg.train.epochs)
+    rates = rules.group_rates(groups, cfg.layers)
+    colors = group_colors(groups)
+    trains = [g for g in groups if g not in frozen][::-1]  # head first, as the legend reads
+    curves = {g: schedule_mod.curve(sched, rates[g], points=400) for g in trains}
+    return ScheduleView(sched.name, cfg.train.epochs, steps_per_epoch, sched.total_steps, sched.warmup_steps,
+                        rates, tuple(g for g in groups if g in frozen), {g: colors[g] for g in trains}, curves,
+                        tuple(f"{g}: {fmt_sci(rates[g])}" for g in trains))
+
+
+def schedule_picture(view: ScheduleView, scale: float = 1.0) -> QImage:
+    """Each trainable group's learning rate over the run, drawn from ``view``'s curves: warmup
+    from 0 to the dashed line, then the schedule; frozen groups have no curve."""
+    w, pad = 520, 34
+    h = max(170, 40 + 14 * len(view.labels))
     img, p = _canvas(w, h, scale)
-    top = max(rates.values()) if rates else 1.0
+    top = max((max(ys) for _, ys in view.curves.values()), default=0.0) or 1.0
+    span = max(1, view.total_steps - 1)
     muted = QColor(theme.status_colors()["muted"])
     p.setPen(QPen(muted, 1))
     p.drawLine(QPointF(pad, h - pad), QPointF(w - 8, h - pad))
     p.drawLine(QPointF(pad, 8), QPointF(pad, h - pad))
-    sched = schedule_mod.Schedule(name, total_steps, warmup_steps)
-    for i, (group, lr) in enumerate(rates.items()):
+    for i, (group, (steps, ys)) in enumerate(view.curves.items()):
         path = QPainterPath()
-        for step in range(total_steps + 1):
-            x = pad + (w - 8 - pad) * step / total_steps
-            y = (h - pad) - (h - pad - 8) * lr * schedule_mod.lr_factor(step, sched) / top
-            path.moveTo(x, y) if step == 0 else path.lineTo(x, y)
-        p.setPen(QPen(QColor(theme.readable(theme.group_color(i, len(rates)))), 2.2))
+        for k, (step, y) in enumerate(zip(steps, ys)):
+            pt = QPointF(pad + (w - 8 - pad) * step / span, (h - pad) - (h - pad - 8) * y / top)
+            path.moveTo(pt) if k == 0 else path.lineTo(pt)
+        p.setPen(QPen(QColor(view.colors[group]), 2.2))
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawPath(path)
-        p.drawText(QPointF(w - 150, 20 + 14 * i), f"{group}: {lr:.0e}")
-    p.setPen(muted)
-    wx = pad + (w - 8 - pad) * warmup_steps / total_steps
+        p.drawText(QPointF(w - 150, 20 + 14 * i), view.labels[i])
+    wx = pad + (w - 8 - pad) * min(view.warmup_steps, span) / span
     p.setPen(QPen(muted, 1, Qt.PenStyle.DashLine))
     p.drawLine(QPointF(wx, 8), QPointF(wx, h - pad))
-    p.drawText(QRectF(pad, h - pad + 4, wx - pad + 60, 20), Qt.AlignmentFlag.AlignLeft, "warmup")
-    p.drawText(QRectF(pad, h - pad + 4, w - pad - 8, 20), Qt.AlignmentFlag.AlignRight, "training steps →")
+    p.drawText(QRectF(pad, h - pad + 4, wx - pad + 60, 20), Qt.AlignmentFlag.AlignLeft,
+               f"warmup ({view.warmup_steps:,} steps)")
+    p.drawText(QRectF(pad, h - pad + 4, w - pad - 8, 20), Qt.AlignmentFlag.AlignRight,
+               f"{view.total_steps:,} training steps →")
     p.end()
     return img
 
 
-def _project_groups(project) -> tuple[list[str], set[str]]:
+def _project_groups(project) -> tuple[list[str], set[str], bool]:
+    """(groups, frozen, known): the open model's groups as the Layers step shows them, or a
+    generic network (known False) while they have not been read yet."""
     from transfer_gui.state.project import frozen_set
 
     g = project.groups
     if g is not None and g.model == project.cfg.model.name:
-        return list(g.names), frozen_set(g.names, project.cfg.layers)
-    return GENERIC_GROUPS, set(GENERIC_GROUPS[:-1])
+        return list(g.names), frozen_set(g.names, project.cfg.layers), True
+    start = project.cfg.layers.train_from
+    frozen = frozen_set(GENERIC_GROUPS, project.cfg.layers) if start in ("", *GENERIC_GROUPS) else set(GENERIC_GROUPS[:-1])
+    return GENERIC_GROUPS, frozen, False
 
 
-def guide_html(project) -> str:
-    groups, frozen = _project_groups(project)
+def _schedule_words(project, view: ScheduleView, known: bool) -> str:
+    """The sentence under "Warmup" that says which run the picture is."""
+    rates = ", ".join(html.escape(t) for t in view.labels) or "no group trains"
+    train, _ = project.split_counts()
+    data = (f"{train:,} training images in batches of {project.cfg.train.batch_size}" if train
+            else "no images scanned yet, so one step per epoch is assumed")
+    generic = "" if known else (" (a typical network: the layer groups of the project's model are read when the "
+                                "Layers step opens)")
+    return (f"This is what the engine will do with this project{generic}: {rates}; {view.warmup_steps:,} warmup "
+            f"steps of {view.total_steps:,} ({view.epochs} epochs of {view.steps_per_epoch:,} steps: {data}), "
+            f"then {html.escape(view.name)}.")
+
+
+def guide_html(project, view: ScheduleView | None = None) -> str:
+    groups, frozen, known = _project_groups(project)
+    if view is None:
+        view = schedule_view(project.cfg, groups, frozen, project.steps_per_epoch())
     model = html.escape(project.cfg.model.name)
     return f"""
 <h2>Transfer learning in transfer_gui</h2>
@@ -123,8 +178,8 @@ need small ones, smallest near the input. Set a rate per group on the Layers ste
 a <i>decay</i> (0.1: each group ten times lower than the one above it).</p>
 <h3>3. Warmup</h3>
 <p>In the first steps the new head's gradients are large and random. Warmup starts every rate at 0
-and raises it over the first steps, so those gradients cannot wreck the pretrained features. This is
-what the engine will do with a head at 1e-3, decay 0.1 and 30 warmup steps:</p>
+and raises it over the first steps, so those gradients cannot wreck the pretrained features.
+{_schedule_words(project, view, known)}</p>
 <p><img src="tg:schedule"></p>
 <h3>4. Is the model any good?</h3>
 <p>Watch the validation curves on the Training step: validation loss rising while training loss
@@ -203,11 +258,16 @@ class HelpDialog(QDialog):
 
 
 def show_guide(window) -> HelpDialog:
+    """The guide with the open project's pictures; the dialog keeps the schedule it drew
+    (``schedule_view``)."""
     scale = window.devicePixelRatioF()
-    groups, frozen = _project_groups(window.project)
-    demo = {name: 1e-3 * 0.1 ** k for k, name in enumerate(reversed(groups[-3:]))}  # head, then the two below
-    images = {"freezing": freezing_picture(groups, frozen, scale), "schedule": schedule_picture(demo, scale=scale)}
-    return _show(window, "Guide to transfer learning", guide_html(window.project), images)
+    project = window.project
+    groups, frozen, _known = _project_groups(project)
+    view = schedule_view(project.cfg, groups, frozen, project.steps_per_epoch())
+    images = {"freezing": freezing_picture(groups, frozen, scale), "schedule": schedule_picture(view, scale)}
+    dlg = _show(window, "Guide to transfer learning", guide_html(project, view), images)
+    dlg.schedule_view = view
+    return dlg
 
 
 def show_shortcuts(window) -> HelpDialog:

@@ -74,6 +74,13 @@ def speed_note(cfg, names: list[str], frozen: set[str]) -> str:
     return f"{plan.reason[0].upper()}{plan.reason[1:]}. {SPEED[plan.kind]}"
 
 
+def group_colors(names: list[str]) -> dict[str, str]:
+    """Each layer group's colour, readable on the current background: the one source of the
+    table's swatches and of every picture that names the groups (Help's guide), so a group
+    looks the same wherever it is shown."""
+    return {name: readable(group_color(r, len(names))) for r, name in enumerate(names)}
+
+
 def _swatch(color: str) -> QIcon:
     pm = QPixmap(12, 12)
     pm.fill(QColor(color))
@@ -223,13 +230,14 @@ class LayersPage(QWidget):
             if info is None:
                 return
             n = len(info.names)
+            colors = group_colors(info.names)
             self.table.setRowCount(n)
             for r, name in enumerate(info.names):
                 box = QTableWidgetItem()
                 box.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
                 box.setToolTip(FREEZE_TIP)
                 self.table.setItem(r, FROZEN, box)
-                label = QTableWidgetItem(_swatch(readable(group_color(r, n))), name + ("  (new classifier)" if name == "head" else ""))
+                label = QTableWidgetItem(_swatch(colors[name]), name + ("  (new classifier)" if name == "head" else ""))
                 label.setToolTip(f"Layer group “{name}”, number {r + 1} of {n} from the input. The colour is "
                                  f"its curve in the learning-rate plots.")
                 self.table.setItem(r, NAME, label)
