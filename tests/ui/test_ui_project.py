@@ -117,6 +117,11 @@ def test_window_paints_before_torch_is_imported(tmp_path):
             wins = [w for w in QApplication.topLevelWidgets() if w.isVisible() and w.inherits("QMainWindow")]
             seen["visible"] = bool(wins)
             seen["torch"] = "torch" in sys.modules
+            opened(wins, 0)
+        def opened(wins, k):  # the project opens after the first paint: wait for it, up to 10 s
+            if wins and wins[0].project.path is None and k < 200:
+                QTimer.singleShot(50, lambda: opened(wins, k + 1))
+                return
             seen["title"] = wins[0].windowTitle() if wins else ""
             seen["epochs"] = wins[0].project.cfg.train.epochs if wins else None
             for w in wins:
