@@ -29,6 +29,7 @@ from transfer_gui.engine.control import RunControl, StopRequested
 from transfer_gui.engine.ddp import DdpWrap
 from transfer_gui.engine.drift import GroupDrift
 from transfer_gui.engine.events import BatchEnd, EpochEnd, Finished, PhaseChanged, RunStarted
+from transfer_gui.engine.folderwatch import DataFolders
 from transfer_gui.engine.freezing import apply_freeze
 from transfer_gui.engine.optim import current_lrs, make_optimizer, set_lr_factor
 from transfer_gui.engine.parts import EpochOutcome, Part, Run, RunState, call
@@ -125,6 +126,7 @@ class Trainer:
         if resume_blob is not None:
             parts.append(Resume(resume_blob, run_dir))
         parts.append(CheckpointWriter(run_dir, self.dist.main))
+        parts.append(DataFolders(cfg.data))  # after the writer: a run it stops keeps that epoch's checkpoint
         parts.append(Calibrate(run_dir, self.dist.main))  # after the last checkpoint, before test evaluation
         parts.append(TestEvaluation(self._validate, self.control))  # after_fit only: never sees an epoch
         parts.append(TensorBoard(cfg.output.tensorboard, self.dist.main))  # after drift and the test: writes their figures
