@@ -127,7 +127,7 @@ def test_the_key_follows_what_trains_and_the_input():
 
 
 def test_short_runs_are_not_measured():
-    cost = 4 * (sc.MEASURE_STEPS + sc.WARMUP_STEPS + 1)
+    cost = 4 * (sc.ROUNDS * (sc.MEASURE_STEPS + sc.WARMUP_STEPS) + 1)
     assert not sc.worth_measuring(sc.EARN_FACTOR * cost - 1, 4)
     assert sc.worth_measuring(sc.EARN_FACTOR * cost, 4)
     assert not sc.worth_measuring(10_000, 1)  # nothing to choose between

@@ -35,8 +35,9 @@ from torch import nn
 
 from transfer_gui.atomic import atomic_write_text
 
-MEASURE_STEPS = 3  # timed steps per candidate
-WARMUP_STEPS = 1  # untimed steps first (oneDNN builds its kernels on the first call of a shape)
+MEASURE_STEPS = 2  # timed steps per candidate and round
+WARMUP_STEPS = 1  # untimed steps before them (oneDNN builds its kernels on the first call of a shape)
+ROUNDS = 2  # rounds over all candidates, interleaved; each keeps its best: a busy moment hits one round
 RECHECK_STEPS = 2  # timed steps that check a remembered choice
 RECHECK_FLOOR = 0.7  # a remembered choice slower than this share of its rate is measured again
 EARN_FACTOR = 10  # measure only when the run has this many times the steps measuring takes
@@ -91,7 +92,7 @@ def worth_measuring(run_steps: int, n_candidates: int) -> bool:
     """Whether a run of ``run_steps`` training steps earns back measuring ``n_candidates``: it
     must have :data:`EARN_FACTOR` times the steps measuring takes, so that measuring costs at
     most about a tenth of the run while the choices it tells apart differ by 1.1-2.5x."""
-    cost = n_candidates * (MEASURE_STEPS + WARMUP_STEPS + 1)
+    cost = n_candidates * (ROUNDS * (MEASURE_STEPS + WARMUP_STEPS) + 1)
     return n_candidates > 1 and run_steps >= EARN_FACTOR * cost
 
 
@@ -201,16 +202,19 @@ def measure(bench: _Bench, cands: list[Candidate]) -> tuple[dict[str, float], di
     ref_loss, ref = bench.gradient(cands[0])
     rates: dict[str, float] = {}
     rejected: dict[str, str] = {}
+    passed = []
     for cand in cands:
         loss, g = bench.gradient(cand)
         err = _relative_error(g, ref)
         if not math.isfinite(loss):
             rejected[cand.label] = f"non-finite loss ({loss})"
-            continue
-        if not math.isfinite(err) or err > GRAD_TOLERANCE[cand.precision]:
+        elif not math.isfinite(err) or err > GRAD_TOLERANCE[cand.precision]:
             rejected[cand.label] = f"gradient {err:.3g} from fp32's (limit {GRAD_TOLERANCE[cand.precision]})"
-            continue
-        rates[cand.label] = bench.rate(cand, MEASURE_STEPS, WARMUP_STEPS)
+        else:
+            passed.append(cand)
+    for _ in range(ROUNDS):
+        for cand in passed:
+            rates[cand.label] = max(rates.get(cand.label, 0.0), bench.rate(cand, MEASURE_STEPS, WARMUP_STEPS))
     if not math.isfinite(ref_loss):
         rates = {cands[0].label: rates.get(cands[0].label, 0.0)}
     return rates, rejected
@@ -240,4 +244,4 @@ def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.T
 
 
 __all__ = ["Candidate", "StepChoice", "candidates", "choose", "measure", "worth_measuring", "cache_path",
-           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR"]
+           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS"]
