@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 
 from transfer_gui.engine.events import PhaseChanged, Progress, Warning  # noqa: A004 - the engine's event
@@ -399,3 +400,9 @@ def test_phase_eta_uses_the_phase_own_rate():
     now[0] = 5.0
     assert eta.seconds_left("search", 3, 4) == 1.0
     assert eta.seconds_left("search", 3, 4) == 1.0 and eta.seconds_left("search", 0, 4) is None  # restarted
+    now[0] = 10.0
+    eta.mark()  # a phase is announced; its first count comes 4 s later with 16 of 96 done
+    now[0] = 14.0
+    assert eta.seconds_left("features", 16, 96) == 20.0  # 16 in 4 s: 80 left take 20 s
+    now[0] = 15.0
+    assert eta.seconds_left("features", 20, 96) == pytest.approx(76 * 5 / 20)

@@ -47,18 +47,26 @@ INTRO = ("Looks for images that may be in the wrong class folder (out-of-fold pr
 class PhaseEta:
     """The time left in the check's current phase, from that phase's own rate so far: the phases
     (features, folds, comparing) run at very different speeds, so one rate for all would mislead.
-    No estimate until the phase has run for ``settle`` seconds and moved."""
+    A phase is timed from the event before its first count (:meth:`mark`, e.g. its announcement),
+    so a slow phase whose first count is already a batch of images has an estimate at once. No
+    estimate until the phase has run for ``settle`` seconds and moved."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, settle: float = 1.0):
         self.clock, self.settle = clock, settle
         self.phase: str | None = None
         self.t0, self.done0 = 0.0, 0
+        self.marked: float | None = None
+
+    def mark(self) -> None:
+        """Something else happened (a phase announced): a new phase's count starts from here."""
+        self.marked = self.clock()
 
     def seconds_left(self, phase: str, done: int, total: int) -> float | None:
         now = self.clock()
         if phase != self.phase or done < self.done0:
-            self.phase, self.t0, self.done0 = phase, now, done
-            return None
+            self.phase = phase
+            self.t0, self.done0 = (self.marked, 0) if self.marked is not None else (now, done)
+            self.marked = None
         elapsed, moved = now - self.t0, done - self.done0
         if moved <= 0 or elapsed < self.settle:
             return None
@@ -458,6 +466,7 @@ class CheckDataDialog(QDialog):
         label = getattr(e, "message", "") or PHASES.get(phase, phase)
         self._running_status(label)
         if done is None or not total:  # a new phase (its sentence), or no known end (scanning): a busy bar
+            self.eta.mark()
             self.progress.setRange(0, 0)
             self.progress.setFormat(label)
             self._fit_bar_text()
