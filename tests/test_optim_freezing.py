@@ -70,3 +70,31 @@ def test_sgd_and_adamw(resnet):
     adamw = make_optimizer(model, groups, lrs, OptimConfig(name="adamw"))
     assert isinstance(adamw, torch.optim.AdamW)
     assert {pg["group_name"] for pg in adamw.param_groups} == {g.name for g in groups}
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_the_optimizer_runs_fused_on_a_cpu_and_steps_as_the_plain_loop(resnet, name):
+    import copy
+
+    from transfer_gui.engine.optim import can_fuse
+
+    model, groups = resnet
+    twin = copy.deepcopy(model)
+    lrs = group_lrs(groups, 1e-3, 0.5)
+    cfg = OptimConfig(name=name)
+    fused = make_optimizer(model, groups, lrs, cfg)
+    assert fused.defaults["fused"] is True
+    plain_cls = torch.optim.AdamW if name == "adamw" else torch.optim.SGD
+    extra = {} if name == "adamw" else {"momentum": cfg.momentum}
+    plain = plain_cls(param_groups(twin, split_groups(twin, "fc"), lrs, cfg.weight_decay), lr=1e-3, **extra)
+    assert not plain.defaults.get("fused")
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        for a, b in zip(model.parameters(), twin.parameters()):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        fused.step()
+        plain.step()
+    assert max(float((a - b).abs().max()) for a, b in zip(model.parameters(), twin.parameters())) < 1e-6
+    assert not can_fuse([torch.zeros(2, dtype=torch.float64)])
+    assert not can_fuse([torch.zeros(2), torch.zeros(2, device="meta")])

@@ -43,10 +43,20 @@ def param_groups(model: nn.Module, groups: list[LayerGroup], lrs: Mapping[str, f
 
 def make_optimizer(model: nn.Module, groups: list[LayerGroup], lrs: Mapping[str, float], optim_cfg) -> torch.optim.Optimizer:
     pgs = param_groups(model, groups, lrs, optim_cfg.weight_decay)
+    fused = can_fuse([p for pg in pgs for p in pg["params"]])
     if optim_cfg.name == "sgd":
         return torch.optim.SGD(pgs, lr=max(lrs.values()), momentum=optim_cfg.momentum,
-                               nesterov=optim_cfg.nesterov and optim_cfg.momentum > 0)
-    return torch.optim.AdamW(pgs, lr=max(lrs.values()))
+                               nesterov=optim_cfg.nesterov and optim_cfg.momentum > 0, fused=fused)
+    return torch.optim.AdamW(pgs, lr=max(lrs.values()), fused=fused)
+
+
+def can_fuse(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused optimizer kernels take these parameters: all float32 on one CPU or
+    CUDA device. On a CPU fused AdamW steps ResNet-18 4.5x faster than the default loop, with
+    the same weights to 1.2e-7 after five steps (benchmarks/README.md)."""
+    devices = {p.device for p in params}
+    return (len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda")
+            and all(p.dtype == torch.float32 for p in params))
 
 
 def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from transfer_gui.atomic import atomic_write_text
+from transfer_gui.engine.optim import can_fuse
 
 MEASURE_STEPS = 2  # timed steps per candidate and round
 WARMUP_STEPS = 1  # untimed steps before them (oneDNN builds its kernels on the first call of a shape)
@@ -173,7 +174,7 @@ class _Bench:
     def rate(self, cand: Candidate, steps: int, warmup: int) -> float:
         """Images per second over ``steps`` AdamW steps after ``warmup`` untimed ones."""
         x = self._layout(cand)
-        opt = torch.optim.AdamW(self.params, lr=1e-6)
+        opt = torch.optim.AdamW(self.params, lr=1e-6, fused=can_fuse(self.params))  # as the run steps
         scaler = torch.amp.GradScaler("cuda", enabled=cand.autocast == torch.float16 and x.is_cuda)
         start = 0.0
         for i in range(warmup + steps):
