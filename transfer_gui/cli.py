@@ -625,6 +625,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.groups:
+        return _print_groups(args.groups, args.json)
     from transfer_gui.engine.catalog import list_models
 
     specs = list_models()
@@ -636,6 +638,28 @@ def cmd_models(args: argparse.Namespace) -> int:
         params = f"{s.params / 1e6:.1f}M" if s.params else "-"
         top1 = "-" if math.isnan(s.top1) else f"{s.top1:.1f}"
         print(f"{s.name:<28}{s.family:<16}{params:>10}{s.input_size:>7}{top1:>8}  {s.weights_status}")
+    return 0
+
+
+def _print_groups(name: str, as_json: bool) -> int:
+    """The layer groups of model ``name``, input side first: the names --freeze, --train-from,
+    --lr GROUP=VALUE and layers.unfreeze_at take."""
+    _check_model_name(name)
+    from transfer_gui.engine.catalog import build_model
+    from transfer_gui.engine.surgery import split_groups
+
+    built = build_model(name, "none", num_classes=2)  # the architecture is enough: no download
+    groups = split_groups(built.model, built.head_path)
+    if as_json:
+        print(json.dumps([{"name": g.name, "params": g.num_params, "modules": list(g.modules)} for g in groups], indent=1))
+        return 0
+    print(f"Layer groups of {name}, input side first (for --freeze, --train-from, --lr GROUP=VALUE, "
+          f"layers.unfreeze_at):")
+    width = max(len(g.name) for g in groups)
+    for g in groups:
+        shown = ", ".join(g.modules[:3]) + (f", ... ({len(g.modules)} modules)" if len(g.modules) > 3 else "")
+        note = "  (replaced by a new one for your classes)" if g.is_head else ""
+        print(f"  {g.name:<{width}}  {g.num_params:>11,} params  {shown}{note}")
     return 0
 
 
@@ -876,8 +900,11 @@ def _add_models(sub) -> None:
              "List the offline model, torchvision's classification models and featured timm models, with size, "
              "input size, ImageNet top-1 and whether the weights are installed, cached or must be downloaded. "
              "Any timm model works as timm:NAME.",
-             "models --json")
+             "models --groups resnet18")
     p.add_argument("--json", action="store_true", help="print a JSON list of the models with all their fields")
+    p.add_argument("--groups", metavar="MODEL",
+                   help="list MODEL's layer groups instead (the names --freeze, --train-from, --lr GROUP=VALUE and "
+                        "layers.unfreeze_at take), input side first, with their parameter counts")
     p.set_defaults(func=cmd_models)
 
 
