@@ -52,7 +52,7 @@ def setup(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> Frozen:
                         progress=lambda d, t: emit(Progress("download", d, t, "Downloading weights")), cancel=cancelled)
     built.preprocessing = built.preprocessing.at_size(cfg.data.image_size)
     built.model.to(device).eval()
-    prep._check_input_size(built.model, built.preprocessing, device, cfg)
+    prep.check_input_size(built.model, built.preprocessing, device, cfg)
     return Frozen(cfg, device, autocast, split, built)
 
 

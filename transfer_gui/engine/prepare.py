@@ -245,7 +245,7 @@ def _groups(cfg: RunConfig, built: BuiltModel, device: torch.device) -> tuple[li
     rules.check_group_names(names, cfg.layers.lr.keys(), "layers.lr")
     rules.check_group_names(names, cfg.layers.unfreeze_at.keys(), "layers.unfreeze_at")
     rules.check_trainable(names, frozen, cfg.layers.unfreeze_at)
-    _check_input_size(built.model, built.preprocessing, device, cfg)
+    check_input_size(built.model, built.preprocessing, device, cfg)
     apply_freeze(built.model, groups, frozen)
     return groups, frozen, rules.group_rates(names, cfg.layers)
 
@@ -270,7 +270,7 @@ def _fit_head_to_classes(built: BuiltModel, classes: list[str]) -> str:
 
 
 @torch.no_grad()
-def _check_input_size(model: nn.Module, pre, device: torch.device, cfg: RunConfig) -> None:
+def check_input_size(model: nn.Module, pre, device: torch.device, cfg: RunConfig) -> None:
     """One image through the network before any work, so a size it cannot take is a clear error."""
     was_training = model.training
     model.eval()
