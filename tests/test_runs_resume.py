@@ -172,3 +172,17 @@ def test_the_project_reads_its_runs_again_only_when_they_changed(tmp_path):
     assert not p.has_live_run() and p.resume_offer().run_dir == run
     p.set_training(True)
     assert p.resume_offer() is None  # not while the window trains
+
+
+def test_a_file_system_without_locks_trains_unlocked_and_counts_no_run_as_live(tmp_path, monkeypatch):
+    import errno
+
+    run = fake_run(tmp_path / "r", {}, [(0.5, 1.0)], time.time())
+
+    def no_locks(fd, how, *args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runlock.fcntl, "lockf", no_locks)
+    runlock.acquire(run)  # not refused as "being trained by another process"
+    assert not runlock.held_here(run) and not runlock.in_use(run)
+    assert runs_mod.run_info(run).state == "interrupted"

@@ -14,6 +14,7 @@ holds (:data:`_HELD` answers for it). Without ``fcntl`` (Windows) no run counts 
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_NAME = ".training.lock"
 _HELD: dict[str, int] = {}  # resolved run folder -> descriptor whose lock this process holds
 _GUARD = threading.Lock()  # a test by one thread never opens (and so drops) a lock another thread is taking
+_BUSY = (errno.EAGAIN, errno.EACCES)  # what lockf says of a lock another process holds; other errors: no locks here
 
 
 class RunInUse(UserError):
@@ -51,14 +53,20 @@ def holder(run_dir: str | os.PathLike[str]) -> str:
 
 def acquire(run_dir: str | os.PathLike[str], tries: int = 40, pause: float = 0.025) -> None:
     """Hold ``run_dir``'s lock for this process (again: nothing to do). A reader's test takes
-    the lock for microseconds, so a busy lock is tried ``tries`` times before :class:`RunInUse`."""
+    the lock for microseconds, so a busy lock is tried ``tries`` times before :class:`RunInUse`.
+    A file system without locks (some network or FUSE mounts) trains unlocked: refusing every run
+    there would be worse than not telling running from interrupted."""
     key = _key(run_dir)
     if fcntl is None or key in _HELD:
         return
     fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         for k in range(tries):
-            if _try_lock(key, fd):
+            got = _try_lock(key, fd)
+            if got is None:
+                os.close(fd)
+                return
+            if got:
                 break
             if k == tries - 1:
                 raise RunInUse(f"{run_dir} is being trained by {holder(run_dir)}; wait until that run "
@@ -71,12 +79,13 @@ def acquire(run_dir: str | os.PathLike[str], tries: int = 40, pause: float = 0.0
     os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
 
 
-def _try_lock(key: str, fd: int) -> bool:
+def _try_lock(key: str, fd: int) -> bool | None:
+    """True: locked (and registered); False: another process holds it; None: no locks on this file system."""
     with _GUARD:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
+        except OSError as exc:
+            return False if exc.errno in _BUSY else None
         _HELD[key] = fd
         return True
 
@@ -108,8 +117,8 @@ def _locked(run_dir: str | os.PathLike[str]) -> bool:
         return False  # no lock file: a run from before locks, or one that never started
     try:
         fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
+    except OSError as exc:
+        return exc.errno in _BUSY
     finally:
         os.close(fd)
     return False
