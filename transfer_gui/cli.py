@@ -888,7 +888,8 @@ def _add_export(sub) -> None:
                    help="the file to write (required); an existing folder gets a file named after the run, and "
                         "a name without suffix gets the format's")
     p.add_argument("--parity-images", metavar="DIR",
-                   help="up to 32 images from DIR for the parity check (default: synthetic images)")
+                   help="up to 32 images from DIR for the parity check (default: up to 32 of the run's validation "
+                        "images, else its training images; synthetic images only when the run's data is gone)")
     p.add_argument("--kit", action="store_true",
                    help="also write a deploy kit beside the file (FILE-kit/: the model, labels.txt, a README and a "
                         "predict.py needing only onnxruntime, numpy and Pillow); onnx and onnx-rgb only")

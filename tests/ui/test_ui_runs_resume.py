@@ -152,3 +152,33 @@ def test_the_runs_tab_follows_the_runs_folder_while_the_window_is_open(qtbot, wi
     wait_for(qtbot, lambda: states() == {run.name: "stopped", other.name: "completed"}, 30)
     assert w.results.run_list.count() == 2 and w.results.tabs.tabText(4) == "Runs (2)"
     assert not w.results.runs_watcher.poll.isActive()  # no live run: nothing to poll for
+
+
+def test_a_run_stopped_in_the_window_keeps_the_finished_one_shown_and_resumes(qtbot, window, ui_env):
+    from transfer_gui.engine.loop import Trainer
+    from transfer_gui.ui.steps import readiness
+
+    w, p, tmp = window, window.project, ui_env["tmp"]
+    project = _project(tmp)
+    first = runs_mod.new_run_dir(runs_mod.project_runs_dir(project))
+    done = Trainer().fit(config_mod.load(project).replace(**{"output.dir": str(first), "train.epochs": 2}))
+    assert done.status == "completed", done.message
+    assert w.open_project(project)
+    wait_for(qtbot, lambda: p.record is not None and readiness(p, "Training") == "", 120)
+    w.training.start()
+    wait_for(qtbot, lambda: len(w.training.monitor.epoch_x) >= 1 or not w.training.is_running(), 300)
+    w.training.stop()
+    wait_for(qtbot, lambda: not w.training.is_running(), 120)
+    assert w.training.last_finished.status == "stopped"  # (not completed: stopped with epochs to go)
+    stopped = Path(w.training.last_finished.run_dir)
+    wait_for(qtbot, lambda: w.results.run_list.count() == 2 and not w.tasks.running("load-run"))
+    assert p.run_dir == first and summary(p, "Export") == "ready to export"  # the finished run stays the result
+    info = runs_mod.run_info(stopped)
+    assert info.state == "stopped" and info.resumable
+    assert w.training.resume_btn.isVisibleTo(w.training)
+    assert w.training.resume_btn.text().endswith(f"Resume run from epoch {info.resume_epoch}")
+    with qtbot.waitSignal(w.training.run_finished, timeout=600_000) as finished:
+        w.training.resume_btn.click()
+    assert finished.args == [str(stopped), True] and w.training.last_finished.status == "completed"
+    assert [h["epoch"] for h in runs_mod.read_history(stopped)] == list(range(1, EPOCHS + 1))
+    wait_for(qtbot, lambda: p.run_dir == stopped and not w.tasks.running("load-run"), 60)

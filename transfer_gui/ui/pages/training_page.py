@@ -341,15 +341,19 @@ class TrainingPage(QWidget):
             self._redraw()
 
     def _run_ended(self, run_dir: str, f: ev.Finished | None) -> None:
-        """Show a run on Results once it has a finished epoch. A run stopped or failed before its
-        first epoch never replaces the run shown there (unless it reused that run's folder)."""
+        """Show a run on Results once it has a finished epoch, as the project's result when it
+        trained to its end. A run that ended early (stopped, failed) never replaces a finished run
+        shown there, as on reopening (runs.latest_finished): it is offered for resuming instead.
+        One that reused the shown run's folder replaced its files, so it is shown (or nothing)."""
         info = runs_mod.run_info(run_dir) if run_dir else None
-        if info is not None and info.has_finished_epoch:
-            show = f is not None and f.status in ("completed", "early_stopped")
-            self.run_finished.emit(run_dir, show)  # a failure stays here, with its message
-            return
         shown = self.project.run_dir
-        if shown is not None and run_dir and Path(run_dir).absolute() == shown.absolute():
+        same = shown is not None and bool(run_dir) and Path(run_dir).absolute() == shown.absolute()
+        if info is not None and info.has_finished_epoch:
+            shown_info = runs_mod.run_info(shown) if shown is not None and not same else None
+            if info.finished or same or shown_info is None or not shown_info.finished:
+                self.run_finished.emit(run_dir, info.finished)  # a failure stays here, with its message
+            return
+        if same:
             self.project.set_run(None, None)  # its files were replaced by the run that just ended
 
     # ------------------------------------------------------------------ drawing
