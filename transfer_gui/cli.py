@@ -614,13 +614,40 @@ def cmd_export(args: argparse.Namespace) -> int:
         found = sorted(Path(args.parity_images).rglob("*"))
         images = [str(p) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS][:32]
     remove_stale_parts(out.parent, out.name)  # left by an export that was killed
+    if args.format in QUANTIZED_FORMATS:
+        return _export_int8(args)
+    if args.accept_int8_loss:
+        raise CliError(f"--accept-int8-loss is for --format onnx-int8, not {args.format}")
     report = export_model(args.run_dir, args.format, args.out, parity_images=images)
-    quantization = getattr(report, "quantization", None)  # onnx-int8: agreement, accuracies, sizes, latencies
-    print("\n".join([f"wrote {report.path}", *quantization.lines()]) if quantization else report.message)
+    print(report.message)
     if args.kit:
         from transfer_gui.engine.deploykit import write_kit
 
         print(f"wrote the deploy kit {write_kit(report.path)}")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    """onnx-int8 is written under its pending name and moved to its final name only when it is
+    within the limit of fp32 (quantize.acceptable) or --accept-int8-loss says so; else it is
+    deleted and the command exits 2. Why: a script must not ship a file that lost accuracy."""
+    from transfer_gui.engine import quantize
+    from transfer_gui.engine.export import default_export_path, export_model
+    from transfer_gui.engine.formats import SUFFIXES
+
+    out = Path(args.out)
+    final = default_export_path(args.run_dir, args.format, out) if out.is_dir() else \
+        (out if out.suffix else out.with_name(out.name + SUFFIXES[args.format]))
+    pending = quantize.pending_path(final)
+    try:
+        q = export_model(args.run_dir, args.format, pending).quantization
+        print("\n".join(q.lines()))
+        if not q.good and not args.accept_int8_loss:
+            raise CliError(f"{q.verdict()} Nothing written to {final} (--accept-int8-loss writes it anyway)")
+        quantize.keep(pending, final)
+    finally:
+        quantize.discard(pending)  # gone once kept; removed when refused, failed or interrupted
+    print(f"wrote {final}" + ("" if q.good else " (int8 loss accepted with --accept-int8-loss)"))
     return 0
 
 
@@ -893,6 +920,10 @@ def _add_export(sub) -> None:
     p.add_argument("--kit", action="store_true",
                    help="also write a deploy kit beside the file (FILE-kit/: the model, labels.txt, a README and a "
                         "predict.py needing only onnxruntime, numpy and Pillow); onnx and onnx-rgb only")
+    p.add_argument("--accept-int8-loss", action="store_true",
+                   help="onnx-int8 only: write the int8 file even when it loses more than 1 point of validation "
+                        "accuracy against fp32 (or keeps the fp32 top-1 class on under 90 %% of the images); "
+                        "without it such a file is not written and the command exits 2")
     p.set_defaults(func=cmd_export)
 
 

@@ -21,6 +21,7 @@ QSettings (``SETTINGS``) when it closes and shown again in the next window."""
 
 from __future__ import annotations
 
+import html
 import inspect
 from pathlib import Path
 
@@ -286,13 +287,9 @@ class ExportPage(QWidget):
     def _show_review(self, rep) -> None:
         q = rep.quantization
         colors = status_colors()
-        good = q.accuracy_drop <= 2.0
-        verdict = (f"<span style='color:{colors['ok' if good else 'error']}'>"
-                   + ("Accuracy within 2 points of full precision." if good else
-                      f"Accuracy {q.accuracy_drop:.1f} points below full precision: keep the fp32 ONNX file "
-                      f"unless size or speed matter more.") + "</span>")
+        verdict = f"<span style='color:{colors['ok' if q.good else 'error']}'>{html.escape(q.verdict())}</span>"
         self.review_text.setText("<br>".join(q.lines()[:4]) + "<br>" + verdict)
-        self.review_text.setToolTip(q.lines()[-1])
+        self.review_text.setToolTip(q.lines()[4])  # the recipe, the recipes tried, the int8 and float ops
         final = Path(rep.path[: -len(".pending")]) if rep.path.endswith(".pending") else Path(rep.path)
         self.pending = (Path(rep.path), final)
         self.review.setVisible(True)
@@ -536,7 +533,7 @@ class ExportPage(QWidget):
         if q is not None:
             parity = (f"int8: top-1 agrees {q.agreement:.0%} with fp32 · accuracy {q.int8_accuracy:.1%} vs "
                       f"{q.fp32_accuracy:.1%} ({q.images} validation images)")
-            good = q.accuracy_drop <= 2.0
+            good = q.good  # quantize.acceptable: within 1 point of fp32
         elif rep.parity_max_abs_diff is None:
             parity, good = "not checked", True
         else:
