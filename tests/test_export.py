@@ -416,3 +416,138 @@ def test_a_damaged_stored_temperature_is_refused_naming_the_file(tiny, tmp_path)
     with pytest.raises(ModelError, match="temperature") as info:
         Predictor.load(bad)
     assert str(bad) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- onnx-rgb on the user's own images
+
+
+def _small_images(folder: Path) -> list[Path]:
+    """28 px images as people have them: greyscale and colour, PNG and JPEG (Fashion-MNIST's size)."""
+    rng = np.random.default_rng(7)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(6):
+        yy, xx = np.mgrid[0:28, 0:28]
+        blob = ((xx - 14 - i) ** 2 + (yy - 12) ** 2 < (60 + 20 * i)).astype(np.float64) * 180
+        grey = np.clip(blob + rng.normal(0, 25, (28, 28)), 0, 255).astype(np.uint8)
+        colour = np.stack([grey, np.roll(grey, i, axis=1), 255 - grey], axis=-1)
+        for name, arr, suffix in ((f"grey{i}", grey, ".png"), (f"colour{i}", colour, ".jpg")):
+            path = folder / f"{name}{suffix}"
+            Image.fromarray(arr).save(path, **({"quality": 80} if suffix == ".jpg" else {}))
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_the_rgb_graph_preprocesses_bit_for_bit_as_the_app(interpolation):
+    """The graph's resize and crop are torchvision's on uint8, exactly: small images upscaled, photos
+    downscaled, odd and extreme shapes. (ONNX Resize was 1-2 grey levels off on up to 0.5 % of pixels.)"""
+    import onnxruntime as ort
+    from skimage import data
+
+    from transfer_gui.engine.onnxpre import preprocessing_graph
+
+    rng = np.random.default_rng(3)
+    shapes = [(28, 28), (1, 1), (3, 90), (90, 3), (37, 501), (410, 64), (512, 512)]
+    images = [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for hw in shapes]
+    images += [np.asarray(Image.fromarray(data.coffee()).convert("RGB")), np.repeat(data.camera()[..., None], 3, 2)]
+    for pre in (Preprocessing(64, 72, interpolation=interpolation), Preprocessing(110, 128, interpolation=interpolation)):
+        session = ort.InferenceSession(preprocessing_graph(pre).SerializeToString(), providers=["CPUExecutionProvider"])
+        tf = eval_transform(pre)
+        for image in images:
+            got = session.run(None, {"image": image[None]})[0][0]
+            want = tf(Image.fromarray(image)).numpy()
+            levels = np.abs(got - want) * np.reshape(pre.std, (3, 1, 1)) * 255  # in grey levels
+            assert levels.max() < 1e-3, (interpolation, image.shape, float(levels.max()))
+
+
+def test_rgb_parity_on_small_upscaled_images_holds_with_margin(tiny, tmp_path):
+    run, _ = tiny
+    images = _small_images(tmp_path / "small")
+    report = export_model(run, "onnx-rgb", tmp_path / "m.rgb.onnx", parity_images=images)
+    assert report.parity_images == len(images) == 12 and report.parity_source == "given"
+    assert report.parity_max_abs_diff <= 1e-5  # ten times under the bound (1e-4); ONNX Resize gave 2-3e-3
+
+
+def _run_with_own_images(root: Path, tiny_run: Path, with_predictions: bool) -> tuple[Path, list[Path]]:
+    """A copy of the tiny run whose config names real class folders (and, optionally, whose
+    val_predictions.json lists its validation images)."""
+    import shutil
+
+    run = root / "run"
+    shutil.copytree(tiny_run, run)
+    data = root / "data"
+    paths = []
+    for cls in CLASSES:
+        paths += _small_images(data / cls)
+    ck = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    ck["config"] = f'[data]\nfolders = ["{data.as_posix()}"]\nval_fraction = 0.25\n'
+    torch.save(ck, run / "checkpoints" / "best.pt")
+    if with_predictions:
+        items = [{"path": str(p), "true": 0, "pred": 0} for p in paths[::2]]
+        (run / "val_predictions.json").write_text(json.dumps({"classes": CLASSES, "items": items}))
+    return run, paths
+
+
+@pytest.mark.parametrize("with_predictions", [True, False])
+def test_without_parity_images_the_check_runs_on_the_runs_own_images(tiny, tmp_path, with_predictions):
+    run, paths = _run_with_own_images(tmp_path, tiny[0], with_predictions)
+    report = export_model(run, "onnx-rgb", tmp_path / "out.rgb.onnx")
+    assert report.parity_source == "validation"
+    expected = 18 if with_predictions else None  # every second of 36 images listed; else the split's 25 %
+    if expected is not None:
+        assert report.parity_images == expected
+    else:
+        assert 6 <= report.parity_images <= 12
+    assert f"parity on {report.parity_images} of the run's validation images" in report.message
+    assert report.parity_max_abs_diff <= 1e-4
+
+
+def test_the_cli_export_checks_the_runs_own_images_by_default(tiny, tmp_path, capsys):
+    from transfer_gui import cli
+
+    run, _paths = _run_with_own_images(tmp_path, tiny[0], True)
+    assert cli.main(["export", str(run), "--format", "onnx-rgb", "--out", str(tmp_path / "cli.rgb.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "parity on 18 of the run's validation images" in out and "synthetic" not in out
+
+
+def test_a_run_without_data_folders_falls_back_to_synthetic_images_and_says_why(tiny, tmp_path):
+    report = export_model(tiny[0], "onnx", tmp_path / "m.onnx")
+    assert report.parity_source == "synthetic" and "names no data folders" in report.message
+
+
+def test_an_rgb_file_that_fails_parity_is_never_under_its_final_name(tiny, tmp_path, monkeypatch):
+    run, _ = tiny
+    out = tmp_path / "model.rgb.onnx"
+    out.write_bytes(b"previous export")
+    real = predict_mod.ImagePredictor._outputs
+
+    def off(self, batch):  # the graph's scores moved as a wrong resize would move them
+        z = real(self, batch)
+        return z + np.linspace(0, 0.05, z.shape[1], dtype=np.float32)
+
+    monkeypatch.setattr(predict_mod.ImagePredictor, "_outputs", off)
+    with pytest.raises(ExportError, match="probability difference .* > 0.0001") as info:
+        export_model(run, "onnx-rgb", out, parity_images=_small_images(tmp_path / "small"))
+    assert "nothing written" in str(info.value)
+    assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)
+    fresh = tmp_path / "fresh.rgb.onnx"
+    with pytest.raises(ExportError):
+        export_model(run, "onnx-rgb", fresh, parity_images=_small_images(tmp_path / "small"))
+    assert not fresh.exists() and _no_temp_files(tmp_path)
+
+
+def test_a_cancelled_export_writes_nothing(tiny, tmp_path):
+    from transfer_gui.engine.export import ExportCancelled
+
+    run, _ = tiny
+    out = tmp_path / "model.onnx"
+    stages = []
+
+    def cancelled() -> bool:  # the user presses Cancel once the file is checked
+        return bool(stages) and stages[-1] == "checking the written file"
+
+    with pytest.raises(ExportCancelled):
+        export_model(run, "onnx", out, progress=lambda stage, _f: stages.append(stage), cancelled=cancelled)
+    assert not out.exists() and _no_temp_files(tmp_path)

@@ -42,12 +42,12 @@ from transfer_gui.engine.preprocess import Preprocessing, eval_transform
 FORMATS = tuple(f for f in SUFFIXES if f not in QUANTIZED)  # the exact formats, parity-checked to PARITY_TOL
 ALL_FORMATS = tuple(SUFFIXES)  # and onnx-int8, checked against fp32 on the run's validation set (quantize.py)
 PARITY_TOL = 1e-4
-# onnx-rgb: max abs probability difference. Its resize is ONNX's on uint8: on photos (downscaled)
-# within 1 grey level of Pillow and 1.4e-4 in probability; on the sample data's 28 px images
-# upscaled to 110 px, 1.2e-3 (the export from the window failed at a bound of 1e-3)
-RGB_PARITY_TOL = 2e-3
+# onnx-rgb: max abs probability difference. Its graph resizes bit for bit as the app does (onnxpre.py):
+# 4.8e-6 on Fashion-MNIST's 28 px images upscaled, 1.0e-6 on photos (bench_onnx_rgb_parity.py)
+RGB_PARITY_TOL = PARITY_TOL
 EXPORT_NAME = "export_name"  # key added to the checkpoint dict given to a writer: the export's file stem
 SYNTHETIC_PARITY_IMAGES = 4
+RUN_PARITY_IMAGES = 32  # the run's own images checked when none are given, spread over its classes
 _CLEAN_KEYS = ("format", "version", "arch", "classes", "preprocessing", "head_path", "state_dict",
                "metrics", "config", "calibration")
 
@@ -67,6 +67,7 @@ class ExportReport:
     parity_top1_agree: float | None
     parity_images: int
     message: str
+    parity_source: str = ""  # whose images the parity check ran on: "given", "validation", "training", "synthetic"
     quantization: Any = None  # onnx-int8: the quantize.QuantReport (agreement, accuracies, sizes, latencies)
     # Set by whoever times or packages the written file (the Export page's job), not by export_model:
     latency: Any = None  # measure.Latency at batch 1, or None when not timed (or it could not be)
@@ -195,8 +196,9 @@ def rgb_input_spec(pre: Preprocessing) -> dict[str, Any]:
     return {"name": "image", "dtype": "uint8", "layout": "NHWC", "channels": "RGB", "size": "any height and width "
             "(one size per call)", "decode_outside_graph": "the preprocessing_spec's decode step (Pillow: EXIF "
             "transpose, alpha over white, convert('RGB'), JPEG draft for the shorter side >= "
-            f"{pre.resize_size})", "in_graph": "the preprocessing_spec's steps after decode: resize (ONNX Resize, "
-            "antialias=1 on uint8, within 1 grey level of Pillow), centre crop, /255, mean/std",
+            f"{pre.resize_size})", "in_graph": "the preprocessing_spec's steps after decode: resize and centre crop "
+            "(the app's torchvision antialiased uint8 resize, bit for bit, as separable fixed-point passes), "
+            "/255, mean/std",
             "outputs": {"logits": "logits / temperature", "probabilities": "softmax(logits)"}}
 
 
@@ -222,8 +224,71 @@ def synthetic_images(n: int = SYNTHETIC_PARITY_IMAGES) -> list[Image.Image]:
     return images
 
 
-def _parity_images(parity_images: Sequence[Any] | None, pre: Preprocessing) -> tuple[list[Image.Image], str]:
-    """The decoded parity images (decoded as ``predict`` decodes them), or synthetic ones; and a note."""
+def _spread(paths: list[str], n: int) -> list[str]:
+    """At most ``n`` of the sorted ``paths``, evenly spaced: sorted paths run class folder by class folder."""
+    paths = sorted(paths)
+    if len(paths) <= n:
+        return paths
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, n).round().astype(int)]
+
+
+def _run_folder(source: str | os.PathLike[str]) -> Path | None:
+    src = Path(source)
+    if src.is_dir():
+        return src
+    return src.parent.parent if src.parent.name == "checkpoints" else None
+
+
+def run_parity_images(ck: dict, source: str | os.PathLike[str], n: int = RUN_PARITY_IMAGES) -> tuple[list[str], str]:
+    """Up to ``n`` of the run's validation images (its training images when it has none), spread
+    over its classes, and which set they came from; ``([], why not)`` when neither can be found.
+    The run folder's ``val_predictions.json`` is read first (no scan); else the split is rebuilt
+    from the checkpoint's stored config. Why: the check must see the user's kind of images."""
+    from transfer_gui.engine import rundir
+
+    folder = _run_folder(source)
+    preds = folder / rundir.PREDICTIONS["val"] if folder is not None else None
+    if preds is not None and preds.is_file():
+        try:
+            items = json.loads(preds.read_text(encoding="utf-8")).get("items", [])
+            found = [str(it["path"]) for it in items if isinstance(it, dict) and Path(str(it.get("path", ""))).is_file()]
+        except (OSError, ValueError, AttributeError, KeyError):
+            found = []
+        if found:
+            return _spread(found, n), "validation"
+    return _split_images(ck, source, n)
+
+
+def _split_images(ck: dict, source: str | os.PathLike[str], n: int) -> tuple[list[str], str]:
+    """The run's validation (else training) images from the split its stored config rebuilds."""
+    from transfer_gui import config as config_mod
+    from transfer_gui.engine.data import build_split
+
+    text = ck.get("config")
+    try:
+        cfg = config_mod.loads(text, f"{source} (its stored config)") if isinstance(text, str) else None
+    except UserError:
+        cfg = None
+    if cfg is None or not cfg.data.folders:
+        return [], "the checkpoint names no data folders"
+    try:
+        split = build_split(cfg.data, cfg.train.seed)
+    except UserError as exc:
+        return [], f"the run's data folders could not be read ({str(exc)[:160]})"
+    for kind, samples in (("validation", split.val), ("training", split.train)):
+        if samples:
+            return _spread([s.path for s in samples], n), kind
+    return [], f"the run's data folders ({', '.join(cfg.data.folders)}) hold no images now"
+
+
+def _parity_images(parity_images: Sequence[Any] | None, pre: Preprocessing, ck: dict,
+                   source: str | os.PathLike[str]) -> tuple[list[Image.Image], str, str]:
+    """The decoded parity images (decoded as ``predict`` decodes them): those given, else the
+    run's own (:func:`run_parity_images`), else synthetic ones; a note; and where they came from."""
+    kind, why = "given", ("none of the given images could be read" if parity_images else "no images given")
+    if parity_images is None:
+        parity_images, kind = run_parity_images(ck, source)
+        kind, why = (kind, "none of the run's images could be read") if parity_images else ("", kind)
     decoded, skipped = [], []
     for item in parity_images or []:
         try:
@@ -231,13 +296,13 @@ def _parity_images(parity_images: Sequence[Any] | None, pre: Preprocessing) -> t
         except Exception as exc:  # noqa: BLE001 - a bad image only costs coverage, not the export
             skipped.append(f"{item}: {exc}")
     if decoded:
-        note = f"parity on {len(decoded)} image(s)"
+        whose = {"validation": " of the run's validation images", "training": " of the run's training images"}
+        note = f"parity on {len(decoded)}{whose.get(kind, ' image(s)')}"
         if skipped:
             note += f" ({len(skipped)} unreadable skipped: {skipped[0][:120]})"
-        return decoded, note
-    why = "none of the given images could be read" if parity_images else "no images given"
+        return decoded, note, kind
     images = synthetic_images()
-    return images, f"parity on {len(images)} synthetic images ({why})"
+    return images, f"parity on {len(images)} synthetic images ({why})", "synthetic"
 
 
 def _check_written(tmp: Path, fmt: str, parity: tuple[list[Image.Image], torch.Tensor], reference: np.ndarray,
@@ -295,24 +360,45 @@ def default_export_path(source: str | os.PathLike[str], fmt: str, folder: str | 
     return Path(folder) / f"{stem or 'model'}{SUFFIXES[fmt]}"
 
 
+class ExportCancelled(BaseException):
+    """The user cancelled an export: nothing was written under the final name. A BaseException so
+    that no ``except Exception`` on the way (serialisers, the quantiser) turns it into a failure."""
+
+
+def _progress_or_cancel(progress: ProgressFn | None, cancelled: Callable[[], bool] | None) -> ProgressFn:
+    """The progress callback, raising :class:`ExportCancelled` at the first call after ``cancelled()``."""
+    def report(stage: str, fraction: float) -> None:
+        if cancelled is not None and cancelled():
+            raise ExportCancelled(stage)
+        if progress is not None:
+            progress(stage, fraction)
+
+    return report
+
+
+def _target(source: str | os.PathLike[str], fmt: str, out_path: str | os.PathLike[str]) -> Path:
+    if fmt not in ALL_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(ALL_FORMATS)}")
+    out = Path(out_path)
+    if out.is_dir():
+        return default_export_path(source, fmt, out)
+    return out.with_name(out.name + SUFFIXES[fmt]) if not out.suffix else out
+
+
 def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.PathLike[str],
                  parity_images: Sequence[Any] | None = None, progress: ProgressFn | None = None,
-                 tolerance: float = PARITY_TOL) -> ExportReport:
+                 tolerance: float = PARITY_TOL, cancelled: Callable[[], bool] | None = None) -> ExportReport:
     """Export the checkpoint of ``source`` (a run folder or checkpoint file) as ``fmt`` to ``out_path``.
 
     ``out_path`` may be an existing folder (the file is then named after the run); a name
     without a suffix gets the format's suffix from :data:`SUFFIXES`. The written
     file is loaded back and must reproduce the PyTorch logits within ``tolerance`` on
-    ``parity_images`` (paths or PIL images; deterministic synthetic images when None).
+    ``parity_images`` (paths or PIL images; when None, the run's own images, see
+    :func:`run_parity_images`, else deterministic synthetic ones). ``cancelled()`` true at a
+    stage raises :class:`ExportCancelled`, the file not moved into place.
     """
-    report = progress or (lambda stage, fraction: None)
-    if fmt not in ALL_FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(ALL_FORMATS)}")
-    out = Path(out_path)
-    if out.is_dir():
-        out = default_export_path(source, fmt, out)
-    elif not out.suffix:
-        out = out.with_name(out.name + SUFFIXES[fmt])
+    report = _progress_or_cancel(progress, cancelled)
+    out = _target(source, fmt, out_path)
     report("loading checkpoint", 0.0)
     try:
         ck = load_checkpoint(source)
@@ -321,19 +407,35 @@ def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.Pa
         raise ExportError(str(exc)) from None
     if fmt in QUANTIZED:
         return _export_quantized(source, ck, model, out, report)
-    images, parity_note = _parity_images(parity_images, pre)
+    report("reading the parity images", 0.05)
+    images, parity_note, parity_source = _parity_images(parity_images, pre, ck, source)
     batch = torch.stack([eval_transform(pre)(im) for im in images])
     expected = {"classes": classes, "preprocessing": pre, "calibration": calibration_of(ck, str(source))}
     with torch.inference_mode():
         reference = model(batch).float().numpy() / np.float32(expected["calibration"]["temperature"])
     report(f"writing {fmt}", 0.2)
+    diff, agree, note = _write_checked(ck, model, fmt, out, (images, batch), reference, expected,
+                                       (tolerance, f"{fmt} export of {arch} to {out}", parity_note), report)
+    report("done", 1.0)
+    kind = "probability" if fmt == "onnx-rgb" else "logit"
+    message = (f"{note}; {parity_note}: max abs {kind} difference {diff:.2g}, "
+               f"top-1 agreement {agree:.0%}")
+    return ExportReport(str(out), fmt, out.stat().st_size, diff, agree, int(batch.shape[0]), message,
+                        parity_source=parity_source)
+
+
+def _write_checked(ck: dict, model: nn.Module, fmt: str, out: Path, parity: tuple, reference: np.ndarray,
+                   expected: dict, check: tuple[float, str, str], report: ProgressFn) -> tuple[float, float, str]:
+    """Write ``fmt`` to a temporary file, check it (:func:`_check_written`) and only then move it
+    to ``out``; any failure or cancel leaves ``out`` as it was. (max abs diff, top-1 agreement, note)."""
+    tolerance, what, parity_note = check
     try:
         with atomic_path(out) as tmp:
             note = _WRITERS[fmt]({**ck, EXPORT_NAME: file_stem(out.name)}, model, tmp)
             chmod_default(tmp)  # some writers (safetensors) recreate the file as 0600
             report("checking the written file", 0.7)
-            diff, agree = _check_written(tmp, fmt, (images, batch), reference, expected, tolerance,
-                                         f"{fmt} export of {arch} to {out}", parity_note)
+            diff, agree = _check_written(tmp, fmt, parity, reference, expected, tolerance, what, parity_note)
+            report("moving the checked file into place", 0.95)
     except ExportError:
         raise
     except OSError as exc:
@@ -342,8 +444,4 @@ def export_model(source: str | os.PathLike[str], fmt: str, out_path: str | os.Pa
     except Exception as exc:  # noqa: BLE001 - serialisers fail in their own ways; name the file
         raise ExportError(f"{fmt} export to {out} failed: {type(exc).__name__}: {str(exc)[:300]}. "
                           f"Any previous file there is unchanged.") from None
-    report("done", 1.0)
-    kind = "probability" if fmt == "onnx-rgb" else "logit"
-    message = (f"{note}; {parity_note}: max abs {kind} difference {diff:.2g}, "
-               f"top-1 agreement {agree:.0%}")
-    return ExportReport(str(out), fmt, out.stat().st_size, diff, agree, int(batch.shape[0]), message)
+    return diff, agree, note
