@@ -551,3 +551,25 @@ def test_a_cancelled_export_writes_nothing(tiny, tmp_path):
     with pytest.raises(ExportCancelled):
         export_model(run, "onnx", out, progress=lambda stage, _f: stages.append(stage), cancelled=cancelled)
     assert not out.exists() and _no_temp_files(tmp_path)
+
+
+def test_export_formats_reports_each_format_when_it_is_done(tiny, tmp_path):
+    from transfer_gui.engine.exportjob import eta_words, export_formats, time_left
+
+    run, _ = tiny
+    ticks = iter(range(0, 10_000, 2))  # a clock that moves 2 s a call: the estimates are deterministic
+    events = []
+    out = export_formats(str(run), ["checkpoint", "onnx"], str(tmp_path / "out"), "m", on_progress=events.append,
+                         clock=lambda: float(next(ticks)))
+    assert [(s, f) for s, f, _r in out] == [("ok", "checkpoint"), ("ok", "onnx")]
+    finished = [e for e in events if e.status != "running"]
+    assert [(e.index, e.format, e.result.path) for e in finished] == [
+        (0, "checkpoint", str(tmp_path / "out" / "m.pt")), (1, "onnx", str(tmp_path / "out" / "m.onnx"))]
+    first_done = events.index(finished[0])
+    assert all(e.format == "checkpoint" for e in events[:first_done])  # onnx starts after checkpoint is reported
+    assert finished[0].total_eta_s == pytest.approx(finished[0].elapsed_s)  # one format left, as long as the first
+    assert finished[1].total_eta_s == 0 and out[1][2].latency is not None
+    running = [e for e in events if e.status == "running" and e.eta_s is not None]
+    assert running and all(e.eta_s == pytest.approx(time_left(e.elapsed_s, e.fraction)) for e in running)
+    assert time_left(10.0, 0.25) == pytest.approx(30.0) and time_left(1.0, 0.01) is None
+    assert eta_words(30.0) == "about 30 s left" and eta_words(150) == "about 2 min left"

@@ -229,3 +229,106 @@ def test_a_cancelled_int8_export_leaves_no_file(tiny_run, tmp_path, monkeypatch)
     out = export_job(task, str(tiny_run), ["onnx-int8"], str(tmp_path / "out"), [], "tiny")
     assert [(status, fmt) for status, fmt, _msg in out] == [("cancelled", "onnx-int8")]
     assert written and not written[0].exists() and list((tmp_path / "out").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- progress per format (issue #24.2)
+
+
+def _slow_exports(monkeypatch, gate):
+    """export_model that reports its stages and, for onnx, waits at "checking" until ``gate`` is
+    set, so a test sees the export mid-way; files are small stand-ins written where told."""
+    from transfer_gui.engine import export, measure
+
+    def fake(source, fmt, out, progress=None, cancelled=None, **_kwargs):
+        out = Path(out) if Path(out).suffix else Path(out) / f"run{export.SUFFIXES[fmt]}"
+        for stage, f in (("loading checkpoint", 0.0), ("writing", 0.2), ("checking the written file", 0.7)):
+            if cancelled is not None and cancelled():
+                raise export.ExportCancelled(stage)
+            progress(stage, f)
+            while fmt == "onnx" and f == 0.7 and not gate.wait(0.02):
+                if cancelled is not None and cancelled():
+                    raise export.ExportCancelled(stage)
+        out.write_bytes(b"model")
+        return export.ExportReport(str(out), fmt, 5, 1e-6, 1.0, 6, f"{fmt} (fake)", parity_source="validation")
+
+    monkeypatch.setattr(export, "export_model", fake)
+    monkeypatch.setattr(measure, "latency", lambda path, **_k: measure.Latency(1.5, 50, 1, "pytorch"))
+
+
+def _start(qtbot, w, run: Path, folder: Path, formats: list[str]):
+    w.results.open_run(str(run))
+    wait_for(qtbot, lambda: w.project.record is not None, 30)
+    w.go_to("Export")
+    page = w.export
+    page.set_formats(formats)
+    page.folder.setText(str(folder))
+    page.name.setText("tiny")
+    qtbot.mouseClick(page.export_btn, Qt.MouseButton.LeftButton)
+    return page
+
+
+def test_each_row_appears_as_soon_as_its_file_is_written(qtbot, window, tiny_run, tmp_path, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+    _slow_exports(monkeypatch, gate)
+    page = _start(qtbot, window, tiny_run, tmp_path / "out", ["checkpoint", "onnx", "onnx-rgb"])
+    try:
+        qtbot.waitUntil(lambda: page.row_bar("onnx") is not None, timeout=30000)
+        # the first file is on disk and in the table while the second is still being checked
+        assert (tmp_path / "out" / "tiny.pt").is_file() and not page.reports
+        assert page.table.item(0, 1).text() == "tiny.pt" and page.table.item(0, 4).text() == "1.5 ms"
+        assert page.table.item(2, 1).text() == "waiting"
+        bar = page.row_bar("onnx")
+        qtbot.waitUntil(lambda: "left" in bar.text() or "estimating" in bar.text(), timeout=10000)
+        assert page.table.item(1, 1).text() == "checking the written file" and bar.value() >= 500
+        assert "onnx (2 of 3)" in page.progress.text() and page.cancel_btn.isVisible()
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: bool(page.reports), timeout=30000)
+    assert [page.table.item(r, 1).text() for r in range(3)] == ["tiny.pt", "tiny.onnx", "tiny.rgb.onnx"]
+    assert page.row_bar("onnx") is None and not page.progress.isVisible()
+    assert "(6 images)" in page.table.item(2, 3).text()
+
+
+def test_cancel_stops_the_format_in_progress_and_keeps_what_was_written(qtbot, window, tiny_run, tmp_path,
+                                                                      monkeypatch):
+    import threading
+
+    _slow_exports(monkeypatch, threading.Event())  # onnx never gets past its check on its own
+    page = _start(qtbot, window, tiny_run, tmp_path / "out", ["checkpoint", "onnx", "onnx-rgb"])
+    qtbot.waitUntil(lambda: page.row_bar("onnx") is not None, timeout=30000)
+    qtbot.mouseClick(page.cancel_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(page.reports), timeout=30000)
+    assert [(s, f) for s, f, _r in page.reports] == [("ok", "checkpoint"), ("cancelled", "onnx"),
+                                                      ("cancelled", "onnx-rgb")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.pt"]
+    assert page.table.item(1, 1).text().startswith("Cancelled") and "1 cancelled" not in page.message.text()
+    assert "2 cancelled" in page.message.text() and page.export_btn.isEnabled()
+
+
+def test_the_int8_buttons_are_in_view_when_they_appear(qtbot, window, tiny_run, tmp_path, monkeypatch):
+    from PySide6.QtCore import QPoint, QRect
+
+    window.resize(760, 500)  # smaller than the page: it scrolls
+    written: list[Path] = []
+    _fake_int8_export(monkeypatch, written)
+    page = _start(qtbot, window, tiny_run, tmp_path / "out", ["onnx-int8"])
+    qtbot.waitUntil(lambda: bool(page.reports), timeout=60000)
+    scroller = window.scrollers["Export"]
+    view = scroller.viewport()
+    for button in (page.keep_btn, page.discard_btn):
+        top_left = button.mapTo(view, QPoint(0, 0))
+        assert QRect(QPoint(0, 0), view.size()).contains(QRect(top_left, button.size())), (top_left, view.size())
+
+
+@pytest.mark.parametrize("scale_text", ["estimating time left…", "100 % · about 59 min left"])
+def test_progress_bars_are_tall_and_wide_enough_for_their_text(window, scale_text):
+    from transfer_gui.ui.pages.export_page import _bar
+
+    for bar in (window.export.progress, _bar("tip")):
+        bar.setFormat(scale_text)
+        metrics = bar.fontMetrics()
+        assert bar.minimumHeight() >= metrics.height() + 4
+        if "59 min" in scale_text:
+            assert bar.minimumWidth() >= metrics.horizontalAdvance(scale_text)

@@ -17,21 +17,28 @@ With "Write a deploy kit" ticked (onnx and onnx-rgb only), the job also writes
 table gets a row for it (double-click opens the folder).
 
 The chosen formats, the deploy-kit box and the folder typed in are kept in the window's
-QSettings (``SETTINGS``) when it closes and shown again in the next window."""
+QSettings (``SETTINGS``) when it closes and shown again in the next window.
+
+While the job runs (``engine.exportjob.export_formats``), the table has a row per format from
+the start: "waiting", then a bar with the stage and the time left while it is written, then its
+file, size, parity and latency as soon as it is on disk; the bar under the buttons shows the
+whole export. Cancel stops the format in progress before its file moves into place and skips the
+rest; the rows say which. The int8 question sits above the table and is scrolled into view."""
 
 from __future__ import annotations
 
 import html
-import inspect
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+                               QLineEdit, QProgressBar, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
-from transfer_gui.engine.formats import QUANTIZED, SUFFIXES, file_stem
+from transfer_gui.engine.exportjob import KIT_FORMATS, eta_words
+from transfer_gui.engine.formats import SUFFIXES, file_stem
 from transfer_gui.ui import applog, dialogs
 from transfer_gui.ui.context import Context
 from transfer_gui.ui.theme import status_colors
@@ -51,8 +58,6 @@ FORMATS = (
      "then compared with the full-precision model on your validation images. You keep it only after seeing the "
      "comparison."),
 )
-PARITY_IMAGES = 8
-KIT_FORMATS = ("onnx", "onnx-rgb")  # the formats engine.deploykit.write_kit takes
 SETTINGS = {"formats": "export/formats", "kit": "export/deploy_kit", "folder": "export/folder"}  # QSettings keys
 DEFAULT_FORMATS = ("checkpoint", "onnx")
 KIT_TIP = ("Also write <name>-kit/ beside each ONNX file: the model, labels.txt, a README and a short predict.py "
@@ -60,56 +65,22 @@ KIT_TIP = ("Also write <name>-kit/ beside each ONNX file: the model, labels.txt,
            "on a server or another computer.")
 
 
-def export_job(task, source: str, formats: list[str], folder: str, parity: list[str], stem: str = "",
-               kit: bool = False) -> list[tuple]:
-    """Export each format; with ``kit``, write the deploy kit beside each ONNX file that was
-    written (``rep.kit``: its folder, or ``rep.kit_error``: why not)."""
-    from transfer_gui.engine.export import ExportError, export_model
+def export_job(task, source: str, formats: list[str], folder: str, parity: list[str] | None = None, stem: str = "",
+               kit: bool = False, stop=None) -> list[tuple]:
+    """The engine's ``exportjob.export_formats`` on the worker: every stage and every finished
+    format goes to the page as a ``FormatProgress`` (finished ones always, stages throttled).
+    ``stop`` (a threading.Event) is the page's Cancel: the job ends early and still reports."""
+    from transfer_gui.engine.exportjob import export_formats
 
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    takes_progress = "progress" in inspect.signature(export_model).parameters
-    out = []
-    for i, fmt in enumerate(formats):
-        if task.cancelled:
-            out.append(("cancelled", fmt, "Cancelled before this format was written."))
-            continue
-        task.report((i, len(formats), fmt, "starting", 0.0), force=True)
-        kwargs = {"parity_images": parity or None}
-        if takes_progress:
-            kwargs["progress"] = lambda stage, frac, i=i, fmt=fmt: task.report((i, len(formats), fmt, stage, frac))
-        try:
-            target = Path(folder) / f"{stem}{SUFFIXES[fmt]}" if stem else folder
-            rep = _export_one(task, source, fmt, target, kwargs)
-            if task.cancelled and fmt in QUANTIZED:  # nobody is left to keep or discard it
-                _discard_int8(rep.path, "its export was cancelled")
-                out.append(("cancelled", fmt, "Cancelled; the int8 file was not kept."))
-                continue
-            if kit and fmt in KIT_FORMATS and not task.cancelled:
-                _write_kit(task, rep, i, len(formats))
-            out.append(("ok", fmt, rep))
-        except ExportError as exc:
-            out.append(("error", fmt, str(exc)))
-        except ImportError as exc:
-            out.append(("error", fmt, f"This export needs a part of the engine that is missing: {exc}"))
-    return out
+    last = {"stage": None}
 
+    def show(p) -> None:  # a new stage or a finished format always reaches the page
+        new = (p.format, p.stage) != last["stage"]
+        last["stage"] = (p.format, p.stage)
+        task.report(p, force=new or p.status != "running")
 
-def _export_one(task, source: str, fmt: str, target, kwargs: dict):
-    """One format's ExportReport, with ``latency`` (measure.Latency, None if it could not be
-    timed); an int8 file goes to its pending name until the user keeps it."""
-    from transfer_gui.engine import measure, quantize
-    from transfer_gui.engine.export import default_export_path, export_model
-
-    if fmt in QUANTIZED:
-        target = Path(target) if Path(target).suffix else default_export_path(source, fmt, target)
-        target = quantize.pending_path(target)
-    rep = export_model(source, fmt, target, **kwargs)
-    if not task.cancelled:
-        try:
-            rep.latency = measure.latency(rep.path, fmt="onnx" if fmt in QUANTIZED else None)
-        except Exception:  # noqa: BLE001 - a file that cannot be timed is still written
-            rep.latency = None
-    return rep
+    return export_formats(source, formats, folder, stem, kit, on_progress=show, parity_images=parity or None,
+                          cancelled=lambda: task.cancelled or (stop is not None and stop.is_set()))
 
 
 def _discard_int8(pending, why: str) -> None:
@@ -120,16 +91,17 @@ def _discard_int8(pending, why: str) -> None:
     applog.info(f"export: discarded the int8 file {pending} that was not kept ({why})")
 
 
-def _write_kit(task, rep, i: int, n: int) -> None:
-    from transfer_gui.engine.deploykit import write_kit
-    from transfer_gui.errors import UserError
-
-    task.report((i, n, rep.format, "deploy kit", 1.0), force=True)
-    rep.kit, rep.kit_error = None, ""
-    try:
-        rep.kit = str(write_kit(rep.path))
-    except (UserError, OSError) as exc:
-        rep.kit_error = str(exc)
+def _bar(tip: str, wide: bool = True) -> QProgressBar:
+    """A progress bar tall enough for its text at any scale (the style's default clipped it), and
+    with ``wide`` wide enough for the longest time-left text (a table cell's bar takes its cells)."""
+    bar = QProgressBar()
+    bar.setToolTip(tip)
+    bar.setRange(0, 1000)
+    bar.setTextVisible(True)
+    bar.setMinimumHeight(bar.fontMetrics().height() + 8)
+    if wide:
+        bar.setMinimumWidth(bar.fontMetrics().horizontalAdvance("100 % · about 59 min left") + 24)
+    return bar
 
 
 def _size(n: int) -> str:
@@ -166,12 +138,13 @@ class ExportPage(QWidget):
         left.addLayout(self._build_target())
         left.addWidget(self.targets)
         left.addLayout(self._build_actions())
+        left.addWidget(self.progress)
         left.addWidget(self.message)
         left.addStretch(1)
         right = QVBoxLayout()
+        right.addWidget(self._build_review())  # on top: its buttons are seen without scrolling
         right.addWidget(QLabel("<b>Exported files</b>"))
         right.addWidget(self._build_table(), 1)
-        right.addWidget(self._build_review())
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(left, 2)
@@ -226,24 +199,27 @@ class ExportPage(QWidget):
         self.export_btn.setToolTip("Write the chosen formats and check each against the PyTorch model.")
         self.export_btn.clicked.connect(self.export)
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setToolTip("Stop after the format being written now.")
-        self.cancel_btn.clicked.connect(lambda: self.ctx.tasks.cancel("export") or self._finished())
+        self.cancel_btn.setToolTip("Stop the export: the format being written is not moved into place, the "
+                                   "formats after it are not written; files already listed stay.")
+        self.cancel_btn.clicked.connect(self.cancel)
         self.cancel_btn.setVisible(False)
+        self._stop = threading.Event()
         self.open_btn = QPushButton("Open folder")
         self.open_btn.setToolTip("Show the exported files in the file manager.")
         self.open_btn.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(self.target_folder())))
-        self.progress = QProgressBar()
-        self.progress.setToolTip("Export progress.")
+        self.progress = _bar("The whole export: the format being written, and the time left.")
         self.progress.setVisible(False)
         actions = QHBoxLayout()
         actions.addWidget(self.export_btn)
         actions.addWidget(self.cancel_btn)
-        actions.addWidget(self.progress, 1)
+        actions.addStretch(1)
         actions.addWidget(self.open_btn)
         return actions
 
     def _build_table(self) -> QTableWidget:
         self.table = QTableWidget(0, 5)
+        self._rows: dict[str, int] = {}  # the export's formats -> their rows
+        self._final: set[str] = set()  # the formats whose rows show how they came out
         self.table.setHorizontalHeaderLabels(["Format", "File", "Size", "Parity check", "Latency"])
         self.table.setToolTip("What was written. The parity check runs the written file on validation images "
                               "and compares its outputs with PyTorch's.")
@@ -293,6 +269,16 @@ class ExportPage(QWidget):
         final = Path(rep.path[: -len(".pending")]) if rep.path.endswith(".pending") else Path(rep.path)
         self.pending = (Path(rep.path), final)
         self.review.setVisible(True)
+        self._bring_into_view(self.keep_btn)
+
+    def _bring_into_view(self, widget: QWidget) -> None:
+        """Scroll the page's scroll area (the window's, if any) so ``widget`` is seen."""
+        parent = self.parentWidget()
+        while parent is not None and not isinstance(parent, QScrollArea):
+            parent = parent.parentWidget()
+        if parent is not None:
+            self.layout().activate()
+            parent.ensureWidgetVisible(widget, 16, 16)
 
     def _decide(self, keep: bool) -> None:
         from transfer_gui.engine import quantize
@@ -430,28 +416,93 @@ class ExportPage(QWidget):
         if existing and not dialogs.ask_yes_no(self, "Replace files?", "These files exist already and will be "
                                                "replaced:\n" + "\n".join(str(f) for f in existing)):
             return
-        parity = [p["path"] for p in rec.predictions[:PARITY_IMAGES] if Path(p.get("path", "")).is_file()]
         self.discard_pending("a new export started")  # an undecided int8 file from before
         self._export_run = Path(rec.run_dir).resolve()
         self.reports = []
-        self.table.setRowCount(0)
+        self._start_rows(formats)
         self.progress.setVisible(True)
-        self.progress.setRange(0, 1000 * len(formats))
         self.progress.setValue(0)
+        self.progress.setFormat(f"starting {formats[0]} (1 of {len(formats)})")
         self.cancel_btn.setVisible(True)
+        self.cancel_btn.setEnabled(True)
         self.message.setText("")
-        self.ctx.tasks.start("export", export_job, str(rec.run_dir), formats, self.target_folder(), parity,
-                             self.target_stem(), self.kit_wanted(), heavy=True,
+        self._stop = threading.Event()
+        # parity: the engine checks each file on the run's own validation images (export.run_parity_images)
+        self.ctx.tasks.start("export", export_job, str(rec.run_dir), formats, self.target_folder(), None,
+                             self.target_stem(), self.kit_wanted(), self._stop, heavy=True,
                              on_progress=self._progress, on_done=self._done, on_error=self._error)
         self._update_enabled()
+
+    def _start_rows(self, formats: list[str]) -> None:
+        """A row per format, "waiting" until its turn; each gets its own bar while it is written."""
+        self.table.clearSpans()
+        self.table.setRowCount(len(formats))
+        self._rows = {fmt: r for r, fmt in enumerate(formats)}
+        self._final: set[str] = set()
+        muted = QColor(status_colors()["muted"])
+        for r, fmt in enumerate(formats):
+            self.table.setItem(r, 0, QTableWidgetItem(fmt))
+            item = QTableWidgetItem("waiting")
+            item.setForeground(muted)
+            self.table.setItem(r, 1, item)
+            for c in (2, 3, 4):
+                self.table.setItem(r, c, QTableWidgetItem(""))
+
+    def row_bar(self, fmt: str) -> QProgressBar | None:
+        """The bar of ``fmt``'s row while it is being written, else None."""
+        r = self._rows.get(fmt)
+        widget = self.table.cellWidget(r, 2) if r is not None else None
+        return widget if isinstance(widget, QProgressBar) else None
+
+    def cancel(self) -> None:
+        """Ask the job to stop; it reports what it wrote and what it did not, then the page settles."""
+        self._stop.set()
+        self.cancel_btn.setEnabled(False)
+        self.progress.setFormat("cancelling: the file being written will not be kept…")
 
     def kit_wanted(self) -> bool:
         return self.kit_check.isEnabled() and self.kit_check.isChecked()
 
-    def _progress(self, value: tuple) -> None:
-        i, n, fmt, stage, frac = value
-        self.progress.setValue(int(1000 * (i + frac)))
-        self.progress.setFormat(f"{fmt}: {stage} ({i + 1} of {n})")
+    def _progress(self, p) -> None:
+        """A stage of one format (its row's bar and the overall bar) or a finished format (its row)."""
+        self.progress.setValue(int(1000 * (p.index + p.fraction) / max(1, p.total)))
+        if p.status != "running":
+            self._finish_row(p.format, p.status, p.result)
+            if not self._stop.is_set():
+                self.progress.setFormat(f"{p.index + 1} of {p.total} done · {eta_words(p.total_eta_s)}")
+            return
+        r = self._rows.get(p.format)
+        if r is None or p.format in self._final:
+            return
+        bar = self.row_bar(p.format)
+        if bar is None:
+            bar = _bar(f"Writing and checking the {p.format} file.", wide=False)
+            self.table.setSpan(r, 2, 1, 3)
+            self.table.setCellWidget(r, 2, bar)
+        bar.setValue(int(1000 * p.fraction))
+        bar.setFormat(f"{p.fraction:.0%} · {eta_words(p.eta_s)}")
+        self.table.item(r, 1).setText(p.stage)
+        if not self._stop.is_set():
+            self.progress.setFormat(f"{p.format} ({p.index + 1} of {p.total}) · {eta_words(p.total_eta_s)}")
+
+    def _finish_row(self, fmt: str, status: str, result) -> None:
+        """``fmt``'s row as the file came out: its figures, or why it was not written."""
+        r = self._rows.get(fmt)
+        if r is None or fmt in self._final:
+            return
+        self._final.add(fmt)
+        self.table.removeCellWidget(r, 2)
+        if self.table.columnSpan(r, 2) > 1:
+            self.table.setSpan(r, 2, 1, 1)
+        if status == "ok":
+            self._fill_row(r, result)
+        else:
+            item = QTableWidgetItem(result)
+            item.setToolTip(result)
+            item.setForeground(QColor(status_colors()["error" if status == "error" else "muted"]))
+            self.table.setItem(r, 1, item)
+            self.table.setSpan(r, 1, 1, 4)
+        self.table.resizeRowToContents(r)
 
     def _finished(self) -> None:
         self.progress.setVisible(False)
@@ -465,26 +516,18 @@ class ExportPage(QWidget):
     def _done(self, reports: list[tuple]) -> None:
         self._finished()
         self.reports = reports
-        self.table.setRowCount(len(reports))
-        failed = 0
-        for r, (status, fmt, rep) in enumerate(reports):
-            self.table.setItem(r, 0, QTableWidgetItem(fmt))
-            if status == "ok":
-                self._fill_row(r, rep)
-            else:
-                failed += status == "error"
-                item = QTableWidgetItem(rep)
-                item.setToolTip(rep)
-                item.setForeground(QColor(status_colors()["error"]))
-                self.table.setItem(r, 1, item)
-                self.table.setSpan(r, 1, 1, 4)
+        for status, fmt, rep in reports:  # rows a dropped progress event left unfinished
+            self._finish_row(fmt, status, rep)
         kits = self._add_kit_rows(reports)
         self.table.resizeRowsToContents()
         ok = sum(1 for s, _f, _r in reports if s == "ok")
+        failed = sum(1 for s, _f, _r in reports if s == "error")
+        cancelled = sum(1 for s, _f, _r in reports if s == "cancelled")
         kind = "ok" if not failed else "error"
-        waiting = " The int8 file waits for your decision below." if self.pending is not None else ""
+        waiting = " The int8 file waits for your decision above the table." if self.pending is not None else ""
         self.message.setText(f"<span style='color:{status_colors()[kind]}'>Wrote {ok} file(s) to {self.target_folder()}"
-                             + (f"; {failed} format(s) failed (see the table)." if failed else ".") + waiting
+                             + (f"; {failed} format(s) failed (see the table)" if failed else "")
+                             + (f"; {cancelled} cancelled" if cancelled else "") + "." + waiting
                              + "</span>" + "".join(f"<br>Deploy kit: {k}" for k in kits))
         if not self._showing_export_run():
             self.discard_pending("another run was opened during the export")
