@@ -286,13 +286,15 @@ def test_ten_thousand_files_fast_with_throttled_progress(tmp_path):
         for i in range(2500):
             (folder / f"img_{i:05d}.png").write_bytes(PNG)
     calls: list[tuple[float, int]] = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     index = scan_sources([tmp_path], progress=lambda n, msg: calls.append((time.perf_counter(), n)))
-    elapsed = time.perf_counter() - start
-    print(f"\nscanned 10,000 files in {elapsed:.3f} s (index says {index.seconds:.3f} s)")
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"\nscanned 10,000 files in {elapsed:.3f} s, {cpu:.3f} s of CPU (index says {index.seconds:.3f} s)")
     assert len(index.samples) == 10_000
     assert index.counts() == {f"class_{c}": 2500 for c in range(4)}
-    assert elapsed < 3.0
+    # a bound on this process's CPU time, not the wall clock, which other jobs on the machine stretch:
+    # it catches a scan gone quadratic, not a busy machine
+    assert cpu < 3.0
     assert calls and calls[-1][1] == 10_000
     assert len(calls) <= 2 + 20 * elapsed * 1.5  # throttled to ~20 a second
     assert [n for _, n in calls] == sorted(n for _, n in calls)
