@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.conftest import make_class_folders
 from transfer_gui import cli
@@ -55,3 +57,27 @@ def test_audit_writes_the_document(tmp_path, monkeypatch, capsys):
     assert "label issues" in printed and "wrote report/audit.json" in printed
     assert cli.main(["audit", "--data", "data", "--image-size", "32", "--out", "report", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["duplicates"] == doc["duplicates"]
+
+
+def test_audit_finds_validation_images_copied_into_training_resized_and_re_encoded(tmp_path, capsys):
+    """Issue #23's case: validation images copied into their class's training folder at 90 %
+    and JPEG quality 70 are reported as leaks, and no other leak is."""
+    from tests.test_duplicates_robust import item
+
+    for k in range(12):
+        split = "val" if k % 3 == 0 else "train"
+        folder = tmp_path / split / ("wide" if k % 2 else "narrow")
+        folder.mkdir(parents=True, exist_ok=True)
+        item(k, 28).save(folder / f"{k:02d}.png")
+    planted = set()
+    for f in sorted((tmp_path / "val").glob("*/*.png")):
+        copy = tmp_path / "train" / f.parent.name / f"copy_{f.stem}.jpg"
+        Image.open(f).convert("RGB").resize((25, 25), Image.Resampling.BICUBIC).save(copy, quality=70)
+        planted.add(frozenset((f"val/{f.parent.name}/{f.name}", f"train/{f.parent.name}/{copy.name}")))
+    assert cli.main(["audit", "--data", str(tmp_path / "train"), "--val-data", str(tmp_path / "val"),
+                     "--image-size", "32", "--folds", "2", "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "report" / "audit.json").read_text())
+    leaks = {frozenset(str(Path(p).relative_to(tmp_path)) for p in (d["a"], d["b"]))
+             for d in doc["duplicates"] if d["kind"] == "leak"}
+    assert len(planted) == 4 and leaks == planted
+    capsys.readouterr()

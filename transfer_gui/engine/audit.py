@@ -8,11 +8,15 @@ function on arrays that does the work (and that tests and the benchmark time):
 * **Label issues** (engine/confident.py): out-of-fold probabilities of the app's own linear
   head (AdamW, its default recipe) from k stratified, seeded folds of the training and
   validation images, then confident learning; ranked by self-confidence.
-* **Duplicates and leaks** (engine/duplicates.py): the same bytes, or near duplicates by the
-  features' cosine similarity and a perceptual hash. A pair in two different sets among
-  training / validation / test is a ``leak``; inside one set it is a ``duplicate`` (the same
-  bytes, or equal hashes and similarity >= COS_SAME) or ``near``. A pair labelled with two
-  classes says so in its reason.
+* **Duplicates and leaks** (engine/duplicates.py): the same bytes, or near duplicates: the
+  features' nearest neighbours and the grey thumbnails' nearest neighbours are candidates, and
+  a candidate is kept when its pixels, aligned, correlate from ``duplicates.VERIFY_MIN`` up
+  (``VERIFY_SAME`` for two images of one size): copies resized, re-encoded, trimmed, in grey
+  or with another tone are found, look-alikes are not (benchmarks/bench_dups.py). Without
+  thumbnails (arrays only) the features and hashes decide as before. A pair in two different
+  sets among training / validation / test is a ``leak``; inside one set it is a ``duplicate``
+  (the same bytes, or the same pixels: score >= SAME_PIXELS at one size) or ``near``. A pair
+  labelled with two classes says so in its reason.
 * **Outliers**: images far from every class. Two distances per image, 1 - the cosine
   similarity to the nearest class centroid and 1 - the mean similarity to its
   :data:`OUTLIER_K` nearest images, each standardised robustly (median and MAD over all the
@@ -121,12 +125,13 @@ def _checker(cancel: Callable[[], bool] | None) -> Callable[[], None]:
 
 def audit_features(features, labels, sets: Sequence[str], paths: Sequence[str], classes: Sequence[str] | None = None,
                    *, folds: int = 5, seed: int = 0, digests: Sequence[str | None] | None = None,
-                   phashes: Sequence[int | None] | None = None, on_event: Emit | None = None,
-                   cancel: Callable[[], bool] | None = None) -> AuditResult:
+                   phashes: Sequence[int | None] | None = None, thumbs: Sequence | None = None,
+                   on_event: Emit | None = None, cancel: Callable[[], bool] | None = None) -> AuditResult:
     """The audit of images given as arrays: ``features`` (N, D), ``labels`` (N,) class indices
     (-1: left out, e.g. failed to decode), ``sets`` each "train" | "val" | "test", ``paths``
-    as they are reported; optional file ``digests`` and 64-bit ``phashes`` (None where unknown)
-    for the duplicate search. Stops with a Cancelled (StopRequested) when ``cancel()`` is true."""
+    as they are reported; optional file ``digests``, 64-bit ``phashes`` and
+    ``duplicates.thumbnail`` results ``thumbs`` (None where unknown) for the duplicate search.
+    Stops with a Cancelled (StopRequested) when ``cancel()`` is true."""
     t0 = time.perf_counter()
     emit, check = on_event or (lambda e: None), _checker(cancel)
     feats = np.asarray(features, dtype=np.float32).reshape(len(paths), -1)
@@ -138,7 +143,10 @@ def audit_features(features, labels, sets: Sequence[str], paths: Sequence[str], 
     issues = _label_issues(feats, labels, sets_a, paths, classes, folds, seed, emit, check, notes)
     x = dup.normalise(feats)
     sims, idx, search = _neighbours(x, emit, check)
-    pairs = _duplicates(x, sims, idx, labels, sets_a, paths, classes, digests, phashes, emit)
+    if thumbs is not None and any(t is not None for t in thumbs):
+        pairs = _verified_duplicates(x, sims, idx, labels, sets_a, paths, classes, digests, list(thumbs), emit, check)
+    else:
+        pairs = _duplicates(x, sims, idx, labels, sets_a, paths, classes, digests, phashes, emit)
     outliers = _outliers(x, sims, labels, paths, classes)
     counts = {c: int(((labels == i) & (sets_a == "train")).sum()) for i, c in enumerate(classes)}
     imbalance = imbalance_of(counts)
@@ -224,11 +232,46 @@ def _duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, labels: np.nda
     return out
 
 
-def _pair_reason(a: int, b: int, sets: np.ndarray, labels: np.ndarray, classes: list[str], exact: bool, sim: float,
-                 bits: int) -> str:
-    what = "the same file content" if exact else (
-        f"near-identical: feature similarity {sim:.3f}" + (f", perceptual hashes {bits} of 64 bits apart"
-                                                           if bits >= 0 else ""))
+def _verified_duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, labels: np.ndarray, sets: np.ndarray,
+                         paths: list[str], classes: list[str], digests, thumbs: list, emit: Emit,
+                         check) -> list[DuplicatePair]:
+    """Exact copies by digest; near copies among the features' and the thumbnails' neighbours,
+    kept when ``duplicates.verify`` finds their pixels alike (``duplicates.verified``)."""
+    emit(PhaseChanged("audit", "Looking for duplicates and leaks"))
+    n = len(paths)
+    have = np.array([t is not None for t in thumbs], bool)
+    grey = np.stack([t[0] if t is not None else np.zeros((dup.THUMB, dup.THUMB), np.uint8) for t in thumbs])
+    sizes = np.array([t[1] if t is not None else (0, 0) for t in thumbs], np.int64).reshape(n, 2)
+    exact = dup.digest_pairs(list(digests)) if digests is not None else np.zeros((0, 2), np.int64)
+    rows = np.flatnonzero(have)
+    near = rows[dup.thumb_candidates(grey[rows], check)].reshape(-1, 2) if len(rows) > 1 else np.zeros((0, 2), np.int64)
+    cand = np.concatenate([dup.candidate_pairs(sims, idx, dup.COS_NEAR), near])
+    cand = np.unique(np.sort(cand[have[cand[:, 0]] & have[cand[:, 1]]], 1), axis=0) if len(cand) else cand
+    score = dup.verify(grey, sizes, cand, check=check)
+    ok = dup.verified(score, sizes, cand)
+    exact_keys = set(map(tuple, np.sort(exact, 1).tolist()))
+    out = [_exact_pair(int(p), int(q), sets, labels, paths, classes) for p, q in sorted(exact_keys)]
+    for (p, q), s in zip(cand[ok].tolist(), score[ok].tolist()):
+        if (p, q) in exact_keys:
+            continue
+        same = s >= dup.SAME_PIXELS and bool((sizes[p] == sizes[q]).all())
+        kind = "leak" if sets[p] != sets[q] else ("duplicate" if same else "near")
+        what = f"near-identical: pixel correlation {s:.3f} after alignment" + (
+            f" (feature similarity {float(x[p] @ x[q]):.3f})" if len(x) else "")
+        out.append(DuplicatePair(paths[p], paths[q], round(min(s, 1.0), 4), kind,
+                                 what + _pair_tail(p, q, sets, labels, classes)))
+    out.sort(key=lambda d: ({"leak": 0, "duplicate": 1, "near": 2}[d.kind], -d.similarity, d.a, d.b))
+    return out
+
+
+def _exact_pair(p: int, q: int, sets: np.ndarray, labels: np.ndarray, paths: list[str],
+                classes: list[str]) -> DuplicatePair:
+    kind = "leak" if sets[p] != sets[q] else "duplicate"
+    return DuplicatePair(paths[p], paths[q], 1.0, kind, "the same file content" + _pair_tail(p, q, sets, labels, classes))
+
+
+def _pair_tail(a: int, b: int, sets: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
+    what = ""
     if sets[a] != sets[b]:
         what += (f"; one in {SET_WORDS.get(sets[a], sets[a])}, one in {SET_WORDS.get(sets[b], sets[b])}: a leak "
                  f"that inflates the measured accuracy")
@@ -236,6 +279,14 @@ def _pair_reason(a: int, b: int, sets: np.ndarray, labels: np.ndarray, classes: 
     if la != lb and la >= 0 and lb >= 0:
         what += f"; labelled {classes[la]} and {classes[lb]}: one of them is mislabelled"
     return what
+
+
+def _pair_reason(a: int, b: int, sets: np.ndarray, labels: np.ndarray, classes: list[str], exact: bool, sim: float,
+                 bits: int) -> str:
+    what = "the same file content" if exact else (
+        f"near-identical: feature similarity {sim:.3f}" + (f", perceptual hashes {bits} of 64 bits apart"
+                                                           if bits >= 0 else ""))
+    return what + _pair_tail(a, b, sets, labels, classes)
 
 
 def _robust_z(d: np.ndarray) -> np.ndarray:
@@ -272,7 +323,7 @@ def imbalance_of(counts: dict[str, int]) -> dict | None:
     return rules.imbalance(counts)
 
 
-def _hash_files(paths: list[str], emit: Emit, check) -> tuple[list, list]:
+def _hash_files(paths: list[str], emit: Emit, check) -> tuple[list, list, list]:
     emit(PhaseChanged("audit", f"Hashing {len(paths):,} files"))
     return dup.hashes(paths, check=check, progress=lambda d, t: emit(Progress("audit_hash", d, t, "Hashing files")))
 
@@ -295,9 +346,10 @@ def audit(cfg, on_event: Emit | None = None, cancel: Callable[[], bool] | None =
             labels.extend(s.label if int(ok) >= 0 else -1 for s, ok in zip(samples, fs.labels))
             sets.extend([name] * len(samples))
             paths.extend(s.path for s in samples)
-    digests, phashes = _hash_files(paths, emit, check)
+    digests, phashes, thumbs = _hash_files(paths, emit, check)
     res = audit_features(np.concatenate(feats), labels, sets, paths, fz.split.classes, folds=folds,
-                         seed=cfg.train.seed, digests=digests, phashes=phashes, on_event=emit, cancel=cancel)
+                         seed=cfg.train.seed, digests=digests, phashes=phashes, thumbs=thumbs, on_event=emit,
+                         cancel=cancel)
     res.notes.insert(0, f"{cfg.model.name} backbone features at {fz.built.preprocessing.input_size} px"
                         f"{' (from the cache)' if all(reused) else ''}")
     res.seconds = time.perf_counter() - t0
