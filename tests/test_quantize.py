@@ -274,10 +274,11 @@ def test_the_default_recipe_is_good_on_a_small_trained_model(exported):
 
 
 def _refusing(monkeypatch) -> None:
-    """No int8 file is good enough (a floor no file reaches), and the search is cut to two recipes."""
+    """No int8 file is good enough (a floor no file reaches), and the search is cut to three recipes,
+    the second one that onnxruntime cannot apply."""
     monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)
     monkeypatch.setattr(quantize, "min_agreement", lambda images: 1.01)
-    monkeypatch.setattr(quantize, "LADDER", (quantize.DEFAULT,))
+    monkeypatch.setattr(quantize, "LADDER", (quantize.DEFAULT, quantize.Recipe("broken", calibration="no such")))
     monkeypatch.setattr(quantize, "FLOAT_STEPS", (2,))
 
 
@@ -293,7 +294,7 @@ def test_cli_refuses_an_int8_file_that_is_not_good_and_leaves_no_file(run, tmp_p
     text = capsys.readouterr()
     assert info.value.code == 2
     assert "not recommended" in text.err and str(out) in text.err and "--accept-int8-loss" in text.err
-    assert "tried: minmax" in text.out and "minmax+2 noisiest float" in text.out  # both recipes were tried
+    assert "tried: minmax" in text.out and "broken failed, minmax+2 noisiest float" in text.out  # all were tried
     assert out.read_bytes() == b"the file from before" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
 
 

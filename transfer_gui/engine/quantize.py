@@ -102,7 +102,8 @@ class QuantReport:
             f"latency per image (batch 1, median of {measure.RUNS}, {self.threads} thread(s)): "
             f"fp32 {self.fp32_ms:.1f} ms, int8 {self.int8_ms:.1f} ms",
             f"calibrated on {self.calibration_images} training images, recipe {self.recipe or DEFAULT.name}"
-            + (" (tried: " + ", ".join(f"{t['recipe']} {-t['drop_points']:+.1f}" for t in self.tried) + ")"
+            + (" (tried: " + ", ".join(f"{t['recipe']} " + (f"{-t['drop_points']:+.1f}" if "drop_points" in t else "failed")
+                                   for t in self.tried) + ")"
                if len(self.tried) > 1 else "") + "; int8 ops: "
             + ", ".join(f"{op} x{n}" for op, n in sorted(self.quantized_ops.items()))
             + ("; float ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(self.float_ops.items()))
@@ -514,7 +515,13 @@ def search(fp32: Path, out: Path, calibration: list[torch.Tensor], validation: l
         work = Path(tmp)
         for step, recipe in enumerate(_recipes(fp32, work, calibration)):
             progress(f"quantising with recipe {recipe.name}", step)
-            path, figures = _try(fp32, work, calibration, recipe, reference, validation, labels, tried)
+            try:
+                path, figures = _try(fp32, work, calibration, recipe, reference, validation, labels, tried)
+            except Exception as exc:  # noqa: BLE001 - a fallback onnxruntime cannot apply is skipped, said
+                if best is None:
+                    raise
+                tried.append({"recipe": recipe.name, "error": f"{type(exc).__name__}: {str(exc)[:200]}", "good": False})
+                continue
             rank = (figures["fp32_accuracy"] - figures["int8_accuracy"]) - 1e-3 * figures["agreement"]
             if best is None or rank < best[0]:
                 best = (rank, path, figures, recipe)
