@@ -83,7 +83,7 @@ def test_a_killed_second_run_is_offered_for_resuming_never_shown_as_the_result(q
     # offered for resuming, on Results and on Training, from the epoch after its last finished one
     label = f"Resume run from epoch {killed.resume_epoch}"
     assert w.results.resume_btn.isVisibleTo(w.results) and w.results.resume_btn.text() == label
-    assert f"Run {second.name} was interrupted after epoch {killed.epochs_done} of {EPOCHS}" in \
+    assert f"Run {second.name} was interrupted after epoch {killed.epochs_done} of {EPOCHS}. Shown here: {first.name}, which finished." in \
         w.results.resume_note.text()
     assert w.training.resume_btn.isVisibleTo(w.training) and label in w.training.resume_btn.text()
     w.go_to("Results")

@@ -152,8 +152,9 @@ class ResultsPage(QWidget):
         self.runs_compare.set_training(self.project.training)
         if offer is None:
             return
-        shown = self.project.run_dir is not None and offer.run_dir.absolute() == self.project.run_dir.absolute()
-        also = "" if shown else " The run shown is the last one that finished."
+        shown = self.project.run_dir
+        also = (f" Shown here: {shown.name}, which finished." if shown is not None and
+                offer.run_dir.absolute() != shown.absolute() and self._state_of(shown) in runs_mod.FINISHED else "")
         self.resume_note.setText(f"<span style='color:{status_colors()['warn']}'>{resume_text(offer)}{also}</span>")
         self.resume_btn.setText(f"Resume run from epoch {offer.resume_epoch}")
         self.resume_btn.setProperty("run_dir", str(offer.run_dir))
