@@ -40,7 +40,9 @@ def _noisy_labels(root: Path, flip: int) -> Path:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A finished tiny real run (resnet18 from scratch, 2 epochs, 27 validation images)."""
+    """A finished tiny real run (resnet18 from scratch, 2 epochs, 27 validation images). The seed
+    is chosen: with train.seed 0-2 a temperature is fitted and kept (0.09-0.25), with 3 the fit
+    does not lower the binned error and 1.0 is kept; the same on 1 and 2 threads."""
     root = tmp_path_factory.mktemp("calib")
     data = _noisy_labels(root / "data", flip=5)
     cfg = tiny_config(data, root / "run", **{"data.val_fraction": 0.3, "data.image_size": 24, "train.seed": 2})
