@@ -234,6 +234,9 @@ def _trim_boxes() -> tuple[np.ndarray, np.ndarray]:
 
 _BOXES, _WIDTH_OF = _trim_boxes()
 _WIDTHS = np.unique(_BOXES[:, 1])[::-1].copy()  # 1.0 first, as _WIDTH_OF counts
+_BY_WIDTH = torch.full((len(_WIDTHS), int(np.bincount(_WIDTH_OF).max())), len(_BOXES), dtype=torch.long)
+for _g in range(len(_WIDTHS)):  # row g: the boxes of width g, padded with len(_BOXES) (scored -inf)
+    _BY_WIDTH[_g, :int((_WIDTH_OF == _g).sum())] = torch.from_numpy(np.flatnonzero(_WIDTH_OF == _g))
 
 
 @functools.lru_cache(maxsize=16)
@@ -259,9 +262,8 @@ def _best_starts(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, axis: int) -
     sampled = sampled / sampled.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     pb = b.mean(axis) - b.mean(axis).mean(-1, keepdim=True)
     score = torch.einsum("pki,pi->pk", sampled, pb / pb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
-    group = torch.from_numpy(_WIDTH_OF)
-    best = torch.stack([torch.where(group == g, score, -torch.inf).argmax(1) for g in range(len(_WIDTHS))], 1)
-    return best
+    padded = torch.cat([score, torch.full((len(score), 1), -torch.inf)], 1)[:, _BY_WIDTH]  # (P, W, most starts)
+    return _BY_WIDTH[torch.arange(len(_WIDTHS)), padded.argmax(2)]
 
 
 def _aligned_score(a: torch.Tensor, b: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
