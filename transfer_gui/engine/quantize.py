@@ -77,7 +77,12 @@ class QuantReport:
         """One sentence: whether to use the int8 file, and why."""
         limit = allowed_drop(self.images)
         if self.good:
-            return f"int8 is within {limit:.3g} point(s) of fp32 (recipe {self.recipe}): fine to use."
+            allowed = (f"{MAX_DROP_POINTS:g} point" if limit <= MAX_DROP_POINTS
+                       else f"one image of {self.images}, {limit:.1f} points")
+            lost = (f"loses {self.accuracy_drop:.1f} points of validation accuracy (allowed: {allowed})"
+                    if self.accuracy_drop > 0.05 else "loses no validation accuracy")
+            return (f"int8 {lost} and agrees with fp32 on {self.agreement:.1%} of the images "
+                    f"(recipe {self.recipe}): fine to use.")
         lost = (f"loses {self.accuracy_drop:.1f} points of validation accuracy" if self.accuracy_drop > limit
                 else f"changes the top-1 class of {1 - self.agreement:.1%} of the validation images")
         return (f"int8 {lost} against fp32 with the best of {len(self.tried)} recipe(s) tried ({self.recipe}); "
