@@ -156,7 +156,7 @@ def prepare(cfg: RunConfig, emit: Emit, control: RunControl, dist: Dist = SINGLE
     groups, frozen, lrs = _groups(cfg, built, device)
     plan = rules.plan_cache_for([g.name for g in groups], cfg, frozen=frozen)
     autocast, precision, channels_last, step_note = _choose_step(cfg, device, (autocast, precision), built, plan,
-                                                                 split, dist, emit)
+                                                                 split, dist, emit, control)
     if channels_last:
         built.model.to(memory_format=torch.channels_last)
     setup = loaders.Setup(cfg, device, autocast, dist, emit, control)
@@ -186,7 +186,8 @@ def _device(cfg: RunConfig, dist: Dist) -> tuple[torch.device, torch.dtype | Non
 
 
 def _choose_step(cfg: RunConfig, device: torch.device, resolved: tuple[torch.dtype | None, str], built: BuiltModel,
-                 plan, split: data_mod.Split, dist: Dist, emit: Emit) -> tuple[torch.dtype | None, str, bool, str]:
+                 plan, split: data_mod.Split, dist: Dist, emit: Emit,
+                 control: RunControl) -> tuple[torch.dtype | None, str, bool, str]:
     """(autocast, precision label, channels_last, a log line or ""): measured when the run trains
     through the network with ``precision = "auto"`` and ``channels_last`` left to the app
     (engine/stepchoice.py), else ``resolved`` and :func:`use_channels_last`, the CPU-flag rule."""
@@ -208,7 +209,7 @@ def _choose_step(cfg: RunConfig, device: torch.device, resolved: tuple[torch.dty
     gen = torch.Generator().manual_seed(cfg.train.seed)
     x = torch.randn(batch, 3, size, size, generator=gen).to(device)
     y = torch.randint(0, len(split.classes), (batch,), generator=gen).to(device)
-    choice = stepchoice.choose(built.model, cands, x, y)
+    choice = stepchoice.choose(built.model, cands, x, y, cancel=lambda: control.stop_requested)
     c = choice.candidate
     return c.autocast, c.precision, c.channels_last, choice.note()
 

@@ -13,8 +13,9 @@ model takes a few training steps at the real batch and image size in each candid
 A candidate trains correctly when its loss is finite and its gradient on one batch is within
 :data:`GRAD_TOLERANCE` (relative L2 error) of the fp32 gradient; the fastest of those is kept.
 The choice is remembered per machine, model, trainable layers, input size and batch in the
-user's cache folder; a later run checks it with two timed steps and measures again when it no
-longer holds (slower than :data:`RECHECK_FLOOR` of the remembered rate). Measuring is skipped
+user's cache folder; a later run times it and the fp32 step for two steps each and measures
+again when its lead over fp32 fell below :data:`RECHECK_FLOOR` of the remembered lead (a relative
+check: a busy machine slows both). Stopping the run stops the measuring between two steps. Measuring is skipped
 for runs too short to earn it back (:func:`worth_measuring`).
 """
 
@@ -35,16 +36,22 @@ from torch import nn
 
 from transfer_gui.atomic import atomic_write_text
 from transfer_gui.engine.optim import can_fuse
+from transfer_gui.errors import Cancelled
 
 MEASURE_STEPS = 2  # timed steps per candidate and round
 WARMUP_STEPS = 1  # untimed steps before them (oneDNN builds its kernels on the first call of a shape)
 ROUNDS = 2  # rounds over all candidates, interleaved; each keeps its best: a busy moment hits one round
 RECHECK_STEPS = 2  # timed steps that check a remembered choice
-RECHECK_FLOOR = 0.7  # a remembered choice slower than this share of its rate is measured again
+RECHECK_FLOOR = 0.8  # a remembered choice whose lead over fp32 fell below this share of its lead is measured again
 EARN_FACTOR = 10  # measure only when the run has this many times the steps measuring takes
 GRAD_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}  # relative L2 error of the gradient vs fp32
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Clock = Callable[[], float]
+Cancel = Callable[[], bool]
+
+
+class StepChoiceCancelled(Cancelled):
+    """The run was stopped while its training step was being measured."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +142,10 @@ def _remember(key: str, choice: StepChoice) -> None:
     """Keep ``choice`` for later runs (the newest 64; a failure to write is no error)."""
     data = _read()
     data.pop(key, None)
+    rate = choice.rates.get(choice.candidate.label, 0.0)
+    ref = next(iter(choice.rates.values()), 0.0)  # the reference (fp32) is measured first
     data[key] = {"precision": choice.candidate.precision, "channels_last": choice.candidate.channels_last,
-                 "images_per_s": round(choice.rates.get(choice.candidate.label, 0.0), 2)}
+                 "images_per_s": round(rate, 2), "lead": round(rate / ref, 3) if ref else 0.0}
     data = dict(list(data.items())[-64:])
     with contextlib.suppress(OSError):
         atomic_write_text(cache_path(), json.dumps(data, indent=1))
@@ -145,7 +154,9 @@ def _remember(key: str, choice: StepChoice) -> None:
 class _Bench:
     """A copy of the model that takes training steps on one fixed batch in any candidate."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, clock: Clock):
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, clock: Clock,
+                 cancel: Cancel | None = None):
+        self.cancel = cancel or (lambda: False)
         self.model = copy.deepcopy(model)
         self.model.train()
         self.start = copy.deepcopy(self.model.state_dict())
@@ -163,6 +174,8 @@ class _Bench:
 
     def gradient(self, cand: Candidate) -> tuple[float, torch.Tensor]:
         """The loss and the flattened gradient of one step from the starting weights."""
+        if self.cancel():
+            raise StepChoiceCancelled("stopped while measuring the training step")
         self.model.load_state_dict(self.start)
         x = self._layout(cand)
         self.model.zero_grad(set_to_none=True)
@@ -178,6 +191,8 @@ class _Bench:
         scaler = torch.amp.GradScaler("cuda", enabled=cand.autocast == torch.float16 and x.is_cuda)
         start = 0.0
         for i in range(warmup + steps):
+            if self.cancel():
+                raise StepChoiceCancelled("stopped while measuring the training step")
             if i == warmup:
                 _sync(x)
                 start = self.clock()
@@ -221,21 +236,38 @@ def measure(bench: _Bench, cands: list[Candidate]) -> tuple[dict[str, float], di
     return rates, rejected
 
 
+def _recheck(bench: _Bench, kept: dict, cands: list[Candidate],
+             by_label: dict[str, Candidate]) -> tuple[Candidate, dict[str, float]] | None:
+    """The remembered candidate and its rates when it still holds: timed against the reference
+    (the first candidate) in the same moment, its lead over the reference is at least
+    :data:`RECHECK_FLOOR` of the remembered lead. A busy machine slows both alike, so load alone
+    does not send a run back to measuring."""
+    cand = Candidate(str(kept.get("precision")), bool(kept.get("channels_last")))
+    if cand.label not in by_label:
+        return None
+    if cand == cands[0]:
+        return cand, {cand.label: bench.rate(cand, RECHECK_STEPS, 1)}
+    ref = cands[0]
+    now, now_ref = bench.rate(cand, RECHECK_STEPS, 1), bench.rate(ref, RECHECK_STEPS, 1)
+    lead = float(kept.get("lead", 0.0))
+    if now >= RECHECK_FLOOR * lead * now_ref:
+        return cand, {cand.label: now, ref.label: now_ref}
+    return None
+
+
 def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.Tensor, *,
-           clock: Clock = time.perf_counter, remember: bool = True) -> StepChoice:
+           clock: Clock = time.perf_counter, remember: bool = True, cancel: Cancel | None = None) -> StepChoice:
     """The fastest candidate that trains correctly on the batch ``(x, y)``: remembered from an
     earlier run and checked, or measured now. ``model`` itself is not changed."""
     began = clock()
     key = choice_key(model, x.device, len(x), x.shape[-1])
-    bench = _Bench(model, x, y, clock)
+    bench = _Bench(model, x, y, clock, cancel)
     kept = _read().get(key) if remember else None
     by_label = {c.label: c for c in cands}
     if isinstance(kept, dict):
-        cand = Candidate(str(kept.get("precision")), bool(kept.get("channels_last")))
-        if cand.label in by_label:
-            now = bench.rate(cand, RECHECK_STEPS, 1)
-            if now >= RECHECK_FLOOR * float(kept.get("images_per_s", 0.0)):
-                return StepChoice(cand, {cand.label: now}, {}, clock() - began, recalled=True)
+        recalled = _recheck(bench, kept, cands, by_label)
+        if recalled is not None:
+            return StepChoice(recalled[0], recalled[1], {}, clock() - began, recalled=True)
     rates, rejected = measure(bench, cands)
     best = max(rates, key=rates.get) if rates else cands[0].label
     choice = StepChoice(by_label[best], rates, rejected, clock() - began)
@@ -245,4 +277,4 @@ def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.T
 
 
 __all__ = ["Candidate", "StepChoice", "candidates", "choose", "measure", "worth_measuring", "cache_path",
-           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS"]
+           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS", "StepChoiceCancelled"]
