@@ -9,7 +9,7 @@ images: accuracies, top-1 agreement, sizes, latency at batch 1.
 Runs are TUNING runs (the recipe and the fallback were chosen on them) or JUDGING runs (other
 classes, seeds, image size and model families, looked at only after the choice):
 
-    python benchmarks/bench_int8.py                    # every run, every recipe, ~40 min on 2 cores
+    python benchmarks/bench_int8.py --recipes minmax percentile export   # the README's table
     python benchmarks/bench_int8.py --role tuning      # only the runs that chose the recipe
     python benchmarks/bench_int8.py --sweep tune_lite0 # per-node sensitivity: all but one node in int8
     python benchmarks/bench_int8.py --quick            # one small run, two recipes: a smoke test
@@ -204,8 +204,6 @@ def export_fallback(fp32: Path, work: Path, calib, val, labels) -> dict:
 
 def sweep(run: Path, work: Path, spec: dict) -> dict:
     """Each quantised Conv kept float in turn (all other nodes int8): accuracy and agreement per node."""
-    import onnx
-
     from transfer_gui.engine import quantize
 
     fp32, calib, val, labels = prepare(run, work, 200)
@@ -218,7 +216,6 @@ def sweep(run: Path, work: Path, spec: dict) -> dict:
         f = measure_recipe(fp32, work, calib, val, labels, base.with_float([name], f"float {name}"))
         out["nodes"][name] = f
         show("sweep", name[-26:], f)
-    del onnx
     return out
 
 
