@@ -152,3 +152,46 @@ def test_save_report_and_classify_a_folder(qtbot, window, many_class_run, ui_env
     assert len(rows) == 10 and {r["path"] for r in rows} == {str(p) for p in sorted(folder.glob("*.png"))}
     assert all(abs(sum(float(r[c]) for c in dialog.result["classes"]) - 1.0) < 1e-3 for r in rows)
     dialog.close()
+
+
+def test_saving_a_report_shows_its_progress_and_can_be_cancelled(qtbot, window, many_class_run, ui_env, monkeypatch):
+    import threading
+
+    from transfer_gui.engine import evaluate, explain, report
+    from transfer_gui.ui.pages import results_page
+
+    run_dir, _ = many_class_run
+    total = report.gallery_size(evaluate.evaluation_from_run(run_dir, "val"))
+    assert total >= 3  # enough heat maps to stop between two of them
+    page = _open(qtbot, window, run_dir)
+    gate, drawn, ended = threading.Event(), [], threading.Event()
+
+    def maker(_run):
+        def draw(path):
+            drawn.append(path)
+            if len(drawn) >= 2:
+                gate.wait(60)  # the second heat map waits for the test
+            return None
+        return draw
+
+    original = results_page.report_job
+
+    def job(task, *args, **kwargs):
+        try:
+            return original(task, *args, **kwargs)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(explain, "overlay_maker", maker)
+    monkeypatch.setattr(results_page, "report_job", job)
+    out = ui_env["tmp"] / "cancelled-report"
+    monkeypatch.setattr(dialogs, "choose_folder", lambda *a: str(out))
+    page.report_btn.click()
+    wait_for(qtbot, lambda: f"heat map 1 of {total} mistakes" in page.action_note.text(), 120)
+    assert page.report_cancel.isVisible()
+    page.report_cancel.click()
+    gate.set()
+    wait_for(qtbot, ended.is_set, 60)
+    assert len(drawn) == 2  # stopped before the third heat map
+    assert not (out / "report.html").exists() and not (out / "metrics.json").exists()
+    assert "cancelled" in page.action_note.text() and not page.report_cancel.isVisible()

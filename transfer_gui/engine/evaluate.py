@@ -274,7 +274,8 @@ def predictions_csv(evaluation: Evaluation) -> str:
 
 def write_outputs(evaluation: Evaluation, out_dir, heatmap_for: Callable[[str], Any] | None = None) -> dict[str, Path]:
     """Write ``metrics.json``, ``predictions.csv`` and ``report.html`` into ``out_dir``, each
-    atomically; ``heatmap_for(path) -> PIL image | None`` adds overlays to the mistakes gallery.
+    atomically, after the report is built (a cancel while its heat maps are drawn writes nothing);
+    ``heatmap_for(path) -> PIL image | None`` adds overlays to the mistakes gallery.
     Returns {file name: path}. A folder that cannot be written is an :class:`EvaluationError` naming
     the folder (``rundir.cannot_write``, the run folder's wording), not the temporary file."""
     from transfer_gui.engine import report, rundir
@@ -283,11 +284,12 @@ def write_outputs(evaluation: Evaluation, out_dir, heatmap_for: Callable[[str], 
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluationError(f"{out_dir} is a file; choose a folder for the report")
     written = {name: out_dir / name for name in OUTPUT_FILES}
+    html = report.build_html(evaluation, heatmap_for=heatmap_for)  # the long part (heat maps): before any file
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(written["metrics.json"], json.dumps(rundir.jsonable(metrics_document(evaluation)), indent=1))
         atomic_write_text(written["predictions.csv"], predictions_csv(evaluation))
-        atomic_write_text(written["report.html"], report.build_html(evaluation, heatmap_for=heatmap_for))
+        atomic_write_text(written["report.html"], html)
     except OSError as exc:  # each file is written whole or not at all: what was there before stays
         raise EvaluationError(rundir.cannot_write("report folder", out_dir, exc, "Choose another folder for the "
                                                   "report; no file there was left half-written.")) from None

@@ -312,6 +312,11 @@ def _figure(ev, i: int, heatmap_for: Callable[[str], Any] | None) -> str:
             f'<span class=muted>{esc(path)}</span></figcaption></figure>')
 
 
+def gallery_size(ev, limit: int = GALLERY_MAX) -> int:
+    """How many mistakes the report's gallery shows (each one heat map, when drawn)."""
+    return min(int(np.count_nonzero(ev.preds != ev.labels)), limit)
+
+
 def mistakes_gallery(ev, heatmap_for: Callable[[str], Any] | None = None, limit: int = GALLERY_MAX) -> str:
     """The most confident mistakes first, with thumbnails (and heat maps when given)."""
     wrong = np.flatnonzero(ev.preds != ev.labels)

@@ -9,13 +9,16 @@ folder opened from disk (e.g. one trained on a cluster). The Runs tab compares t
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from transfer_gui.config import ConfigError
+from transfer_gui.errors import Cancelled
 from transfer_gui.engine import runs as runs_mod
+from transfer_gui.engine.exportjob import eta_words
 from transfer_gui.state import evaluation_view
 from transfer_gui.state.runs_view import RunsView
 from transfer_gui.ui import dialogs
@@ -50,14 +53,32 @@ def store_threshold_job(task, run_dir: str, value: float) -> None:
     set_threshold(run_dir, value)
 
 
-def report_job(task, run_dir: str, which: str, folder: str) -> Path:
-    """Worker thread: report.html, predictions.csv and metrics.json of one set of a run."""
-    from transfer_gui.engine import evaluate
+def report_job(task, run_dir: str, which: str, folder: str, clock=time.monotonic) -> Path | None:
+    """Worker thread: report.html, predictions.csv and metrics.json of one set of a run. The heat
+    maps of the mistakes gallery are the long part: each one is reported as (done, total, seconds
+    left or None), and a cancel stops before the next one (None: nothing was written)."""
+    from transfer_gui.engine import evaluate, report
+    from transfer_gui.engine.exportjob import time_left
 
     from transfer_gui.engine.explain import overlay_maker
 
     evaluation = evaluate.evaluation_from_run(run_dir, which)
-    written = evaluate.write_outputs(evaluation, Path(folder), heatmap_for=overlay_maker(run_dir))
+    total, draw, began, done = report.gallery_size(evaluation), overlay_maker(run_dir), clock(), [0]
+
+    def heatmap_for(path: str):
+        if task.cancelled:
+            raise Cancelled("report cancelled")
+        overlay = draw(path)
+        done[0] += 1
+        task.report((done[0], total, time_left(clock() - began, done[0] / max(total, 1))), force=True)  # few: each one
+        return overlay
+
+    heatmap_for.method = getattr(draw, "method", "")
+    task.report((0, total, None), force=True)
+    try:
+        written = evaluate.write_outputs(evaluation, Path(folder), heatmap_for=heatmap_for)
+    except Cancelled:
+        return None
     return written["report.html"]
 
 
@@ -185,10 +206,15 @@ class ResultsPage(QWidget):
         self.action_note = QLabel()
         self.action_note.setWordWrap(True)
         self.action_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.report_cancel = QPushButton("Cancel report")
+        self.report_cancel.setToolTip("Stop writing the report; files already in the folder stay as they were.")
+        self.report_cancel.clicked.connect(self.cancel_report)
+        self.report_cancel.setVisible(False)
         row = QHBoxLayout()
         row.addWidget(self.report_btn)
         row.addWidget(self.classify_btn)
         row.addWidget(self.action_note, 1)
+        row.addWidget(self.report_cancel)
         return row
 
     def _build_tabs(self) -> QTabWidget:
@@ -451,11 +477,31 @@ class ResultsPage(QWidget):
 
     def save_report(self, folder: str) -> None:
         rec, which = self.project.record, self.shown_set()
-        self.action_note.setText(f"Writing the {evaluation_view.SET_NAMES[which].lower()} report…")
+        self.report_what = f"Writing the {evaluation_view.SET_NAMES[which].lower()} report"
+        self.action_note.setText(f"{self.report_what}…")
+        self.report_cancel.setVisible(True)
         self.ctx.tasks.start("save-report", report_job, str(rec.run_dir), which, folder, heavy=True,
-                             on_done=self._report_saved, on_error=self._action_failed)
+                             on_done=self._report_saved, on_error=self._report_failed,
+                             on_progress=self._report_progress)
+
+    def _report_progress(self, value) -> None:
+        done, total, left = value
+        if total:
+            self.action_note.setText(f"{self.report_what}: heat map {done} of {total} mistakes, {eta_words(left)}")
+
+    def cancel_report(self) -> None:
+        self.ctx.tasks.cancel("save-report")
+        self.report_cancel.setVisible(False)
+        self.action_note.setText("Report cancelled; nothing was written.")
+
+    def _report_failed(self, exc) -> None:
+        self.report_cancel.setVisible(False)
+        self._action_failed(exc)
 
     def _report_saved(self, path) -> None:
+        self.report_cancel.setVisible(False)
+        if path is None:
+            return
         self.report_path = str(path)
         self.action_note.setText(f"Report saved: <a href='{Path(path).as_uri()}'>{path}</a>")
         self.action_note.setOpenExternalLinks(True)
