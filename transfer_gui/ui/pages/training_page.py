@@ -47,6 +47,9 @@ def lrfind_available() -> bool:
         return False
 
 
+RESUME_TIP = ("Train the rest of a run that ended early from its last checkpoint, with its own settings (its "
+              "config.toml), as “transfer-gui train --resume” does.")
+
 class TrainingPage(QWidget):
     running_changed = Signal(bool)
     paused_changed = Signal(bool)
@@ -89,8 +92,7 @@ class TrainingPage(QWidget):
                                    "a head rate (takes a few seconds to a minute).")
         self.lrfind_btn.clicked.connect(self.find_lr)
         self.resume_btn = QPushButton("Resume run")
-        self.resume_btn.setToolTip("Train the rest of a run that ended early from its last checkpoint, with its "
-                                   "own settings (its config.toml), as “transfer-gui train --resume” does.")
+        self.resume_btn.setToolTip(RESUME_TIP)
         self.resume_btn.clicked.connect(self._resume_offered)
         self.resume_btn.setVisible(False)
         controls = QVBoxLayout()
