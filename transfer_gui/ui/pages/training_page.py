@@ -91,10 +91,7 @@ class TrainingPage(QWidget):
         self.lrfind_btn.setToolTip("Train briefly while raising the learning rate, plot the loss, and suggest "
                                    "a head rate (takes a few seconds to a minute).")
         self.lrfind_btn.clicked.connect(self.find_lr)
-        self.resume_btn = QPushButton("Resume run")
-        self.resume_btn.setToolTip(RESUME_TIP)
-        self.resume_btn.clicked.connect(self._resume_offered)
-        self.resume_btn.setVisible(False)
+        self.resume_btn = self._resume_button()
         controls = QVBoxLayout()
         controls.addWidget(self.start_btn)
         controls.addWidget(self.resume_btn)
@@ -134,6 +131,14 @@ class TrainingPage(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(left_w)
         lay.addLayout(right, 1)
+
+    def _resume_button(self) -> QPushButton:
+        """Shown only while a run that ended early can be resumed."""
+        btn = QPushButton("Resume run")
+        btn.setToolTip(RESUME_TIP)
+        btn.clicked.connect(self._resume_offered)
+        btn.setVisible(False)
+        return btn
 
     # ------------------------------------------------------------------ settings
     def on_shown(self) -> None:
