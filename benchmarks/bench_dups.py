@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Are copies found after what people do to them, and are look-alikes left alone? (issue #23)
 
-    python benchmarks/bench_dups.py [--quick] [--out benchmarks/bench_dups_results.json]
+    python benchmarks/bench_dups.py [--quick] [--per-set N] [--kinds "trim a few px"] [--out FILE.json]
 
 The near-duplicate rule of ``transfer_gui.engine.duplicates`` (candidates from the nearest
-thumbnails, each pair verified by :func:`duplicates.verify`, kept from ``VERIFY_MIN`` up) is run
+thumbnails and trimmed thumbnails, each pair verified by :func:`duplicates.verify`, kept from
+``VERIFY_MIN`` up, or by :func:`duplicates.fine_scores` on the images' pixels from ``FINE_MIN``) is run
 on sets of distinct originals, each set with one copy of every original made one way:
 
 * **kinds of copy**: resized to 0.5x, 0.75x, 0.9x, 1.5x, 2x (bicubic); re-encoded as JPEG
@@ -177,23 +178,26 @@ def one_kind(orig: list, ims: list[Image.Image], kind: str) -> dict:
     cand = dup.thumb_candidates(thumbs)
     t1 = time.perf_counter()
     score = dup.verify(thumbs, sizes, cand)
+    pictures = list(ims) + copies
+    fine = dup.fine_scores(score, sizes, cand, lambda i: np.asarray(pictures[i].convert("L")))
     verify_s = time.perf_counter() - t1
-    kept = dup.verified(score, sizes, cand)
+    kept = dup.verified(score, sizes, cand, fine)
     true = cand[:, 1] - cand[:, 0] == n
     truth = dup.verify(thumbs, sizes, np.stack([np.arange(n), np.arange(n) + n], 1))
     return {"originals": n, "found": int((kept & true).sum()), "false": int((kept & ~true).sum()),
             "recall": float((kept & true).sum() / n), "candidate_recall": float(true.sum() / n),
             "copy_score": {q: round(float(np.percentile(truth, v)), 4) for q, v in (("min", 0), ("p5", 5), ("median", 50))},
             "lookalike_score_max": round(float(score[~true].max()), 4) if (~true).any() else None,
-            "candidates": len(cand), "search_s": t1 - t0, "verify_s": verify_s, "thumb_s": thumb_s,
+            "candidates": len(cand), "fine_checked": int(np.isfinite(fine).sum()),
+            "fine_kept": int((kept & ~dup.verified(score, sizes, cand)).sum()), "search_s": t1 - t0, "verify_s": verify_s, "thumb_s": thumb_s,
             "images": 2 * n}
 
 
-def one_set(name: str, n: int, log) -> dict:
+def one_set(name: str, n: int, log, only: list[str] | None = None) -> dict:
     ims, _labels = load(name, n)
     orig = [dup.thumbnail(im) for im in ims]
     kinds = {}
-    for kind in KINDS:
+    for kind in only or KINDS:
         kinds[kind] = one_kind(orig, ims, kind)
         k = kinds[kind]
         log(f"{name}: {kind}: recall {k['recall']:.3f}, {k['false']} false pairs")
@@ -232,7 +236,7 @@ def table(results: dict) -> list[str]:
     names = list(results)
     lines = ["| kind of copy | " + " | ".join(f"{n} ({results[n]['role']}, {results[n]['size']})" for n in names) + " |",
              "|---|" + "---|" * len(names)]
-    for kind in KINDS:
+    for kind in [k for k in KINDS if k in results[names[0]]["kinds"]]:
         lines.append(f"| {kind} | " + " | ".join(f"{results[n]['kinds'][kind]['recall']:.3f}" for n in names) + " |")
     lines.append("| **precision** (all kinds' sets) | " + " | ".join(f"**{results[n]['precision']:.3f}**" for n in names)
                  + " |")
@@ -250,13 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run on a few images")
     ap.add_argument("--sets", default=",".join(TUNE + JUDGE), help="comma-separated: " + ", ".join(TUNE + JUDGE))
     ap.add_argument("--per-set", type=int, help="originals per data set (600; quick: 60)")
+    ap.add_argument("--kinds", help="comma-separated kinds of copy to measure (all when left out), e.g. 'trim a few px'")
     ap.add_argument("--out", help="write every figure as JSON to this file")
     args = ap.parse_args(argv)
     n = args.per_set or PRESETS["quick" if args.quick else "full"]["per_set"]
     m = machine()
     t0 = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    results = {name: one_set(name, n, log) for name in args.sets.split(",") if name}
+    only = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
+    bad = [k for k in only or [] if k not in KINDS]
+    if bad:
+        ap.error(f"--kinds: unknown kind(s) {bad}; known: {list(KINDS)}")
+    results = {name: one_set(name, n, log, only) for name in args.sets.split(",") if name}
     minutes = (time.perf_counter() - t0) / 60
     print(f"\n{m['cpu']} ({m['flags']}), torch capability {m['capability']}, {m['cores']} cores, torch {m['torch']} "
           f"with {m['threads']} threads, load {m['load_before']} before the run; {minutes:.1f} min. Thresholds: "
@@ -266,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         doc = {"machine": m, "minutes": minutes, "per_set": n, "targets": TARGETS, "tune": list(TUNE),
                "judge": list(JUDGE), "thresholds": {"VERIFY_SAME": dup.VERIFY_SAME, "VERIFY_MIN": dup.VERIFY_MIN,
-                                                     "THUMB_FLOOR": dup.THUMB_FLOOR, "TRIM_MOST": dup.TRIM_MOST},
+                                                     "THUMB_FLOOR": dup.THUMB_FLOOR, "TRIM_MOST": dup.TRIM_MOST,
+                                                     "FINE_FROM": dup.FINE_FROM, "FINE_MIN": dup.FINE_MIN,
+                                                     "TRIM_QUERIES": len(dup.TRIM_QUERIES)},
                "sets": results}
         from transfer_gui.atomic import atomic_write_text
 

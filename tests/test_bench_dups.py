@@ -35,3 +35,13 @@ def test_trim_removes_a_few_pixels_seeded():
             w, h = bench.KINDS["trim a few px"](im, seed).size
             assert 2 <= (size - w) + (size - h) <= 4 * most and size - w <= 2 * most and size - h <= 2 * most
         assert bench.KINDS["trim a few px"](im, 3).size == bench.KINDS["trim a few px"](im, 3).size
+
+
+def test_kinds_option_refuses_an_unknown_kind_by_name(capsys):
+    try:
+        bench.main(["--kinds", "trim a few px,sepia", "--sets", ""])
+    except SystemExit as e:
+        assert e.code == 2
+    else:
+        raise AssertionError("an unknown kind was accepted")
+    assert "sepia" in capsys.readouterr().err

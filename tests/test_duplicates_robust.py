@@ -94,3 +94,52 @@ def test_audit_features_reports_a_resized_jpeg_copy_as_a_leak_and_look_alikes_as
     assert got == {(frozenset(("0.png", "6.png")), "leak"), (frozenset(("1.png", "7.png")), "near")}
     leak = next(p for p in res.duplicates if p.kind == "leak")
     assert "pixel correlation" in leak.reason and "validation" in leak.reason
+
+
+def _brick_tiles() -> tuple[Image.Image, Image.Image, Image.Image]:
+    """A 128 px tile of scikit-image's brick photo trimmed by a few px on each side (the copy), the
+    tile itself, and another tile of the same wall trimmed alike (a look-alike: same texture)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    wall = skimage_data.brick()
+    tile, other = (Image.fromarray(wall[y:y + 128, x:x + 128]).convert("RGB") for y, x in ((0, 0), (256, 128)))
+    trim = (5, 3, 128 - 4, 128 - 6)
+    return tile, tile.crop(trim), other.crop(trim)
+
+
+def test_a_trimmed_textured_tile_is_found_at_its_own_pixels_and_a_look_alike_is_not():
+    tile, copy, look_alike = _brick_tiles()
+    grey = [np.asarray(im.convert("L")) for im in (tile, copy, look_alike)]
+    assert dup.fine_score(grey[0], grey[1]) > 0.999  # the copy's window of the tile, pixel for pixel
+    assert dup.fine_score(grey[0], grey[2]) < dup.FINE_MIN
+    assert dup.fine_score(grey[0], grey[0][:60, :60]) == -1.0  # half the tile is no trim
+    thumbs = [dup.thumbnail(im) for im in (tile, copy, look_alike)]
+    t, sizes = np.stack([g for g, _ in thumbs]), np.array([s for _, s in thumbs])
+    pairs = np.array([(0, 1), (0, 2)])
+    scores = dup.verify(t, sizes, pairs)
+    fine = dup.fine_scores(scores, sizes, pairs, lambda i: grey[i])
+    assert dup.verified(scores, sizes, pairs, fine).tolist() == [True, False], (scores, fine)
+
+
+def test_audit_reports_a_trimmed_textured_tile_from_its_files(tmp_path):
+    tile, copy, look_alike = _brick_tiles()
+    paths = []
+    for k, im in enumerate((tile, copy, look_alike)):
+        paths.append(str(tmp_path / f"{k}.png"))
+        im.save(paths[-1])
+    thumbs = [dup.thumbnail(im) for im in (tile, copy, look_alike)]
+    feats = np.ones((3, 4), np.float32)
+    res = audit_mod.audit_features(feats, [0, 0, 0], ["train", "val", "val"], paths, ["wall"], folds=2, thumbs=thumbs)
+    got = {(frozenset((p.a, p.b)), p.kind) for p in res.duplicates}
+    assert got == {(frozenset((paths[0], paths[1])), "leak")}
+
+
+def test_trimmed_queries_meet_trimmed_copies_and_make_them_candidates():
+    items = [item(k, 28) for k in range(60)]
+    copies = [im.crop((2, 0, 28, 27)) if k % 2 else im.crop((0, 2, 27, 28)) for k, im in enumerate(items)]
+    thumbs = np.stack([dup.thumbnail(im)[0] for im in items + copies])
+    whole = dup.thumb_vectors(thumbs)
+    for k in range(60):  # one of the trimmed queries meets the copy better than the whole thumbnail does
+        best = max(float(dup.thumb_vectors(thumbs[k:k + 1], trim)[0] @ whole[k + 60]) for trim in dup.TRIM_QUERIES)
+        assert best > float(whole[k] @ whole[k + 60]) + 0.02, (k, best, whole[k] @ whole[k + 60])
+    got = set(map(tuple, dup.thumb_candidates(thumbs).tolist()))
+    assert all((k, k + 60) in got for k in range(60))

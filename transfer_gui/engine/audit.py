@@ -236,7 +236,8 @@ def _verified_duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, label
                          paths: list[str], classes: list[str], digests, thumbs: list, emit: Emit,
                          check) -> list[DuplicatePair]:
     """Exact copies by digest; near copies among the features' and the thumbnails' neighbours,
-    kept when ``duplicates.verify`` finds their pixels alike (``duplicates.verified``)."""
+    kept when ``duplicates.verify`` finds their pixels alike, or, for a trimmed copy, the files'
+    own pixels (``duplicates.fine_scores``, ``duplicates.verified``)."""
     emit(PhaseChanged("audit", "Looking for duplicates and leaks"))
     n = len(paths)
     have = np.array([t is not None for t in thumbs], bool)
@@ -248,7 +249,9 @@ def _verified_duplicates(x: np.ndarray, sims: np.ndarray, idx: np.ndarray, label
     cand = np.concatenate([dup.candidate_pairs(sims, idx, dup.COS_NEAR), near])
     cand = np.unique(np.sort(cand[have[cand[:, 0]] & have[cand[:, 1]]], 1), axis=0) if len(cand) else cand
     score = dup.verify(grey, sizes, cand, check=check)
-    ok = dup.verified(score, sizes, cand)
+    fine = dup.fine_scores(score, sizes, cand, lambda i: dup.grey_file(paths[i]))
+    ok = dup.verified(score, sizes, cand, fine)
+    score = np.where(ok & np.isfinite(fine), np.fmax(score, fine), score)  # a trim found at its own pixels
     exact_keys = set(map(tuple, np.sort(exact, 1).tolist()))
     out = [_exact_pair(int(p), int(q), sets, labels, paths, classes) for p, q in sorted(exact_keys)]
     for (p, q), s in zip(cand[ok].tolist(), score[ok].tolist()):

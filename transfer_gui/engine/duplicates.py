@@ -10,7 +10,11 @@ and a nearest-neighbour search on L2-normalised vectors.
   finer than the smaller image and correlates their pixels. A pair is one picture from
   :data:`VERIFY_MIN` (:data:`VERIFY_SAME` when both have the same size): a copy keeps its
   pixels up to resampling and coding noise, while a look-alike differs in shape, and the
-  features alone cannot tell the two apart. Without thumbnails (arrays only) the features and
+  features alone cannot tell the two apart. A trimmed copy gets two more chances: each
+  thumbnail is also queried trimmed (:data:`TRIM_QUERIES`), as the copy is the trimmed original,
+  and a pair scored just below its threshold whose sizes nest is checked on the images' own
+  pixels at integer offsets (:func:`fine_scores`, from :data:`FINE_MIN`): a trim keeps the pixel
+  grid, which thumbnails of a textured image lose. Without thumbnails (arrays only) the features and
   the perceptual hash decide (:data:`COS_ALONE`, :data:`HAMMING_NEAR`, ...). The thresholds
   were chosen on Fashion-MNIST's training split and judged on other data:
   ``benchmarks/bench_dups.py`` and benchmarks/README.md.
@@ -60,6 +64,13 @@ THUMB_FLOOR = 0.5  # lowest thumbnail correlation of a candidate: copies reach 0
 VERIFY_MIN = 0.985  # pixels this alike after alignment make one picture (images of two sizes)
 VERIFY_SAME = 0.99  # the same for two images of one size: nothing resampled, so the copy is closer
 SAME_PIXELS = 0.999  # this alike and of one size, a copy inside one set is a "duplicate", not "near"
+# A trimmed copy: queried by trimmed thumbnails, then checked at integer offsets at the pixels' own scale.
+TRIM_QUERIES = tuple((l, t, r, b) for l in (0, 2) for t in (0, 2) for r in (0, 2) for b in (0, 2)
+                     if l + t + r + b)  # px of the 32 px thumbnail trimmed (left, top, right, bottom)
+TRIM_NEIGHBOURS = 1  # neighbours kept per trimmed query (more only add look-alikes: the copy comes first)
+FINE_FROM = 0.90  # thumbnail scores from here to the verdict's threshold get the finer check
+FINE_SIDE = 128  # the finer check's larger image at most this many px a side (both scaled alike)
+FINE_MIN = 0.99  # the finer check's correlation that makes a trimmed copy
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -142,17 +153,19 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 def knn_blocked(x: np.ndarray, k: int, check: Callable[[], None] | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                block: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+                block: int = BLOCK_ROWS, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, indices), each (N, k): the k rows of ``x`` (L2-normalised) with the
-    highest inner product with each row, itself left out; exact, one block of rows at a time."""
+    highest inner product with each row (or with row i of ``queries``, a variant of row i), itself
+    left out; exact, one block of rows at a time."""
     n = len(x)
     k = max(0, min(k, n - 1))
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    qt = xt if queries is None else torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     sims, idx = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
     for start in range(0, n, block):
         if check:
             check()
-        s = xt[start:start + block] @ xt.T
+        s = qt[start:start + block] @ xt.T
         rows = torch.arange(s.shape[0])
         s[rows, rows + start] = -np.inf
         v, i = torch.topk(s, k, dim=1) if k else (s[:, :0], s[:, :0].long())
@@ -315,37 +328,103 @@ def verify(thumbs: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, batch: int 
     return out
 
 
-def verified(scores: np.ndarray, sizes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def verified(scores: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, fine: np.ndarray | None = None) -> np.ndarray:
     """(P,) bool: the pairs whose :func:`verify` score makes them one picture: from VERIFY_SAME
     when both images have the same size (nothing was resampled, so only re-encoding or a change
-    of tone separates them), from VERIFY_MIN otherwise."""
+    of tone separates them), from VERIFY_MIN otherwise; or whose :func:`fine_scores` ``fine``
+    reach FINE_MIN (a trim found at its own pixel grid)."""
     sizes = np.asarray(sizes).reshape(-1, 2)
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     same = (sizes[pairs[:, 0]] == sizes[pairs[:, 1]]).all(1)
-    return np.asarray(scores) >= np.where(same, VERIFY_SAME, VERIFY_MIN)
+    ok = np.asarray(scores) >= np.where(same, VERIFY_SAME, VERIFY_MIN)
+    return ok if fine is None else ok | (np.nan_to_num(np.asarray(fine), nan=-1.0) >= FINE_MIN)
 
 
-def thumb_vectors(thumbs: np.ndarray) -> np.ndarray:
-    """(N, 256): each thumbnail at 16 x 16 less its mean, L2-normalised (its inner products
-    with another are the correlations of their pixels)."""
+def thumb_vectors(thumbs: np.ndarray, trim: tuple[int, int, int, int] = (0, 0, 0, 0)) -> np.ndarray:
+    """(N, 256): each thumbnail (less ``trim`` px left, top, right, bottom) at 16 x 16 less its
+    mean, L2-normalised (its inner products with another are the correlations of their pixels)."""
     t = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
-    small = torch.nn.functional.avg_pool2d(t, THUMB // 16)[:, 0]
-    return _standardise(small).flatten(1).numpy()
+    l, top, r, b = trim
+    if any(trim):
+        t = torch.nn.functional.interpolate(t[..., top:THUMB - b, l:THUMB - r], size=(16, 16), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    else:
+        t = torch.nn.functional.avg_pool2d(t, THUMB // 16)
+    return _standardise(t[:, 0]).flatten(1).numpy()
 
 
 def thumb_candidates(thumbs: np.ndarray, check: Callable[[], None] | None = None) -> np.ndarray:
     """(P, 2) pairs i < j: each image with its NEIGHBOURS nearest by thumbnail (pixel
     correlation at 16 x 16) from THUMB_FLOOR up, found as :func:`knn_blocked` or faiss finds
-    the features' neighbours."""
+    the features' neighbours; and, queried by each image trimmed as TRIM_QUERIES says, its
+    TRIM_NEIGHBOURS nearest whole thumbnails: a trimmed copy is the trimmed original, not the whole."""
     v = thumb_vectors(thumbs)
     if len(v) >= FAISS_FROM and faiss_available():
         sims, idx = knn_faiss(v, NEIGHBOURS)
     else:
         sims, idx = knn_blocked(v, NEIGHBOURS, check)
-    return candidate_pairs(sims, idx, THUMB_FLOOR)
+    out = [candidate_pairs(sims, idx, THUMB_FLOOR)]
+    for trim in TRIM_QUERIES:
+        sims, idx = knn_blocked(v, TRIM_NEIGHBOURS, check, queries=thumb_vectors(thumbs, trim))
+        out.append(candidate_pairs(sims, idx, THUMB_FLOOR))
+    return np.unique(np.concatenate(out), axis=0)
 
 
-__all__ = ["COS_ALONE", "COS_FAR", "COS_HIGH", "COS_NEAR", "COS_SAME", "HAMMING_CLOSE", "FAISS_FROM", "HAMMING_NEAR", "NEIGHBOURS", "candidate_pairs",
+def fine_score(a: np.ndarray, b: np.ndarray) -> float:
+    """The highest correlation of the smaller of two grey images (2-D arrays, the same pixel
+    scale) with a window of the larger at an integer offset, both scaled alike so the larger
+    has at most FINE_SIDE px a side; -1 when the smaller is no trim of up to TRIM_MOST a side of
+    the larger. A trim keeps the pixel grid: at its own offset the copy matches ~exactly, where
+    thumbnails resample both onto grids a fraction of a pixel apart and textures lose."""
+    big, small = (a, b) if a.size >= b.size else (b, a)
+    (bh, bw), (sh, sw) = big.shape, small.shape
+    if sh > bh or sw > bw or bh - sh > 2 * TRIM_MOST * bh + 1 or bw - sw > 2 * TRIM_MOST * bw + 1 or min(sh, sw) < 4:
+        return -1.0
+    f = min(1.0, FINE_SIDE / max(bh, bw))
+    x, k = (torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None, None] for v in (big, small))
+    if f < 1.0:
+        x, k = (torch.nn.functional.interpolate(v, scale_factor=f, mode="bilinear", antialias=True,
+                                                align_corners=False) for v in (x, k))
+    k = k - k.mean()
+    npx = k.numel()
+    with torch.no_grad():
+        dot = torch.nn.functional.conv2d(x, k)
+        ones = torch.ones_like(k)
+        s1, s2 = torch.nn.functional.conv2d(x, ones), torch.nn.functional.conv2d(x * x, ones)
+        var = (s2 - s1 * s1 / npx).clamp_min(1e-6)
+        return float((dot / (var.sqrt() * k.norm().clamp_min(1e-6))).max())
+
+
+def grey_file(path: str) -> np.ndarray | None:
+    """The image at ``path`` in grey at its full size (uint8), None when it cannot be read: what
+    :func:`fine_scores` loads in the audit."""
+    try:
+        return np.asarray(open_image(path).convert("L"), dtype=np.uint8)
+    except (ImageError, OSError, ValueError):
+        return None
+
+
+def fine_scores(scores: np.ndarray, sizes: np.ndarray, pairs: np.ndarray,
+                load: Callable[[int], np.ndarray | None]) -> np.ndarray:
+    """(P,) :func:`fine_score` of the pairs whose thumbnail ``scores`` lie from FINE_FROM up to
+    their verdict's threshold and whose sizes differ as a trim's would (NaN elsewhere);
+    ``load(i)`` gives image i in grey (None when unreadable)."""
+    sizes = np.asarray(sizes).reshape(-1, 2)
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    out = np.full(len(pairs), np.nan, np.float32)
+    sa, sb = sizes[pairs[:, 0]], sizes[pairs[:, 1]]
+    nested = ((sa >= sb).all(1) | (sa <= sb).all(1)) & (sa != sb).any(1)
+    grey = (np.asarray(scores) >= FINE_FROM) & ~verified(scores, sizes, pairs) & nested
+    cached = functools.lru_cache(maxsize=64)(load)  # the pairs come sorted by their first image
+    for r in np.flatnonzero(grey):
+        a, b = cached(int(pairs[r, 0])), cached(int(pairs[r, 1]))
+        if a is not None and b is not None:
+            out[r] = fine_score(a, b)
+    return out
+
+
+__all__ = ["COS_ALONE", "COS_FAR", "COS_HIGH", "COS_NEAR", "COS_SAME", "HAMMING_CLOSE", "FAISS_FROM", "FINE_FROM", "FINE_MIN", "FINE_SIDE",
+           "HAMMING_NEAR", "TRIM_NEIGHBOURS", "TRIM_QUERIES", "fine_score", "fine_scores", "grey_file", "NEIGHBOURS", "candidate_pairs",
            "digest_pairs", "faiss_available", "file_hashes", "hamming", "hashes", "knn_blocked", "knn_faiss",
            "normalise", "phash_image", "SAME_PIXELS", "THUMB", "THUMB_FLOOR", "VERIFY_MIN", "VERIFY_SAME",
            "thumb_candidates", "thumb_vectors", "thumbnail", "verified", "verify"]
