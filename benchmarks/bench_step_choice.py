@@ -47,12 +47,13 @@ def one(name: str, size: int, batch: int, rounds: int) -> dict:
     for _ in range(rounds):  # interleaved: each round times every candidate once
         for c in cands:
             best[c.label] = max(best[c.label], bench.rate(c, sc.MEASURE_STEPS, sc.WARMUP_STEPS))
+    flag = sc.Candidate("bf16" if prep.cpu_has_bf16() else "fp32",
+                        torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX512", "AMX")))
+    flag_label = flag.label
     t0 = time.perf_counter()
-    choice = sc.choose(model, cands, x, y, remember=False)
+    choice = sc.choose(model, cands, x, y, remember=False, prefer=flag)
     cost = time.perf_counter() - t0
     fastest = max(best, key=best.get)
-    flag_label = ("bf16" if prep.cpu_has_bf16() else "fp32") + (
-        " channels_last" if torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX512", "AMX")) else "")
     chosen = choice.candidate.label
     return {"model": name, "size": size, "batch": batch, "reference_images_per_s": best, "fastest": fastest,
             "chosen": chosen, "chosen_vs_fastest": round(best[chosen] / best[fastest], 3),

@@ -181,3 +181,21 @@ def test_explicit_settings_and_short_runs_keep_the_flag_rule(monkeypatch, image_
     assert p.precision == "fp32" and not any(n.startswith("training step:") for n in p.notes)
     p = prepare(tiny_config(image_folders, tmp_path / "c"), lambda e: None, RunControl())  # head only: features
     assert not any(n.startswith("training step:") for n in p.notes)
+
+
+def test_the_flag_rules_step_is_kept_unless_another_is_clearly_faster(monkeypatch):
+    rates = {"fp32": 10.0, "fp32 channels_last": 11.0, "bf16": 12.0, "bf16 channels_last": 11.5}
+    assert sc.pick(rates, "bf16 channels_last") == "bf16 channels_last"  # 12 is within the margin of 11.5
+    assert sc.pick(rates, "fp32") == "bf16"  # 12 > 1.1 x 10
+    assert sc.pick(rates, None) == "bf16"
+    assert sc.pick({"fp32": 10.0}, "bf16") == "fp32"  # the preferred one was left out
+    _fake_rates(monkeypatch, rates)
+    x, y = _batch()
+    choice = sc.choose(_net(), FOUR, x, y, remember=False, prefer=sc.Candidate("bf16", True))
+    assert choice.candidate.label == "bf16 channels_last"
+
+
+def test_a_steps_rate_is_its_fastest_step(monkeypatch):
+    ticks = iter([0.0, 1.0, 1.0, 3.0, 3.0, 3.5, 3.5, 5.5])  # warmup 1 s, then steps of 2, 0.5 and 2 s
+    bench = sc._Bench(_net(), *_batch(n=4), clock=lambda: next(ticks))
+    assert bench.rate(sc.Candidate("fp32", False), steps=3, warmup=1) == 4 / 0.5

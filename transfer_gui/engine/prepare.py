@@ -209,7 +209,8 @@ def _choose_step(cfg: RunConfig, device: torch.device, resolved: tuple[torch.dty
     gen = torch.Generator().manual_seed(cfg.train.seed)
     x = torch.randn(batch, 3, size, size, generator=gen).to(device)
     y = torch.randint(0, len(split.classes), (batch,), generator=gen).to(device)
-    choice = stepchoice.choose(built.model, cands, x, y, cancel=lambda: control.stop_requested)
+    prefer = stepchoice.Candidate(precision if precision in ("fp32", "bf16", "fp16") else "fp32", by_flags)
+    choice = stepchoice.choose(built.model, cands, x, y, cancel=lambda: control.stop_requested, prefer=prefer)
     c = choice.candidate
     return c.autocast, c.precision, c.channels_last, choice.note()
 

@@ -11,7 +11,9 @@ model takes a few training steps at the real batch and image size in each candid
 * CUDA: bf16 (where supported) and fp16 autocast, each with and without channels_last.
 
 A candidate trains correctly when its loss is finite and its gradient on one batch is within
-:data:`GRAD_TOLERANCE` (relative L2 error) of the fp32 gradient; the fastest of those is kept.
+:data:`GRAD_TOLERANCE` (relative L2 error) of the fp32 gradient. Each candidate's rate is its
+fastest single step over two interleaved rounds (load only adds time), and the fastest candidate
+is kept unless the CPU-flag rule's own choice is within :data:`SWITCH_MARGIN` of it.
 The choice is remembered per machine, model, trainable layers, input size and batch in the
 user's cache folder; a later run times it and the fp32 step for two steps each and measures
 again when its lead over fp32 fell below :data:`RECHECK_FLOOR` of the remembered lead (a relative
@@ -43,6 +45,7 @@ WARMUP_STEPS = 1  # untimed steps before them (oneDNN builds its kernels on the 
 ROUNDS = 2  # rounds over all candidates, interleaved; each keeps its best: a busy moment hits one round
 RECHECK_STEPS = 2  # timed steps that check a remembered choice
 RECHECK_FLOOR = 0.8  # a remembered choice whose lead over fp32 fell below this share of its lead is measured again
+SWITCH_MARGIN = 1.1  # another step must be this much faster than the preferred (flag-rule) one to be chosen
 EARN_FACTOR = 10  # measure only when the run has this many times the steps measuring takes
 GRAD_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}  # relative L2 error of the gradient vs fp32
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -185,23 +188,27 @@ class _Bench:
         return float(loss.detach()), torch.cat(grads) if grads else torch.zeros(1)
 
     def rate(self, cand: Candidate, steps: int, warmup: int) -> float:
-        """Images per second over ``steps`` AdamW steps after ``warmup`` untimed ones."""
+        """Images per second of the fastest of ``steps`` AdamW steps after ``warmup`` untimed ones:
+        other work on the machine only ever adds time to a step, so the fastest is the least
+        disturbed."""
         x = self._layout(cand)
         opt = torch.optim.AdamW(self.params, lr=1e-6, fused=can_fuse(self.params))  # as the run steps
         scaler = torch.amp.GradScaler("cuda", enabled=cand.autocast == torch.float16 and x.is_cuda)
-        start = 0.0
+        fastest = float("inf")
         for i in range(warmup + steps):
             if self.cancel():
                 raise StepChoiceCancelled("stopped while measuring the training step")
-            if i == warmup:
-                _sync(x)
-                start = self.clock()
+            _sync(x)
+            start = self.clock()
             opt.zero_grad(set_to_none=True)
             scaler.scale(self._loss(cand, x)).backward()
             scaler.step(opt)
             scaler.update()
-        _sync(x)
-        return len(x) * steps / max(self.clock() - start, 1e-9)
+            _sync(x)
+            took = self.clock() - start
+            if i >= warmup:
+                fastest = min(fastest, took)
+        return len(x) / max(fastest, 1e-9)
 
 
 def _sync(x: torch.Tensor) -> None:
@@ -255,10 +262,21 @@ def _recheck(bench: _Bench, kept: dict, cands: list[Candidate],
     return None
 
 
+def pick(rates: dict[str, float], prefer: str | None) -> str:
+    """The fastest label; the preferred one (the CPU-flag rule's) unless another beats it by
+    :data:`SWITCH_MARGIN`, so that timing noise alone never trades a good default for a worse one."""
+    best = max(rates, key=rates.get)
+    if prefer in rates and best != prefer and rates[best] < SWITCH_MARGIN * rates[prefer]:
+        return prefer
+    return best
+
+
 def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.Tensor, *,
-           clock: Clock = time.perf_counter, remember: bool = True, cancel: Cancel | None = None) -> StepChoice:
-    """The fastest candidate that trains correctly on the batch ``(x, y)``: remembered from an
-    earlier run and checked, or measured now. ``model`` itself is not changed."""
+           clock: Clock = time.perf_counter, remember: bool = True, cancel: Cancel | None = None,
+           prefer: Candidate | None = None) -> StepChoice:
+    """The fastest candidate that trains correctly on the batch ``(x, y)`` (``prefer`` unless
+    beaten clearly, :func:`pick`): remembered from an earlier run and checked, or measured now.
+    ``model`` itself is not changed."""
     began = clock()
     key = choice_key(model, x.device, len(x), x.shape[-1])
     bench = _Bench(model, x, y, clock, cancel)
@@ -269,7 +287,7 @@ def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.T
         if recalled is not None:
             return StepChoice(recalled[0], recalled[1], {}, clock() - began, recalled=True)
     rates, rejected = measure(bench, cands)
-    best = max(rates, key=rates.get) if rates else cands[0].label
+    best = pick(rates, prefer.label if prefer is not None else None) if rates else cands[0].label
     choice = StepChoice(by_label[best], rates, rejected, clock() - began)
     if remember:
         _remember(key, choice)
@@ -277,4 +295,4 @@ def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.T
 
 
 __all__ = ["Candidate", "StepChoice", "candidates", "choose", "measure", "worth_measuring", "cache_path",
-           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS", "StepChoiceCancelled"]
+           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS", "StepChoiceCancelled", "SWITCH_MARGIN", "pick"]
