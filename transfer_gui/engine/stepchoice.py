@@ -10,8 +10,8 @@ model takes a few training steps at the real batch and image size in each candid
   without channels_last;
 * CUDA: bf16 (where supported) and fp16 autocast, each with and without channels_last.
 
-A candidate trains correctly when its loss is finite and its gradient on one batch is within
-:data:`GRAD_TOLERANCE` (relative L2 error) of the fp32 gradient. Each candidate's rate is its
+A candidate trains correctly when its loss on one batch is finite and within :data:`LOSS_TOLERANCE`
+of fp32's, and its gradient points the same way (cosine similarity at least :data:`GRAD_COSINE_MIN`). Each candidate's rate is its
 fastest single step over two interleaved rounds (load only adds time), and the fastest candidate
 is kept unless the CPU-flag rule's own choice is within :data:`SWITCH_MARGIN` of it.
 The choice is remembered per machine, model, trainable layers, input size and batch in the
@@ -47,7 +47,12 @@ RECHECK_STEPS = 2  # timed steps that check a remembered choice
 RECHECK_FLOOR = 0.8  # a remembered choice whose lead over fp32 fell below this share of its lead is measured again
 SWITCH_MARGIN = 1.1  # another step must be this much faster than the preferred (flag-rule) one to be chosen
 EARN_FACTOR = 10  # measure only when the run has this many times the steps measuring takes
-GRAD_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}  # relative L2 error of the gradient vs fp32
+# The gradient's cosine similarity with fp32's on one batch, at least: a check that catches broken
+# kernels and overflow, not rounding. Seen on random batches: fp32 channels_last 0.9997-1.0, bf16
+# 0.83-0.94 (ResNet-18, EfficientNet-Lite0, MobileNet-V3-Small), and bf16 trains to fp32's accuracy
+# (benchmarks/bench_speed.py section 7).
+GRAD_COSINE_MIN = {"fp32": 0.99, "bf16": 0.7, "fp16": 0.7}
+LOSS_TOLERANCE = 0.05  # the loss's relative difference from fp32's on that batch, at most
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Clock = Callable[[], float]
 Cancel = Callable[[], bool]
@@ -182,8 +187,10 @@ class _Bench:
         self.model.load_state_dict(self.start)
         x = self._layout(cand)
         self.model.zero_grad(set_to_none=True)
-        loss = self._loss(cand, x)
-        loss.backward()
+        with torch.random.fork_rng(devices=[]):  # the same dropout masks for every candidate
+            torch.manual_seed(0)
+            loss = self._loss(cand, x)
+            loss.backward()
         grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten() for p in self.params]
         return float(loss.detach()), torch.cat(grads) if grads else torch.zeros(1)
 
@@ -216,8 +223,8 @@ def _sync(x: torch.Tensor) -> None:
         torch.cuda.synchronize(x.device)
 
 
-def _relative_error(g: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((g - ref).norm() / ref.norm().clamp(min=1e-12))
+def _cosine(g: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(g.double(), ref.double(), dim=0))
 
 
 def measure(bench: _Bench, cands: list[Candidate]) -> tuple[dict[str, float], dict[str, str]]:
@@ -228,11 +235,13 @@ def measure(bench: _Bench, cands: list[Candidate]) -> tuple[dict[str, float], di
     passed = []
     for cand in cands:
         loss, g = bench.gradient(cand)
-        err = _relative_error(g, ref)
+        cos = _cosine(g, ref)
         if not math.isfinite(loss):
             rejected[cand.label] = f"non-finite loss ({loss})"
-        elif not math.isfinite(err) or err > GRAD_TOLERANCE[cand.precision]:
-            rejected[cand.label] = f"gradient {err:.3g} from fp32's (limit {GRAD_TOLERANCE[cand.precision]})"
+        elif abs(loss - ref_loss) > LOSS_TOLERANCE * max(abs(ref_loss), 1e-6):
+            rejected[cand.label] = f"loss {loss:.4g} against fp32's {ref_loss:.4g}"
+        elif not math.isfinite(cos) or cos < GRAD_COSINE_MIN[cand.precision]:
+            rejected[cand.label] = f"gradient's cosine with fp32's {cos:.3f} (at least {GRAD_COSINE_MIN[cand.precision]})"
         else:
             passed.append(cand)
     for _ in range(ROUNDS):
@@ -295,4 +304,4 @@ def choose(model: nn.Module, cands: list[Candidate], x: torch.Tensor, y: torch.T
 
 
 __all__ = ["Candidate", "StepChoice", "candidates", "choose", "measure", "worth_measuring", "cache_path",
-           "choice_key", "EARN_FACTOR", "GRAD_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS", "StepChoiceCancelled", "SWITCH_MARGIN", "pick"]
+           "choice_key", "EARN_FACTOR", "GRAD_COSINE_MIN", "LOSS_TOLERANCE", "MEASURE_STEPS", "RECHECK_FLOOR", "ROUNDS", "WARMUP_STEPS", "StepChoiceCancelled", "SWITCH_MARGIN", "pick"]
