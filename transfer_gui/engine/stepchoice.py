@@ -187,7 +187,8 @@ class _Bench:
         self.model.load_state_dict(self.start)
         x = self._layout(cand)
         self.model.zero_grad(set_to_none=True)
-        with torch.random.fork_rng(devices=[]):  # the same dropout masks for every candidate
+        cuda = [x.device.index or 0] if x.is_cuda else []
+        with torch.random.fork_rng(devices=cuda):  # the same dropout masks for every candidate
             torch.manual_seed(0)
             loss = self._loss(cand, x)
             loss.backward()
