@@ -46,7 +46,7 @@ ROUNDS = 2  # rounds over all candidates, interleaved; each keeps its best: a bu
 RECHECK_STEPS = 2  # timed steps that check a remembered choice
 RECHECK_FLOOR = 0.8  # a remembered choice whose lead over fp32 fell below this share of its lead is measured again
 SWITCH_MARGIN = 1.1  # another step must be this much faster than the preferred (flag-rule) one to be chosen
-EARN_FACTOR = 10  # measure only when the run has this many times the steps measuring takes
+EARN_FACTOR = 30  # measure only when the run has this many times the steps measuring takes (one measuring is 9.8-44 s here)
 # The gradient's cosine similarity with fp32's on one batch, at least: a check that catches broken
 # kernels and overflow, not rounding. Seen on random batches: fp32 channels_last 0.9997-1.0, bf16
 # 0.83-0.94 (ResNet-18, EfficientNet-Lite0, MobileNet-V3-Small), and bf16 trains to fp32's accuracy
@@ -106,8 +106,9 @@ def candidates(device: torch.device, cpu_bf16: bool, cuda_bf16: bool = False) ->
 
 def worth_measuring(run_steps: int, n_candidates: int) -> bool:
     """Whether a run of ``run_steps`` training steps earns back measuring ``n_candidates``: it
-    must have :data:`EARN_FACTOR` times the steps measuring takes, so that measuring costs at
-    most about a tenth of the run while the choices it tells apart differ by 1.1-2.5x."""
+    must have :data:`EARN_FACTOR` times the steps measuring takes. Measuring runs the slower
+    candidates too (up to 3x slower than the fastest), so it costs 3-10 % of such a run, paid once per
+    machine, model, size and batch; the steps it tells apart differ by 1.1-2.5x."""
     cost = n_candidates * (ROUNDS * (MEASURE_STEPS + WARMUP_STEPS) + 1)
     return n_candidates > 1 and run_steps >= EARN_FACTOR * cost
 
