@@ -317,9 +317,11 @@ def test_the_int8_buttons_are_in_view_when_they_appear(qtbot, window, tiny_run, 
     qtbot.waitUntil(lambda: bool(page.reports), timeout=60000)
     scroller = window.scrollers["Export"]
     view = scroller.viewport()
-    for button in (page.keep_btn, page.discard_btn):
-        top_left = button.mapTo(view, QPoint(0, 0))
-        assert QRect(QPoint(0, 0), view.size()).contains(QRect(top_left, button.size())), (top_left, view.size())
+
+    def in_view(button) -> bool:
+        return QRect(QPoint(0, 0), view.size()).contains(QRect(button.mapTo(view, QPoint(0, 0)), button.size()))
+
+    qtbot.waitUntil(lambda: in_view(page.keep_btn) and in_view(page.discard_btn), timeout=10000)
 
 
 @pytest.mark.parametrize("scale_text", ["estimating time left…", "100 % · about 59 min left"])

@@ -31,9 +31,9 @@ import html
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtCore import QEvent, QSettings, Qt, QUrl
 from PySide6.QtGui import QColor, QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+from PySide6.QtWidgets import (QApplication, QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
@@ -277,6 +277,7 @@ class ExportPage(QWidget):
         while parent is not None and not isinstance(parent, QScrollArea):
             parent = parent.parentWidget()
         if parent is not None:
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)  # positions after pending re-layouts
             self.layout().activate()
             parent.ensureWidgetVisible(widget, 16, 16)
 
@@ -531,6 +532,8 @@ class ExportPage(QWidget):
                              + "</span>" + "".join(f"<br>Deploy kit: {k}" for k in kits))
         if not self._showing_export_run():
             self.discard_pending("another run was opened during the export")
+        elif self.review.isVisible():  # the bars just hidden moved it: into view again
+            self._bring_into_view(self.keep_btn)
 
     def _showing_export_run(self) -> bool:
         """Whether the project still shows the run the last export came from."""
