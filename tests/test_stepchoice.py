@@ -208,3 +208,15 @@ def test_dropout_does_not_make_a_correct_step_look_wrong():
     x, y = _batch(n=8)
     choice = sc.choose(net, FOUR, x, y, remember=False)
     assert "fp32 channels_last" not in choice.rejected, choice.rejected  # other masks would turn it away
+
+
+def test_the_cache_table_keeps_the_newest_entries_and_survives_a_bad_file(tmp_path):
+    from transfer_gui.atomic import read_json_table, remember_in_json_table
+
+    path = tmp_path / "choices.json"
+    path.write_text("not json")
+    assert read_json_table(path) == {}
+    for i in range(5):
+        remember_in_json_table(path, f"k{i}", i, keep=3)
+    remember_in_json_table(path, "k2", 22, keep=3)  # set again: now the newest
+    assert list(read_json_table(path).items()) == [("k3", 3), ("k4", 4), ("k2", 22)]

@@ -86,3 +86,27 @@ def remove_stale_parts(folder: Path, names: tuple[str, ...] | str) -> list[Path]
         with contextlib.suppress(OSError):
             path.unlink()
     return found
+
+
+def read_json_table(path: Path) -> dict:
+    """A JSON object kept in a cache file, or {} when the file is missing, unreadable or not one."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember_in_json_table(path: Path, key: str, value, keep: int = 64) -> None:
+    """Set ``key`` in the cache file's JSON object, newest last, keeping the newest ``keep``
+    entries; written atomically, and a failure to write is no error (a cache only saves time)."""
+    import json
+
+    data = read_json_table(path)
+    data.pop(key, None)
+    data[key] = value
+    data = dict(list(data.items())[-keep:])
+    with contextlib.suppress(OSError):
+        atomic_write_text(Path(path), json.dumps(data, indent=1))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import os
 import time
 import warnings
@@ -39,7 +38,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from transfer_gui.atomic import atomic_path, atomic_write_text
+from transfer_gui.atomic import atomic_path, read_json_table, remember_in_json_table
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 TOLERANCE = 1e-4
@@ -254,21 +253,13 @@ def _choice_key(module_key: str, example: torch.Tensor, runtimes: tuple[str, ...
 
 
 def _read_choices() -> dict:
-    try:
-        data = json.loads((cache_dir() / "choices.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_table(cache_dir() / "choices.json")
 
 
 def _remember(choice_key: str, choice: Choice) -> None:
     """Keep ``choice`` for the next process (the newest 64 choices; a failure to write is no error)."""
-    data = _read_choices()
-    data.pop(choice_key, None)
-    data[choice_key] = {"runtime": choice.runtime, "images_per_s": round(choice.images_per_s, 1), "note": choice.note}
-    data = dict(list(data.items())[-64:])
-    with contextlib.suppress(OSError):
-        atomic_write_text(cache_dir() / "choices.json", json.dumps(data, indent=1))
+    remember_in_json_table(cache_dir() / "choices.json", choice_key,
+                           {"runtime": choice.runtime, "images_per_s": round(choice.images_per_s, 1), "note": choice.note})
 
 
 def _recall(choice_key: str, module: nn.Module, example: torch.Tensor, reference: Forward,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from transfer_gui.atomic import atomic_write_text
+from transfer_gui.atomic import read_json_table, remember_in_json_table
 from transfer_gui.engine.optim import can_fuse
 from transfer_gui.errors import Cancelled
 
@@ -140,24 +139,16 @@ def choice_key(model: nn.Module, device: torch.device, batch: int, size: int) ->
 
 
 def _read() -> dict:
-    try:
-        data = json.loads(cache_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_table(cache_path())
 
 
 def _remember(key: str, choice: StepChoice) -> None:
     """Keep ``choice`` for later runs (the newest 64; a failure to write is no error)."""
-    data = _read()
-    data.pop(key, None)
     rate = choice.rates.get(choice.candidate.label, 0.0)
     ref = next(iter(choice.rates.values()), 0.0)  # the reference (fp32) is measured first
-    data[key] = {"precision": choice.candidate.precision, "channels_last": choice.candidate.channels_last,
-                 "images_per_s": round(rate, 2), "lead": round(rate / ref, 3) if ref else 0.0}
-    data = dict(list(data.items())[-64:])
-    with contextlib.suppress(OSError):
-        atomic_write_text(cache_path(), json.dumps(data, indent=1))
+    remember_in_json_table(cache_path(), key, {
+        "precision": choice.candidate.precision, "channels_last": choice.candidate.channels_last,
+        "images_per_s": round(rate, 2), "lead": round(rate / ref, 3) if ref else 0.0})
 
 
 class _Bench:
